@@ -1,0 +1,21 @@
+# The two commands README.md opens with: `make demo` and `make test`. Both set everything up first.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo test bench-quick bench
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	.venv/bin/qdrant-distill demo
+
+test: setup
+	.venv/bin/python -m pytest -q
+
+bench-quick: setup
+	.venv/bin/python benchmarks/quality.py --quick
+
+bench: setup
+	.venv/bin/python benchmarks/quality.py
