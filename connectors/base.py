@@ -46,6 +46,7 @@ class VectorSpec(BaseModel):
     sparse: bool = False
     hnsw: dict[str, Any] | None = None
     quantization: dict[str, Any] | None = None
+    params: dict[str, Any] | None = None  # the full original configuration, to mirror it
 
     @property
     def dense(self) -> bool:
