@@ -1,0 +1,285 @@
+"""The ``qdrant-distill`` command line: plan | migrate | status | swap | rollback | finalize | evaluate | demo.
+
+Each command loads its configuration, calls one library function and renders the result. Results go to stdout (a
+table, or JSON with ``--json``); logs and progress bars go to stderr. Expected failures print one red line and exit 1;
+``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from qdrant_distill.errors import DistillError
+
+app = typer.Typer(name="qdrant-distill", add_completion=False, no_args_is_help=True,
+                  help="Distil a smaller embedding model from a Qdrant collection's stored vectors, re-embed, swap.")
+out = Console()
+err = Console(stderr=True)
+
+# -- shared options ---------------------------------------------------------------------------------------------------
+Url = Annotated[Optional[str], typer.Option("--url", envvar="QDRANT_URL", help="Qdrant server URL")]
+ApiKey = Annotated[Optional[str], typer.Option("--api-key", envvar="QDRANT_API_KEY", show_default=False,
+                                               help="API key (prefer the QDRANT_API_KEY variable)")]
+DbPath = Annotated[Optional[str], typer.Option("--path", help="embedded Qdrant folder [default: ./qdrant_data]")]
+Grpc = Annotated[bool, typer.Option("--grpc", help="prefer gRPC")]
+ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="TOML, YAML or JSON config file")]
+Debug = Annotated[bool, typer.Option("--debug", help="show tracebacks and debug logs")]
+AsJson = Annotated[bool, typer.Option("--json", help="print the result as JSON")]
+RunDir = Annotated[Path, typer.Argument(help="the migration's run folder (holds journal.json)")]
+
+
+def _logging(debug: bool) -> None:
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=err, show_path=False, show_time=False)
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
+    for name in ("qdrant_distill", "connectors"):
+        logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.INFO)
+
+
+def command(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn expected failures into one red line and exit code 1 (traceback with --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = bool(kwargs.get("debug"))
+        _logging(debug)
+        try:
+            return fn(*args, **kwargs)
+        except DistillError as exc:
+            if debug:
+                err.print_exception()
+            err.print(f"[red]error:[/red] {type(exc).__name__}: {exc}", markup=True, highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("[red]interrupted[/red]; rerun the same command to resume")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _qdrant(url: str | None, api_key: str | None, path: str | None, grpc: bool) -> dict[str, Any]:
+    q: dict[str, Any] = {"prefer_grpc": grpc} if grpc else {}
+    if url:
+        q["url"] = url
+    if api_key:
+        q["api_key"] = api_key
+    if path:
+        q["path"] = path
+    return q
+
+
+def _config(config_file: Path | None, overrides: dict[str, Any]) -> Any:
+    from qdrant_distill.config import load_config
+
+    return load_config(config_file, **{k: v for k, v in overrides.items() if v is not None and v != {}})
+
+
+def _connector(settings: Any) -> Any:
+    from connectors.qdrant import QdrantConnector
+
+    return QdrantConnector.open(settings)
+
+
+def _print_json(model: Any) -> None:
+    out.print_json(model.model_dump_json() if hasattr(model, "model_dump_json") else json.dumps(model, default=str))
+
+
+# -- migration options ------------------------------------------------------------------------------------------------
+
+
+def _migration_overrides(
+    alias: str | None, collection: str | None, new_alias: str | None, target: str | None, text_field: str | None,
+    text_template: str | None, vector_name: str | None, dim: int | None, mode: str | None, student: str | None,
+    student_kind: str | None, teacher: str | None, sample_size: int | None, epochs: int | None,
+    max_steps: int | None, min_recall: float | None, min_spearman: float | None, min_ndcg: float | None,
+    queries: str | None, missing_text: str | None, page_size: int | None, run_dir: str | None, no_progress: bool,
+    qdrant: dict[str, Any],
+) -> dict[str, Any]:
+    if alias and collection:
+        from qdrant_distill.errors import ConfigError
+
+        raise ConfigError("give --alias or --collection as the source, not both")
+    student_cfg = {k: v for k, v in {"base_model": student, "kind": student_kind, "epochs": epochs,
+                                     "max_steps": max_steps}.items() if v is not None}
+    gate = {k: v for k, v in {"min_recall_at_10": min_recall, "min_spearman": min_spearman,
+                              "min_ndcg_at_10": min_ndcg, "queries": queries}.items() if v is not None}
+    return {
+        "source": alias or collection, "alias": new_alias, "target": target, "text_field": text_field,
+        "text_template": text_template, "vector_name": vector_name, "dim": dim, "mode": mode,
+        "teacher_model": teacher, "sample_size": sample_size, "missing_text": missing_text, "page_size": page_size,
+        "run_dir": run_dir, "progress": False if no_progress else None, "student": student_cfg, "gate": gate,
+        "qdrant": qdrant,
+    }
+
+
+MIGRATION_HELP = {
+    "alias": "source alias (swapped in place)",
+    "collection": "source plain collection (no alias to swap)",
+    "new_alias": "with --collection: alias to create or move to the new collection",
+}
+
+
+@command
+def migrate(
+    alias: Annotated[Optional[str], typer.Option("--alias", help=MIGRATION_HELP["alias"])] = None,
+    collection: Annotated[Optional[str], typer.Option("--collection", help=MIGRATION_HELP["collection"])] = None,
+    new_alias: Annotated[Optional[str], typer.Option("--new-alias", help=MIGRATION_HELP["new_alias"])] = None,
+    target: Annotated[Optional[str], typer.Option(help="new collection name")] = None,
+    text_field: Annotated[Optional[str], typer.Option(help="payload key with the text [default: text]")] = None,
+    text_template: Annotated[Optional[str], typer.Option(help='e.g. "{title} {text}"')] = None,
+    vector_name: Annotated[Optional[str], typer.Option(help="the teacher vector, for named vectors")] = None,
+    dim: Annotated[Optional[int], typer.Option(help="target dimension [default: 128]")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="reembed | project | projection-only")] = None,
+    student: Annotated[Optional[str], typer.Option(help="student body: model name or path")] = None,
+    student_kind: Annotated[Optional[str], typer.Option(help="transformer | pruned | static")] = None,
+    teacher: Annotated[Optional[str], typer.Option(help="teacher model name or path (optional)")] = None,
+    sample_size: Annotated[Optional[int], typer.Option(help="points sampled for training [default: 5000]")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="training epochs")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="training step budget")] = None,
+    min_recall: Annotated[Optional[float], typer.Option(help="gate: teacher-neighbour recall@10")] = None,
+    min_spearman: Annotated[Optional[float], typer.Option(help="gate: Spearman of similarities")] = None,
+    min_ndcg: Annotated[Optional[float], typer.Option(help="gate: nDCG@10 on --queries")] = None,
+    queries: Annotated[Optional[str], typer.Option(help="labelled BEIR folder for the gate")] = None,
+    missing_text: Annotated[Optional[str], typer.Option(help="fail | skip | project")] = None,
+    page_size: Annotated[Optional[int], typer.Option(help="points per page")] = None,
+    run_dir: Annotated[Optional[str], typer.Option(help="journal folder [default: ./runs/<source>-<dim>]")] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bars")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask before moving the alias")] = False,
+    url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False,
+    config: ConfigFile = None, as_json: AsJson = False, debug: Debug = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="only print the plan (same as `plan`)")] = False,
+) -> None:
+    """Run (or resume) a migration: sample, distil, gate, re-embed, verify, swap."""
+    from qdrant_distill.migration import migrate as run
+    from qdrant_distill.plan import make_plan
+    from qdrant_distill.render import report_table
+
+    cfg = _config(config, _migration_overrides(
+        alias, collection, new_alias, target, text_field, text_template, vector_name, dim, mode, student,
+        student_kind, teacher, sample_size, epochs, max_steps, min_recall, min_spearman, min_ndcg, queries,
+        missing_text, page_size, run_dir, no_progress, _qdrant(url, api_key, path, grpc)))
+    with _connector(cfg.qdrant) as conn:
+        the_plan = make_plan(cfg, conn)
+        if dry_run:
+            _print_json(the_plan) if as_json else out.print(the_plan.render(), highlight=False)
+            return
+        err.print(the_plan.render(), highlight=False)
+        if not yes and not typer.confirm("Proceed (the alias moves at the end)?", err=True):
+            raise typer.Exit(1)
+        report = run(cfg, connector=conn)
+    _print_json(report) if as_json else out.print(report_table(report))
+
+
+def plan(**kwargs: Any) -> None:
+    """Dry run: describe what a migration would do and refuse early on bad input. Writes nothing."""
+    migrate(**kwargs, yes=True, dry_run=True)
+
+
+_sig = inspect.signature(migrate)
+_hide = {"yes", "dry_run"}
+plan.__signature__ = _sig.replace(parameters=[p for n, p in _sig.parameters.items() if n not in _hide])  # type: ignore[attr-defined]
+app.command("plan")(plan)
+app.command("migrate")(migrate)
+
+
+@app.command()
+@command
+def status(run_dir: RunDir, as_json: AsJson = False, debug: Debug = False) -> None:
+    """Show a migration's journal: stage, checkpoint, metrics, alias."""
+    from qdrant_distill.migration import status as load
+    from qdrant_distill.render import journal_table
+
+    journal = load(run_dir)
+    _print_json(journal) if as_json else out.print(journal_table(journal))
+
+
+def _alias_command(run_dir: Path, action: str, url: str | None, api_key: str | None, path: str | None,
+                   grpc: bool) -> str | None:
+    from connectors.settings import QdrantSettings
+    from qdrant_distill import migration
+
+    with _connector(QdrantSettings(**_qdrant(url, api_key, path, grpc))) as conn:
+        return getattr(migration, f"{action}_run")(run_dir, conn)
+
+
+@app.command()
+@command
+def swap(run_dir: RunDir, url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False,
+         debug: Debug = False) -> None:
+    """Move the alias to the verified new collection (again, after a rollback)."""
+    previous = _alias_command(run_dir, "swap", url, api_key, path, grpc)
+    out.print(f"alias moved to the new collection (previous target: {previous})")
+
+
+@app.command()
+@command
+def rollback(run_dir: RunDir, url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False,
+             debug: Debug = False) -> None:
+    """Move the alias back to the collection it pointed to before the swap (one request)."""
+    previous = _alias_command(run_dir, "rollback", url, api_key, path, grpc)
+    out.print(f"alias moved back to {previous}" if previous else "alias removed (it did not exist before)")
+
+
+@app.command()
+@command
+def finalize(run_dir: RunDir, yes: Annotated[bool, typer.Option("--yes", "-y", help="confirm dropping")] = False,
+             url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False,
+             debug: Debug = False) -> None:
+    """Drop the previous collection after a swap. Not reversible: asks unless --yes."""
+    if not yes and not typer.confirm("Drop the previous collection for good?", err=True):
+        raise typer.Exit(1)
+    dropped = _alias_command(run_dir, "finalize", url, api_key, path, grpc)
+    out.print(f"finalized; dropped {dropped}" if dropped else "finalized; nothing to drop")
+
+
+@app.command()
+@command
+def evaluate(
+    model: Annotated[str, typer.Option(help="model name or path to evaluate")],
+    beir: Annotated[Path, typer.Option(help="BEIR folder: corpus, queries, qrels/<split>.tsv")],
+    split: Annotated[str, typer.Option(help="qrels split")] = "test",
+    as_json: AsJson = False, debug: Debug = False,
+) -> None:
+    """nDCG@10, recall@100 and MRR@10 of a model on a labelled BEIR folder (exact cosine search)."""
+    from qdrant_distill.migration import beir_metrics
+    from qdrant_distill.registry import load_model
+
+    metrics = beir_metrics(load_model(model), beir, split=split)
+    _print_json(metrics) if as_json else out.print(
+        "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()), highlight=False)
+
+
+@app.command()
+@command
+def demo(
+    path: Annotated[str, typer.Option(help="embedded Qdrant folder")] = "./qdrant_data",
+    teacher: Annotated[str, typer.Option(help="teacher model path")] = "models/all-mpnet-base-v2",
+    student: Annotated[str, typer.Option(help="student body path")] = "models/all-MiniLM-L6-v2",
+    limit: Annotated[Optional[int], typer.Option(help="use only the first N demo texts")] = None,
+    debug: Debug = False,
+) -> None:
+    """Build a demo collection (2,000 WordNet glosses, real teacher vectors) behind an alias and migrate it."""
+    from qdrant_distill.demo import run_demo
+    from qdrant_distill.render import report_table
+
+    report, answers = run_demo(path=path, teacher=teacher, student=student, limit=limit)
+    out.print(report_table(report))
+    for query, titles in answers:
+        out.print(f"[bold]{query}[/bold] -> " + " | ".join(titles), highlight=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(app())

@@ -1,0 +1,200 @@
+"""Migration configuration: pydantic models, loadable from code, a TOML/YAML file, or environment variables.
+
+Precedence: keyword overrides > environment (``QDRANT_DISTILL_*``, plus ``QDRANT_URL`` / ``QDRANT_API_KEY``) > file.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from connectors.base import TextSource
+from connectors.settings import QdrantSettings
+from qdrant_distill.distill import DistillConfig
+from qdrant_distill.errors import ConfigError
+
+__all__ = ["GateConfig", "MigrationConfig", "MissingTextPolicy", "Mode", "load_config"]
+
+ENV_PREFIX = "QDRANT_DISTILL_"
+DEFAULT_DIM = 128
+DEFAULT_SAMPLE_SIZE = 5000
+DEFAULT_RUNS_DIR = "./runs"
+FINGERPRINT_FIELDS = {
+    "source", "target", "alias", "text_field", "text_template", "vector_name", "dim", "mode", "student",
+    "teacher_model", "sample_size", "sample_seed", "missing_text",
+}
+
+
+class Mode(str, enum.Enum):
+    """How documents and queries get their vectors.
+
+    - ``reembed``: the student encodes every document and every query (symmetric; the default).
+    - ``project``: documents get the PCA projection of their stored teacher vectors (no text encoded); the student
+      encodes queries.
+    - ``projection-only``: documents as in ``project``; queries by the teacher plus the same projection. No training.
+    """
+
+    REEMBED = "reembed"
+    PROJECT = "project"
+    PROJECTION_ONLY = "projection-only"
+
+
+class MissingTextPolicy(str, enum.Enum):
+    """What re-embedding does with a point that has no usable text.
+
+    - ``fail``: stop before writing it (the default).
+    - ``skip``: leave it out of the target and list its id in the journal.
+    - ``project``: give it the PCA projection of its stored teacher vector.
+    """
+
+    FAIL = "fail"
+    SKIP = "skip"
+    PROJECT = "project"
+
+
+class GateConfig(BaseModel):
+    """Minimum quality before anything is written. Metric keys as :func:`qdrant_distill.evaluate.fidelity` returns."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_recall_at_10: float = Field(0.35, ge=0, le=1, description="teacher-neighbour recall@10 on holdout points")
+    min_spearman: float = Field(0.6, ge=-1, le=1, description="Spearman of pairwise cosines, student vs teacher")
+    min_ndcg_at_10: float | None = Field(None, ge=0, le=1, description="nDCG@10 on labelled queries, when given")
+    queries: str | None = Field(
+        None, description="BEIR-style folder (queries.jsonl + qrels/<split>.tsv) whose corpus ids are point ids"
+    )
+    split: str = "test"
+
+    def thresholds(self) -> dict[str, float]:
+        out = {"fidelity/recall@10": self.min_recall_at_10, "fidelity/spearman": self.min_spearman}
+        if self.min_ndcg_at_10 is not None:
+            out["labelled/ndcg@10"] = self.min_ndcg_at_10
+        return out
+
+
+class MigrationConfig(BaseModel):
+    """Everything one migration needs. Only ``source`` is required."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(description="alias (swapped in place) or collection name to migrate from")
+    target: str | None = Field(None, description="new collection; default <source collection>_distilled<dim>")
+    alias: str | None = Field(None, description="alias to create for the target when the source is a plain collection")
+    qdrant: QdrantSettings = Field(default_factory=QdrantSettings)
+    text_field: str | None = None
+    text_template: str | None = None
+    vector_name: str | None = None
+    dim: int = DEFAULT_DIM
+    mode: Mode = Mode.REEMBED
+    student: DistillConfig = Field(default_factory=DistillConfig)
+    teacher_model: str | None = Field(None, description="teacher model name/path (projection-only mode, pruned student)")
+    sample_size: int = Field(DEFAULT_SAMPLE_SIZE, ge=2)
+    sample_seed: int | None = None
+    gate: GateConfig = Field(default_factory=GateConfig)
+    missing_text: MissingTextPolicy = MissingTextPolicy.FAIL
+    page_size: int = Field(256, ge=1, description="points per scroll page and upsert")
+    encode_batch_size: int = Field(64, ge=1)
+    prefetch_pages: int = Field(2, ge=1, description="pages read ahead of the encoder (bounds memory)")
+    verify_sample: int = Field(64, ge=0, description="target vectors re-encoded and compared during verify")
+    run_dir: str | None = Field(None, description="folder for the journal and student; default ./runs/<source>-<dim>")
+    progress: bool = True
+
+    @field_validator("dim")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 1:
+            from qdrant_distill.errors import DimensionError
+
+            raise DimensionError(f"target dimension must be >= 1, got {v}")
+        return v
+
+    @property
+    def text(self) -> TextSource:
+        return TextSource(field=self.text_field, template=self.text_template)
+
+    def target_name(self, source_collection: str) -> str:
+        return self.target or f"{source_collection}_distilled{self.dim}"
+
+    def resolved_run_dir(self) -> Path:
+        """Where the journal lives; derived from what the user named, so it does not move when an alias does."""
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.source)
+        return Path(self.run_dir) if self.run_dir else Path(DEFAULT_RUNS_DIR) / f"{safe}-{self.dim}"
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies this migration in its journal. Settings that may change on a resume (batch sizes, the
+        gate, progress) are left out; so are secrets."""
+        data = self.model_dump(mode="json", include=FINGERPRINT_FIELDS)
+        data["qdrant"] = self.qdrant.target
+        return data
+
+
+def _read_file(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        raw = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(p)!r}: {exc.strerror or exc}") from exc
+    try:
+        if p.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(raw) or {}
+        elif p.suffix == ".json":
+            data = json.loads(raw)
+        else:
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                import tomli as tomllib  # type: ignore[no-redef]
+            data = tomllib.loads(raw)
+    except Exception as exc:  # noqa: BLE001 - any parser error is a config error
+        raise ConfigError(f"cannot parse config file {str(p)!r}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(p)!r} must hold a table/mapping at the top")
+    return data
+
+
+def _from_env(environ: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if environ.get("QDRANT_URL"):
+        out.setdefault("qdrant", {})["url"] = environ["QDRANT_URL"]
+    if environ.get("QDRANT_API_KEY"):
+        out.setdefault("qdrant", {})["api_key"] = environ["QDRANT_API_KEY"]
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in re.split("__", key[len(ENV_PREFIX):]) if part]
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return out
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        elif value is not None:
+            out[key] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, *, environ: dict[str, str] | None = None, **overrides: Any) -> MigrationConfig:
+    """Build a :class:`MigrationConfig` from a file, the environment, and keyword overrides (highest first)."""
+    data = _read_file(path) if path else {}
+    data = _merge(data, _from_env(dict(os.environ if environ is None else environ)))
+    data = _merge(data, overrides)
+    try:
+        return MigrationConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "config"
+        raise ConfigError(f"invalid configuration: {where}: {first['msg']}", errors=len(exc.errors())) from exc

@@ -1,0 +1,103 @@
+"""The demo: a real collection in the embedded Qdrant (shipped WordNet glosses, real teacher vectors) behind an alias,
+migrated end to end to a distilled 128-d student."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from connectors.base import UNNAMED, Point
+from connectors.qdrant import QdrantConnector
+from qdrant_distill.config import MigrationConfig
+from qdrant_distill.demo_data import load_demo_texts
+from qdrant_distill.distill import DistillConfig
+from qdrant_distill.migration import MigrationReport, migrate
+from qdrant_distill.registry import encoder_for
+
+__all__ = ["DEMO_ALIAS", "DEMO_COLLECTION", "build_demo_collection", "run_demo"]
+
+logger = logging.getLogger(__name__)
+
+DEMO_ALIAS = "demo_docs"
+DEMO_COLLECTION = "demo_docs_v1"
+DEMO_QUERIES = ("a large natural stream of water", "a device for measuring time", "to feel great sorrow")
+
+
+def teacher_vectors(texts: list[str], teacher: str, cache_dir: Path) -> np.ndarray:
+    """The teacher's vectors of ``texts``, computed once and cached (keyed by model and texts)."""
+    key = hashlib.sha256((str(Path(teacher).name) + "\n".join(texts)).encode()).hexdigest()[:16]
+    cache = cache_dir / f"demo_teacher_{key}.npy"
+    if cache.exists():
+        return np.load(cache)
+    from sentence_transformers import SentenceTransformer
+
+    logger.info("embedding %d demo texts with the teacher %s (once; cached in %s)", len(texts), teacher, cache)
+    model = SentenceTransformer(teacher, device="cpu")
+    vectors = np.asarray(model.encode(texts, batch_size=32, normalize_embeddings=True, show_progress_bar=True),
+                         dtype=np.float32)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    np.save(cache, vectors)
+    return vectors
+
+
+def build_demo_collection(conn: QdrantConnector, vectors: np.ndarray, rows: list[dict[str, Any]]) -> None:
+    """(Re)create ``demo_docs_v1`` with the texts and teacher vectors, behind the alias ``demo_docs``."""
+    from qdrant_client import models
+
+    for alias, target in conn.aliases().items():
+        if alias == DEMO_ALIAS or target.startswith(DEMO_ALIAS):
+            conn.delete_alias(alias)
+    for name in conn.collections():
+        if name.startswith(DEMO_ALIAS):
+            logger.info("demo: dropping the previous demo collection %r", name)
+            conn.delete_collection(name)
+    conn.client.create_collection(
+        DEMO_COLLECTION, vectors_config=models.VectorParams(size=vectors.shape[1], distance=models.Distance.COSINE)
+    )
+    points = [Point(id=i, payload={"text": r["text"], "title": r["title"], "pos": r["pos"], "wordnet_id": r["_id"]},
+                    vectors={UNNAMED: v}) for i, (r, v) in enumerate(zip(rows, vectors))]
+    for start in range(0, len(points), 256):
+        conn.upsert(DEMO_COLLECTION, points[start : start + 256])
+    conn.create_alias(DEMO_ALIAS, DEMO_COLLECTION)
+
+
+def run_demo(
+    *,
+    path: str = "./qdrant_data",
+    teacher: str = "models/all-mpnet-base-v2",
+    student: str = "models/all-MiniLM-L6-v2",
+    cache_dir: str = "models/cache",
+    run_dir: str = "runs/demo",
+    limit: int | None = None,
+    progress: bool = True,
+) -> tuple[MigrationReport, list[tuple[str, list[str]]]]:
+    """Build the demo collection, migrate it, and answer a few queries through the alias with ``encoder_for``."""
+    rows = load_demo_texts(limit)
+    texts = [r["text"] for r in rows]
+    vectors = teacher_vectors(texts, teacher, Path(cache_dir))
+    shutil.rmtree(run_dir, ignore_errors=True)
+    with QdrantConnector.open(path=path) as conn:
+        build_demo_collection(conn, vectors, rows)
+        config = MigrationConfig(
+            source=DEMO_ALIAS,
+            dim=128,
+            sample_size=min(1500, len(rows)),
+            student=DistillConfig(base_model=student, epochs=1, max_seq_length=64),
+            teacher_model=teacher,
+            run_dir=run_dir,
+            progress=progress,
+        )
+        report = migrate(config, connector=conn)
+        encoder = encoder_for(conn, DEMO_ALIAS)
+        answers = []
+        for query in DEMO_QUERIES:
+            hits = conn.search(encoder.collection, encoder.encode(query)[0], limit=3, vector_name=encoder.vector_name)
+            found = conn.retrieve(encoder.collection, [pid for pid, _ in hits])
+            by_id = {p.id: p.payload.get("title", "") for p in found}
+            answers.append((query, [by_id[pid] for pid, _ in hits]))
+    return report, answers

@@ -1,0 +1,143 @@
+"""The migration journal: one JSON file per run, written atomically after every step, so a killed run resumes.
+
+Stages are recorded in order; a stage counts as done only once its entry is written. The essentials are mirrored into
+the target collection's metadata (key ``qdrant_distill``) by the migration.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from qdrant_distill.errors import MigrationError
+
+__all__ = ["JOURNAL_FILE", "Journal", "Stage"]
+
+logger = logging.getLogger(__name__)
+
+JOURNAL_FILE = "journal.json"
+
+
+class Stage(str, enum.Enum):
+    """Migration stages in the order they complete."""
+
+    PLANNED = "planned"
+    SAMPLED = "sampled"
+    DISTILLED = "distilled"
+    GATED = "gated"
+    CREATED = "created"
+    REEMBEDDED = "reembedded"
+    VERIFIED = "verified"
+    SWAPPED = "swapped"
+    ROLLED_BACK = "rolled_back"
+    FINALIZED = "finalized"
+
+    @property
+    def order(self) -> int:
+        return list(Stage).index(self)
+
+
+class Journal(BaseModel):
+    """State of one migration run. ``path`` is where it lives; every ``save`` replaces the file atomically."""
+
+    path: str
+    run_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    fingerprint: dict[str, Any] = Field(default_factory=dict)
+    source_collection: str = ""
+    source_alias: str | None = None
+    target: str = ""
+    alias: str | None = None  # the alias moved (or created) by the swap
+    stage: Stage = Stage.PLANNED
+    stage_times: dict[str, float] = Field(default_factory=dict)
+    sample_path: str | None = None
+    sample_size: int = 0
+    student_path: str | None = None
+    projection_path: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    baseline_metrics: dict[str, float] = Field(default_factory=dict)
+    checkpoint: Any = None  # scroll offset of the next page to re-embed
+    reembed_finished: bool = False  # the last page is written (checkpoint is None again)
+    points_written: int = 0
+    skipped_ids: list[Any] = Field(default_factory=list)
+    projected_ids: int = 0
+    catch_up: dict[str, int] = Field(default_factory=dict)
+    verify: dict[str, Any] = Field(default_factory=dict)
+    previous_target: str | None = None
+    history: list[dict[str, Any]] = Field(default_factory=list)
+
+    @classmethod
+    def open(cls, run_dir: Path, fingerprint: dict[str, Any]) -> Journal:
+        """Load the run's journal, or start one. A journal of a different migration in that folder is an error."""
+        path = (Path(run_dir) / JOURNAL_FILE).resolve()
+        if path.exists():
+            journal = cls.load(path)
+            if journal.fingerprint != fingerprint:
+                changed = sorted(k for k in {*journal.fingerprint, *fingerprint}
+                                 if journal.fingerprint.get(k) != fingerprint.get(k))
+                raise MigrationError(
+                    f"{path} belongs to a migration with other settings (differs in {changed})",
+                    hint="rerun with the same settings to resume, or use another --run-dir",
+                    changed=changed,
+                )
+            logger.info("resuming migration from %s (stage %s)", path, journal.stage.value)
+            return journal
+        path.parent.mkdir(parents=True, exist_ok=True)
+        journal = cls(path=str(path), fingerprint=fingerprint)
+        journal.save()
+        return journal
+
+    @classmethod
+    def load(cls, path: str | Path) -> Journal:
+        p = Path(path).resolve()
+        if p.is_dir():
+            p = p / JOURNAL_FILE
+        try:
+            with p.open(encoding="utf-8") as fh:
+                data = json.load(fh)
+        except FileNotFoundError as exc:
+            raise MigrationError(f"no migration journal at {str(p)!r}", hint="pass the run folder of a migration") from exc
+        except (OSError, json.JSONDecodeError) as exc:
+            raise MigrationError(f"cannot read migration journal {str(p)!r}: {exc}") from exc
+        data["path"] = str(p)
+        return cls.model_validate(data)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.path).parent
+
+    def done(self, stage: Stage) -> bool:
+        """Whether ``stage`` was reached (rollback and finalize are not on the forward path)."""
+        return self.stage.order >= stage.order
+
+    def save(self) -> None:
+        """Write atomically: a temporary file in the same folder, fsync, rename."""
+        target = Path(self.path)
+        fd, tmp = tempfile.mkstemp(prefix=".journal-", dir=target.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(self.model_dump_json(indent=2, exclude={"path"}))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def advance(self, stage: Stage, **fields: Any) -> None:
+        """Record that ``stage`` is complete, with its results, and save."""
+        for key, value in fields.items():
+            setattr(self, key, value)
+        self.stage = stage
+        self.stage_times[stage.value] = time.time()
+        self.history.append({"stage": stage.value, "at": time.time()})
+        self.save()
+        logger.info("stage %s done", stage.value)

@@ -1,0 +1,382 @@
+"""The migration: plan -> sample -> distill -> gate -> create -> re-embed -> verify -> swap; rollback and finalize later.
+
+Each stage is a function over (config, connector, journal); :func:`migrate` runs the ones not yet done, so running the
+same migration again after a crash resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from connectors.base import Connector, Sample
+from qdrant_distill._version import __version__
+from qdrant_distill.config import MigrationConfig, Mode
+from qdrant_distill.errors import GateFailed, MigrationError
+from qdrant_distill.journal import Journal, Stage
+from qdrant_distill.plan import MigrationPlan, make_plan
+from qdrant_distill.reembed import PageConverter, read_vectors, reembed
+from qdrant_distill.swap import METADATA_KEY, finalize, rollback, swap
+from qdrant_distill.verify import catch_up, verify
+
+__all__ = ["MigrationReport", "beir_metrics", "migrate", "open_connector", "open_journal", "status"]
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_FILE = "sample.npz"
+
+
+class MigrationReport(BaseModel):
+    """What a migration did: stage reached, quality, sizes, times. Contains no secrets."""
+
+    source: str
+    source_collection: str
+    target: str
+    alias: str | None
+    stage: Stage
+    mode: Mode
+    dim: int
+    teacher_dim: int
+    points: int
+    points_written: int
+    skipped: int
+    sample_size: int
+    student_path: str | None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    baseline_metrics: dict[str, float] = Field(default_factory=dict)
+    gate: dict[str, float] = Field(default_factory=dict)
+    verify: dict[str, Any] = Field(default_factory=dict)
+    catch_up: dict[str, int] = Field(default_factory=dict)
+    previous_target: str | None = None
+    vector_bytes_before: int = 0
+    vector_bytes_after: int = 0
+    seconds: dict[str, float] = Field(default_factory=dict)
+    journal: str
+    notes: list[str] = Field(default_factory=list)
+
+
+def open_connector(config: MigrationConfig) -> Connector:
+    from connectors.qdrant import QdrantConnector
+
+    return QdrantConnector.open(config.qdrant)
+
+
+def open_journal(run_dir: str | Path) -> Journal:
+    """The journal of an earlier run (for status, rollback, finalize)."""
+    return Journal.load(run_dir)
+
+
+def migrate(config: MigrationConfig, *, connector: Connector | None = None) -> MigrationReport:
+    """Run (or resume) the whole migration. Raises :class:`GateFailed` when the student is not good enough."""
+    own = connector is None
+    conn = connector or open_connector(config)
+    try:
+        plan = make_plan(config, conn)
+        logger.info("plan:\n%s", plan.render())
+        journal = Journal.open(Path(plan.run_dir), config.fingerprint())
+        if journal.stage in (Stage.ROLLED_BACK, Stage.FINALIZED):
+            logger.info("migration already %s; nothing to do", journal.stage.value)
+            return _report(config, plan, journal)
+        journal.source_collection, journal.source_alias, journal.target, journal.alias = (
+            plan.source_collection, plan.source_alias, plan.target, plan.alias,
+        )
+        journal.save()
+        sample = stage_sample(config, conn, journal, plan)
+        stage_distill(config, journal, plan, sample)
+        stage_gate(config, journal)
+        stage_create(config, conn, journal, plan)
+        stage_reembed(config, conn, journal, plan)
+        stage_verify(config, conn, journal, plan)
+        if plan.alias:
+            if journal.stage is Stage.VERIFIED:
+                swap(conn, journal)
+        return _report(config, plan, journal)
+    finally:
+        if own:
+            conn.close()
+
+
+# -- stages ---------------------------------------------------------------------------------------------------------
+
+
+def stage_sample(config: MigrationConfig, conn: Connector, journal: Journal, plan: MigrationPlan) -> Sample:
+    """Sample points (text + teacher vector) and keep them in the run folder, so a resume trains on the same ones."""
+    path = journal.run_dir / SAMPLE_FILE
+    if journal.done(Stage.SAMPLED) and path.exists():
+        return _load_sample(path)
+    sample = conn.sample(
+        plan.source_collection, config.sample_size, text=config.text, vector_name=plan.vector_name,
+        seed=config.sample_seed,
+    )
+    _save_sample(path, sample)
+    journal.advance(Stage.SAMPLED, sample_path=str(path), sample_size=len(sample))
+    logger.info("sampled %d points (%s; %d without text skipped)", len(sample), sample.method, sample.missing_text)
+    return sample
+
+
+def stage_distill(config: MigrationConfig, journal: Journal, plan: MigrationPlan, sample: Sample) -> None:
+    """Train the student on the sample (or, in projection-only mode, build teacher + projection)."""
+    if journal.done(Stage.DISTILLED):
+        return
+    out = journal.run_dir / "student"
+    if config.mode is Mode.PROJECTION_ONLY:
+        result = _projection_only(config, sample, out, plan)
+    else:
+        from qdrant_distill.distill import distill
+
+        student_config = config.student.model_copy(update={"dim": config.dim})
+        if config.teacher_model and not student_config.teacher_model:
+            student_config = student_config.model_copy(update={"teacher_model": config.teacher_model})
+        res = distill(
+            sample.texts, sample.vectors, student_config, output_dir=out, teacher_id=_teacher_id(config, plan),
+            progress=config.progress,
+        )
+        result = {
+            "student_path": str(Path(res.student_path).resolve()),
+            "projection_path": str(Path(res.projection_path).resolve()) if res.projection_path else None,
+            "metrics": dict(res.metrics),
+            "baseline_metrics": dict(res.baseline_metrics),
+        }
+    journal.advance(Stage.DISTILLED, **result)
+
+
+def stage_gate(config: MigrationConfig, journal: Journal) -> None:
+    """Stop, with nothing written to Qdrant, when the student is below the thresholds."""
+    if journal.done(Stage.GATED):
+        return
+    metrics = dict(journal.metrics)
+    if config.gate.queries:
+        metrics.update(_labelled_metrics(config, journal))
+        journal.metrics = metrics
+        journal.save()
+    failures = []
+    for key, minimum in config.gate.thresholds().items():
+        value = metrics.get(key)
+        if value is None or value < minimum:
+            failures.append({"metric": key, "value": value, "threshold": minimum,
+                             "short_by": None if value is None else round(minimum - value, 4)})
+    if failures:
+        text = "; ".join(
+            f"{f['metric']} = {f['value']:.4f} < {f['threshold']} (short by {f['short_by']})" if f["value"] is not None
+            else f"{f['metric']} missing" for f in failures
+        )
+        raise GateFailed(
+            f"the student is below the quality gate: {text}; nothing was written to Qdrant",
+            hint="train on more points, lower --dim, or relax the gate",
+            failures=failures, metrics=metrics,
+        )
+    journal.advance(Stage.GATED)
+
+
+def stage_create(config: MigrationConfig, conn: Connector, journal: Journal, plan: MigrationPlan) -> None:
+    """Create the target collection like the source at the new size, recording the encoder in its metadata."""
+    if journal.done(Stage.CREATED):
+        return
+    run_id = journal.run_id
+    if conn.collection_exists(plan.target):
+        recorded = conn.describe(plan.target).metadata.get(METADATA_KEY, {})
+        if recorded.get("run_id") != run_id:  # not ours: make_plan refuses this, but the world may have changed
+            raise MigrationError(f"target {plan.target!r} appeared meanwhile and is not this migration's")
+    else:
+        info = conn.describe(plan.source_collection)
+        conn.create_like(info, name=plan.target, vector_name=plan.vector_name, size=config.dim,
+                         metadata={METADATA_KEY: _essentials(config, journal, plan)})
+    journal.advance(Stage.CREATED)
+
+
+def stage_reembed(config: MigrationConfig, conn: Connector, journal: Journal, plan: MigrationPlan) -> None:
+    """Stream every point into the target, checkpointing the scroll offset after each written page."""
+    if journal.done(Stage.REEMBEDDED):
+        return
+    converter = _converter(config, journal, plan)
+    vectors = _read_vectors(conn, plan, converter)
+    if journal.reembed_finished:  # killed between the last page and the stage record
+        journal.advance(Stage.REEMBEDDED)
+        return
+    if journal.checkpoint is None:  # nothing durable yet: start over (upserts are idempotent)
+        journal.points_written, journal.skipped_ids, journal.projected_ids = 0, [], 0
+    written_before, skipped_before, projected_before = journal.points_written, list(journal.skipped_ids), journal.projected_ids
+
+    def checkpoint(next_offset: Any, stats: Any) -> None:
+        journal.checkpoint = next_offset
+        journal.points_written = written_before + stats.written
+        journal.skipped_ids = skipped_before + list(stats.skipped)
+        journal.projected_ids = projected_before + stats.projected
+        journal.reembed_finished = next_offset is None
+        journal.save()
+
+    if journal.checkpoint is not None:
+        logger.info("resuming the re-embed at offset %r (%d points written)", journal.checkpoint, written_before)
+    reembed(
+        conn, source=plan.source_collection, target=plan.target, converter=converter, vectors=vectors,
+        page_size=config.page_size, prefetch_pages=config.prefetch_pages, offset=journal.checkpoint,
+        total=plan.points, already=written_before + len(skipped_before), on_checkpoint=checkpoint,
+        progress=config.progress,
+    )
+    journal.advance(Stage.REEMBEDDED)
+
+
+def stage_verify(config: MigrationConfig, conn: Connector, journal: Journal, plan: MigrationPlan) -> None:
+    """Catch up with writes made meanwhile, then check counts, ids, payloads and a sample of vectors."""
+    if journal.done(Stage.VERIFIED):
+        return
+    converter = _converter(config, journal, plan)
+    vectors = _read_vectors(conn, plan, converter)
+    found, stats = catch_up(conn, source=plan.source_collection, target=plan.target, converter=converter,
+                            vectors=vectors, skipped=journal.skipped_ids, page_size=config.page_size)
+    journal.skipped_ids = sorted({*journal.skipped_ids, *stats.skipped}, key=str)
+    journal.catch_up = {"added": len(found.missing), "updated": len(found.changed), "deleted": len(found.extra)}
+    journal.save()
+    report = verify(conn, source=plan.source_collection, target=plan.target, converter=converter,
+                    vector_name=plan.vector_name, dim=config.dim, skipped=journal.skipped_ids,
+                    sample=config.verify_sample)
+    journal.advance(Stage.VERIFIED, verify=report)
+    conn.set_metadata(plan.target, {METADATA_KEY: {**_essentials(config, journal, plan), "stage": Stage.VERIFIED.value}})
+
+
+# -- operator commands ----------------------------------------------------------------------------------------------
+
+
+def status(run_dir: str | Path) -> Journal:
+    """The journal of a run."""
+    return open_journal(run_dir)
+
+
+def rollback_run(run_dir: str | Path, connector: Connector) -> str | None:
+    return rollback(connector, open_journal(run_dir))
+
+
+def finalize_run(run_dir: str | Path, connector: Connector) -> str | None:
+    return finalize(connector, open_journal(run_dir))
+
+
+def swap_run(run_dir: str | Path, connector: Connector) -> str | None:
+    return swap(connector, open_journal(run_dir))
+
+
+# -- helpers --------------------------------------------------------------------------------------------------------
+
+
+def _teacher_id(config: MigrationConfig, plan: MigrationPlan) -> str:
+    return config.teacher_model or f"stored:{plan.source_collection}/{plan.vector_name or 'vector'}"
+
+
+def _essentials(config: MigrationConfig, journal: Journal, plan: MigrationPlan) -> dict[str, Any]:
+    """What the target's metadata records: enough for :func:`qdrant_distill.encoder_for`, no secrets."""
+    return {
+        "version": __version__,
+        "run_id": journal.run_id,
+        "source": plan.source_collection,
+        "alias": plan.alias,
+        "mode": config.mode.value,
+        "dim": config.dim,
+        "vector_name": plan.vector_name,
+        "teacher": _teacher_id(config, plan),
+        "teacher_dim": plan.teacher_dim,
+        "student": journal.student_path,
+        "query_model": journal.student_path,
+        "projection": journal.projection_path,
+        "metrics": journal.metrics,
+        "journal": str(Path(journal.path).resolve()),
+    }
+
+
+def _converter(config: MigrationConfig, journal: Journal, plan: MigrationPlan) -> PageConverter:
+    from qdrant_distill.projection import PCAProjection
+
+    projection = PCAProjection.load(journal.projection_path) if journal.projection_path else None
+    project = (lambda v: projection.transform(v, normalize=True)) if projection is not None else None
+    encode = None
+    if config.mode is Mode.REEMBED:
+        from qdrant_distill.registry import load_model
+
+        model = load_model(journal.student_path)
+        batch = config.encode_batch_size
+
+        def encode(texts: list[str]) -> np.ndarray:
+            return model.encode(texts, batch_size=batch, normalize_embeddings=True, show_progress_bar=False,
+                                convert_to_numpy=True)
+
+    return PageConverter(vector_name=plan.vector_name, text=config.text, encode=encode, project=project,
+                         missing_text=config.missing_text)
+
+
+def _read_vectors(conn: Connector, plan: MigrationPlan, converter: PageConverter) -> list[str] | bool:
+    info = conn.describe(plan.source_collection)
+    return read_vectors([*info.vectors, *info.sparse_vectors], plan.vector_name, converter.needs_teacher_vector)
+
+
+def _projection_only(config: MigrationConfig, sample: Sample, out: Path, plan: MigrationPlan) -> dict[str, Any]:
+    """Teacher + PCA projection as the query model; fidelity measured on the stored vectors alone."""
+    from sentence_transformers import SentenceTransformer
+
+    from qdrant_distill.evaluate import fidelity
+    from qdrant_distill.projection import PCAProjection, projection_model
+
+    projection = PCAProjection.fit(sample.vectors, config.dim, center=config.student.center)
+    out.mkdir(parents=True, exist_ok=True)
+    projection_path = projection.save(out / "projection.npz")
+    teacher = SentenceTransformer(str(config.teacher_model), device="cpu")
+    model = projection_model(teacher, projection)
+    model.save(str(out / "model"))
+    metrics = fidelity(projection.transform(sample.vectors), sample.vectors)
+    return {"student_path": str((out / "model").resolve()), "projection_path": str(Path(projection_path).resolve()),
+            "metrics": metrics, "baseline_metrics": metrics}
+
+
+def beir_metrics(model: Any, folder: str | Path, *, split: str = "test", batch_size: int = 32) -> dict[str, float]:
+    """nDCG@10, recall@100 and MRR@10 of ``model`` (corpus and queries encoded by it) on a labelled BEIR folder."""
+    from qdrant_distill.evaluate import load_beir, retrieval_metrics
+
+    data = load_beir(folder, split=split)
+    docs = model.encode(data.doc_texts, batch_size=batch_size, normalize_embeddings=True)
+    queries = model.encode(data.queries, batch_size=batch_size, normalize_embeddings=True)
+    return retrieval_metrics(queries, docs, data.qrels, data.query_ids, data.doc_ids)
+
+
+def _labelled_metrics(config: MigrationConfig, journal: Journal) -> dict[str, float]:
+    from qdrant_distill.registry import load_model
+
+    assert config.gate.queries is not None
+    metrics = beir_metrics(load_model(journal.student_path), config.gate.queries, split=config.gate.split,
+                           batch_size=config.encode_batch_size)
+    return {f"labelled/{k}": float(v) for k, v in metrics.items()}
+
+
+def _save_sample(path: Path, sample: Sample) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"ids": sample.ids, "texts": sample.texts, "requested": sample.requested, "method": sample.method,
+            "missing_text": sample.missing_text, "missing_vector": sample.missing_vector}
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, vectors=sample.vectors, meta=np.array(json.dumps(meta)))
+    tmp.replace(path)
+
+
+def _load_sample(path: Path) -> Sample:
+    with np.load(path) as data:
+        meta = json.loads(str(data["meta"]))
+        vectors = data["vectors"].astype(np.float32)
+    return Sample(vectors=vectors, **meta)
+
+
+def _report(config: MigrationConfig, plan: MigrationPlan, journal: Journal) -> MigrationReport:
+    times = journal.stage_times
+    order = [s.value for s in Stage if s.value in times]
+    seconds = {b: round(times[b] - times[a], 2) for a, b in zip(order, order[1:])}
+    notes = list(plan.notes)
+    if journal.stage is Stage.VERIFIED and not plan.alias:
+        notes.append(f"no alias was moved: point readers at {plan.target!r}, or rerun with --alias NAME")
+    return MigrationReport(
+        source=plan.source, source_collection=plan.source_collection, target=plan.target, alias=plan.alias,
+        stage=journal.stage, mode=config.mode, dim=config.dim, teacher_dim=plan.teacher_dim, points=plan.points,
+        points_written=journal.points_written, skipped=len(journal.skipped_ids), sample_size=journal.sample_size,
+        student_path=journal.student_path, metrics=journal.metrics, baseline_metrics=journal.baseline_metrics,
+        gate=config.gate.thresholds(), verify=journal.verify, catch_up=journal.catch_up,
+        previous_target=journal.previous_target, vector_bytes_before=plan.vector_bytes_before,
+        vector_bytes_after=plan.vector_bytes_after, seconds=seconds, journal=journal.path, notes=notes,
+    )

@@ -1,0 +1,187 @@
+"""The dry run: what a migration would do, refused early on anything that would fail later. Writes nothing."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from pydantic import BaseModel, Field
+
+from connectors.base import Connector
+from qdrant_distill.config import MigrationConfig, Mode
+from qdrant_distill.errors import (
+    AliasConflict,
+    CollectionExists,
+    ConfigError,
+    DimensionError,
+    EmptyCollection,
+)
+from qdrant_distill.journal import JOURNAL_FILE, Journal, Stage
+
+__all__ = ["MigrationPlan", "make_plan"]
+
+logger = logging.getLogger(__name__)
+
+TEXT_PROBE = 64  # points sampled to check that text exists before anything runs
+BYTES = {"float32": 4, "float16": 2, "uint8": 1}
+
+LIVE_WRITES = (
+    "Points inserted, deleted or with a changed payload in the source during the re-embed are reconciled by a catch-up "
+    "pass before the swap. Not covered: writes after the catch-up and before the swap (a window of one request), and, "
+    "in reembed mode, updates that change only a stored vector (the text decides the new vector)."
+)
+
+
+class MigrationPlan(BaseModel):
+    """What :func:`qdrant_distill.migrate` will do."""
+
+    source: str
+    source_collection: str
+    source_alias: str | None
+    target: str
+    alias: str | None
+    swap: str
+    vector_name: str
+    distance: str | None
+    teacher_dim: int
+    dim: int
+    mode: Mode
+    student: str
+    student_kind: str
+    points: int
+    sample_size: int
+    gate: dict[str, float]
+    vector_bytes_before: int
+    vector_bytes_after: int
+    other_vectors: list[str] = Field(default_factory=list)
+    text: str
+    missing_text: str
+    run_dir: str
+    resume_stage: str | None = None
+    live_writes: str = LIVE_WRITES
+    notes: list[str] = Field(default_factory=list)
+
+    def render(self) -> str:
+        """A readable, multi-line description."""
+        mb = lambda b: f"{b / 1e6:,.1f} MB"  # noqa: E731
+        lines = [
+            f"source      {self.source}" + (f" (alias -> {self.source_collection})" if self.source_alias else " (collection)"),
+            f"target      {self.target}  [{self.vector_name or 'unnamed vector'}: {self.teacher_dim} -> {self.dim}, "
+            f"{self.distance}]",
+            f"points      {self.points:,}   vector bytes {mb(self.vector_bytes_before)} -> {mb(self.vector_bytes_after)}",
+            f"mode        {self.mode.value}   student {self.student_kind}: {self.student}",
+            f"sample      {self.sample_size:,} points   text: {self.text}   missing text: {self.missing_text}",
+            f"gate        " + ", ".join(f"{k} >= {v}" for k, v in self.gate.items()),
+            f"swap        {self.swap}",
+            f"run dir     {self.run_dir}" + (f"   (resuming after stage {self.resume_stage})" if self.resume_stage else ""),
+        ]
+        lines += [f"note        {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith(("/", "./", "../", "~")) or Path(name).expanduser().exists()
+
+
+def _check_model(name: str | None, what: str) -> None:
+    if name and _looks_like_path(name) and not Path(name).expanduser().exists():
+        raise ConfigError(f"{what} path {name!r} does not exist", hint="give a sentence-transformers model name or folder")
+
+
+def _existing_journal(config: MigrationConfig) -> Journal | None:
+    """The journal of an earlier attempt at this same migration (a mismatch raises)."""
+    if not (config.resolved_run_dir() / JOURNAL_FILE).exists():
+        return None
+    return Journal.open(config.resolved_run_dir(), config.fingerprint())
+
+
+def make_plan(config: MigrationConfig, connector: Connector) -> MigrationPlan:
+    """Describe the migration and check everything that can be checked without writing."""
+    journal = _existing_journal(config)
+    resuming = journal is not None and bool(journal.source_collection)
+    if resuming:  # after a swap the alias points at the target: the journal knows the real source
+        source_collection, source_alias = journal.source_collection, journal.source_alias
+    else:
+        source_collection, source_alias = connector.resolve(config.source)
+    info = connector.describe(source_collection)
+    spec = info.vector(config.vector_name)
+    teacher_dim = int(spec.size or 0)
+    if config.dim >= teacher_dim:
+        raise DimensionError(
+            f"target dimension {config.dim} is not smaller than the teacher's {teacher_dim}",
+            hint=f"choose --dim below {teacher_dim} (e.g. {max(1, teacher_dim // 6)})",
+        )
+    if info.points_count == 0:
+        raise EmptyCollection(f"collection {info.name!r} has no points", hint="nothing to migrate")
+    if config.sample_size > info.points_count:
+        raise ConfigError(
+            f"sample size {config.sample_size:,} is larger than the collection ({info.points_count:,} points)",
+            hint=f"use --sample-size {info.points_count} or less",
+        )
+    target = config.target_name(info.name)
+    notes: list[str] = []
+    target_ours = journal is not None and journal.done(Stage.CREATED)
+    if target == info.name:
+        raise CollectionExists(f"the target {target!r} is the source collection", hint="choose another --target")
+    if not target_ours and (connector.collection_exists(target) or connector.alias_target(target) is not None):
+        raise CollectionExists(
+            f"target collection {target!r} already exists", hint="choose another --target, or drop it first"
+        )
+    alias = source_alias or config.alias
+    if config.alias and source_alias and config.alias != source_alias:
+        raise ConfigError(f"the source is already the alias {source_alias!r}; --alias {config.alias!r} contradicts it")
+    if alias and connector.collection_exists(alias):
+        raise AliasConflict(f"alias name {alias!r} is used by a collection", hint="choose another --alias")
+    if source_alias:
+        swap = f"alias {source_alias!r}: {info.name} -> {target} in one request; rollback until finalize"
+    elif config.alias:
+        current = connector.alias_target(config.alias)
+        swap = f"alias {config.alias!r}: {current or '(new)'} -> {target}"
+    else:
+        swap = "none: the source is a plain collection; pass --alias NAME to create an alias for the target"
+        notes.append(f"{config.source!r} is a collection, not an alias: readers must be pointed at {target!r} by hand")
+    if config.mode is Mode.PROJECTION_ONLY and not config.teacher_model:
+        raise ConfigError("projection-only mode needs the teacher model for queries", hint="pass --teacher MODEL")
+    _check_model(config.student.base_model, "student model")
+    _check_model(config.teacher_model, "teacher model")
+    if not resuming:
+        # fail now, not after training, when the points carry no text
+        connector.sample(info.name, min(TEXT_PROBE, info.points_count), text=config.text, vector_name=spec.name)
+    if config.missing_text.value == "project" and config.mode is Mode.REEMBED:
+        notes.append("points without text get the PCA projection of their teacher vector (close to, not in, the "
+                     "student's space)")
+    per_value = BYTES.get(spec.datatype or "float32", 4)
+    others = [n for n in info.vectors if n != spec.name] + list(info.sparse_vectors)
+    return MigrationPlan(
+        source=config.source,
+        source_collection=info.name,
+        source_alias=source_alias,
+        target=target,
+        alias=alias,
+        swap=swap,
+        vector_name=spec.name,
+        distance=spec.distance,
+        teacher_dim=teacher_dim,
+        dim=config.dim,
+        mode=config.mode,
+        student=_student_name(config),
+        student_kind=config.student.kind.value if config.mode is not Mode.PROJECTION_ONLY else "teacher+projection",
+        points=info.points_count,
+        sample_size=config.sample_size,
+        gate=config.gate.thresholds(),
+        vector_bytes_before=info.points_count * teacher_dim * per_value,
+        vector_bytes_after=info.points_count * config.dim * per_value,
+        other_vectors=others,
+        text=config.text.describe(),
+        missing_text=config.missing_text.value,
+        run_dir=str(config.resolved_run_dir()),
+        resume_stage=journal.stage.value if resuming else None,
+        notes=notes,
+    )
+
+
+def _student_name(config: MigrationConfig) -> str:
+    if config.mode is Mode.PROJECTION_ONLY:
+        return f"{config.teacher_model} + PCA-{config.dim}"
+    if config.student.kind.value == "pruned":
+        return f"{config.teacher_model or config.student.teacher_model} (layer-pruned)"
+    return str(config.student.base_model)

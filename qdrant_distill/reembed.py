@@ -1,0 +1,239 @@
+"""Re-embedding: stream the source collection into the target at the new dimension, in bounded memory.
+
+A reader thread scrolls pages ahead (at most ``prefetch_pages`` waiting), the calling thread turns each page into new
+vectors, a writer thread upserts them in order and reports a checkpoint (the next scroll offset) after each page is
+written. Upserts are idempotent by id, so resuming from the last checkpoint never duplicates or loses a point.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from connectors.base import UNNAMED, Connector, Point, PointId, TextSource
+from qdrant_distill.config import MissingTextPolicy
+from qdrant_distill.errors import MigrationError, NoTextPayload
+
+__all__ = ["PageConverter", "ReembedStats", "reembed"]
+
+logger = logging.getLogger(__name__)
+
+_DONE = object()
+QUEUE_POLL_S = 0.2
+
+Encode = Callable[[list[str]], np.ndarray]
+Project = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class ReembedStats:
+    """What one re-embed call did."""
+
+    pages: int = 0
+    written: int = 0
+    encoded: int = 0
+    projected: int = 0
+    skipped: list[PointId] = field(default_factory=list)
+    seconds: float = 0.0
+    encode_seconds: float = 0.0
+
+    @property
+    def points_per_s(self) -> float:
+        return self.written / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class PageConverter:
+    """Turns source points into target points: the teacher vector replaced, payload and other vectors kept.
+
+    ``encode`` maps texts to new vectors (re-embed); ``project`` maps stored teacher vectors (project mode, and the
+    ``project`` missing-text policy). With ``encode`` None, every point is projected.
+    """
+
+    vector_name: str
+    text: TextSource
+    encode: Encode | None
+    project: Project | None = None
+    missing_text: MissingTextPolicy = MissingTextPolicy.FAIL
+
+    @property
+    def needs_teacher_vector(self) -> bool:
+        return self.encode is None or self.missing_text is MissingTextPolicy.PROJECT
+
+    def convert(self, points: Sequence[Point], stats: ReembedStats) -> list[Point]:
+        if self.encode is None:
+            return self._projected(points, stats)
+        texts: list[str] = []
+        with_text: list[Point] = []
+        without: list[Point] = []
+        for p in points:
+            t = self.text.render(p.payload)
+            (with_text if t is not None else without).append(p)
+            if t is not None:
+                texts.append(t)
+        out: list[Point] = []
+        if without:
+            out += self._missing(without, stats)
+        if texts:
+            started = time.perf_counter()
+            vectors = np.asarray(self.encode(texts), dtype=np.float32)
+            stats.encode_seconds += time.perf_counter() - started
+            stats.encoded += len(texts)
+            out += [self._with_vector(p, v) for p, v in zip(with_text, vectors)]
+        return out
+
+    def _missing(self, points: list[Point], stats: ReembedStats) -> list[Point]:
+        ids = [p.id for p in points]
+        if self.missing_text is MissingTextPolicy.FAIL:
+            raise NoTextPayload(
+                f"{len(ids)} points have no text under {self.text.describe()} (e.g. ids {ids[:5]})",
+                hint="set missing_text to 'skip' or 'project', or fix the payloads",
+                ids=ids,
+            )
+        if self.missing_text is MissingTextPolicy.SKIP:
+            stats.skipped += ids
+            logger.info("skipped %d points without text (e.g. %s)", len(ids), ids[:5])
+            return []
+        return self._projected(points, stats)
+
+    def _projected(self, points: Sequence[Point], stats: ReembedStats) -> list[Point]:
+        if self.project is None:
+            raise MigrationError("projecting stored vectors needs the fitted projection")
+        rows = []
+        for p in points:
+            vec = p.vectors.get(self.vector_name)
+            if vec is None:
+                raise MigrationError(f"point {p.id!r} has no stored vector {self.vector_name or '(unnamed)'!r} to project")
+            rows.append(vec)
+        vectors = self.project(np.asarray(rows, dtype=np.float32)) if rows else np.zeros((0, 0), np.float32)
+        stats.projected += len(rows)
+        return [self._with_vector(p, v) for p, v in zip(points, vectors)]
+
+    def _with_vector(self, p: Point, vector: np.ndarray) -> Point:
+        others = {k: v for k, v in p.vectors.items() if k != self.vector_name}
+        return Point(id=p.id, payload=p.payload, vectors={**others, self.vector_name: vector.tolist()})
+
+
+def read_vectors(info_vectors: Sequence[str], vector_name: str, need_teacher: bool) -> list[str] | bool:
+    """Which vectors a scroll must fetch: the others kept unchanged, plus the teacher's when needed."""
+    names = [v for v in info_vectors if v != vector_name]
+    if need_teacher:
+        names.append(vector_name)
+    if not names:
+        return False
+    if names == [UNNAMED]:
+        return True
+    return names
+
+
+def reembed(
+    connector: Connector,
+    *,
+    source: str,
+    target: str,
+    converter: PageConverter,
+    vectors: list[str] | bool,
+    page_size: int = 256,
+    prefetch_pages: int = 2,
+    offset: PointId | None = None,
+    total: int | None = None,
+    already: int = 0,
+    on_checkpoint: Callable[[PointId | None, ReembedStats], None] | None = None,
+    progress: bool = True,
+) -> ReembedStats:
+    """Copy ``source`` into ``target`` from scroll ``offset`` with new vectors; returns what it did.
+
+    ``on_checkpoint(next_offset, stats)`` runs after each page is durably written (``wait=True``), in scroll order;
+    ``next_offset`` None means the last page is written.
+    """
+    stats = ReembedStats()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    pages: queue.Queue[Any] = queue.Queue(maxsize=prefetch_pages)
+    writes: queue.Queue[Any] = queue.Queue(maxsize=2)
+    bar = tqdm(total=total, initial=already, unit="pt", desc="re-embed", disable=not progress, dynamic_ncols=True)
+    started = time.perf_counter()
+
+    def put(q: queue.Queue[Any], item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=QUEUE_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for page in connector.scroll(source, page_size=page_size, with_payload=True, with_vectors=vectors, offset=offset):
+                if not put(pages, page):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            errors.append(exc)
+            stop.set()
+        finally:
+            put(pages, _DONE)
+
+    def write() -> None:
+        try:
+            while True:
+                item = writes.get()
+                if item is _DONE:
+                    return
+                points, next_offset, n_source = item
+                connector.upsert(target, points, wait=True)
+                stats.pages += 1
+                stats.written += len(points)
+                if on_checkpoint is not None:
+                    on_checkpoint(next_offset, stats)
+                bar.update(n_source)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            errors.append(exc)
+            stop.set()
+
+    reader = threading.Thread(target=read, name="qd-reader", daemon=True)
+    writer = threading.Thread(target=write, name="qd-writer", daemon=True)
+    reader.start()
+    writer.start()
+    try:
+        while not stop.is_set():
+            try:
+                page = pages.get(timeout=QUEUE_POLL_S)
+            except queue.Empty:
+                continue
+            if page is _DONE:
+                break
+            converted = converter.convert(page.points, stats)
+            if not put(writes, (converted, page.next_offset, len(page.points))):
+                break
+    except BaseException as exc:
+        errors.append(exc)
+        stop.set()
+    finally:
+        while True:  # let the writer finish what is queued (unless it failed), then stop it
+            try:
+                writes.put(_DONE, timeout=QUEUE_POLL_S)
+                break
+            except queue.Full:
+                if not writer.is_alive():
+                    break
+        writer.join()
+        stop.set()
+        reader.join(timeout=5)
+        bar.close()
+    stats.seconds = time.perf_counter() - started
+    if errors:
+        raise errors[0]
+    logger.info(
+        "re-embedded %d points in %.1fs (%.0f points/s; %d encoded, %d projected, %d skipped)",
+        stats.written, stats.seconds, stats.points_per_s, stats.encoded, stats.projected, len(stats.skipped),
+    )
+    return stats

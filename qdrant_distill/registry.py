@@ -1,0 +1,92 @@
+"""Which model belongs to which collection: read from the collection's metadata at query time.
+
+A migrated collection records its query encoder under the metadata key ``qdrant_distill``. :func:`encoder_for`
+resolves an alias *now* and returns the encoder of whatever collection it points to, so an application never queries
+a collection with the wrong model, before or after a swap or a rollback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from connectors.base import Connector
+from qdrant_distill.errors import ConfigError, StudentError
+
+__all__ = ["CollectionEncoder", "encoder_for"]
+
+logger = logging.getLogger(__name__)
+
+METADATA_KEY = "qdrant_distill"
+
+
+@dataclass(frozen=True)
+class CollectionEncoder:
+    """The query encoder of one collection, with what it was resolved from."""
+
+    collection: str
+    requested: str
+    vector_name: str
+    dim: int
+    mode: str
+    model_path: str
+    model: Any
+
+    def encode(self, texts: str | Sequence[str], *, batch_size: int = 32) -> np.ndarray:
+        """Normalised float32 vectors for queries (one row per text; a single string gives one row)."""
+        items = [texts] if isinstance(texts, str) else list(texts)
+        vecs = self.model.encode(items, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False)
+        return np.asarray(vecs, dtype=np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def load_model(path: str) -> Any:
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        return SentenceTransformer(path, device="cpu")
+    except Exception as exc:  # noqa: BLE001 - any loader failure is a student error
+        raise StudentError(f"cannot load the encoder recorded for this collection from {path!r}: {exc}") from exc
+
+
+def encoder_for(connector_or_client: Any, alias_or_collection: str, *, default: str | None = None) -> CollectionEncoder:
+    """The encoder for the collection behind ``alias_or_collection`` at this moment.
+
+    Accepts a :class:`connectors.base.Connector` or a ``QdrantClient``. A collection without qdrant-distill metadata
+    (say the teacher's original collection after a rollback) uses ``default`` (a model name or path) when given.
+    """
+    connector = _as_connector(connector_or_client)
+    info = connector.describe(alias_or_collection)
+    record = info.metadata.get(METADATA_KEY) or {}
+    path = record.get("query_model")
+    if not path:
+        if default is None:
+            raise ConfigError(
+                f"collection {info.name!r} (behind {alias_or_collection!r}) records no qdrant-distill encoder",
+                hint="it was not made by qdrant-distill: pass default= the model its vectors came from",
+            )
+        spec = info.vector(None)
+        return CollectionEncoder(info.name, alias_or_collection, spec.name, int(spec.size or 0), "original", default,
+                                 load_model(default))
+    return CollectionEncoder(
+        collection=info.name,
+        requested=alias_or_collection,
+        vector_name=record.get("vector_name", ""),
+        dim=int(record["dim"]),
+        mode=record.get("mode", "reembed"),
+        model_path=path,
+        model=load_model(path),
+    )
+
+
+def _as_connector(obj: Any) -> Connector:
+    if isinstance(obj, Connector):
+        return obj
+    from connectors.qdrant import QdrantConnector
+
+    return QdrantConnector(obj)
