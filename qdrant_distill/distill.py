@@ -1,0 +1,373 @@
+"""Distil a student from (text, stored teacher vector) pairs: the teacher itself never runs.
+
+The recipe, in :func:`distill`:
+
+1. split the pairs into training and held-out points;
+2. fit the teacher space: a PCA of the training teacher vectors to ``config.dim``; the projected vectors are the targets;
+3. build the student (:mod:`qdrant_distill.students`) with its head initialised from the training pairs;
+4. train it (:mod:`qdrant_distill.training`), measuring holdout fidelity before, during and after;
+5. save the student in sentence-transformers format, the projection, and ``distill.json`` describing both.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from qdrant_distill._compat import embedding_dimension
+from qdrant_distill.errors import ConfigError, InvalidVectors, StudentError
+from qdrant_distill.evaluate import PRIMARY_METRIC, FidelityEvaluator, fidelity
+from qdrant_distill.projection import PCAProjection
+from qdrant_distill.students import (
+    DEFAULT_BASE_MODEL,
+    HeadInit,
+    StudentKind,
+    add_head,
+    body_and_head,
+    fit_head,
+    load_body,
+    pruned_student,
+    static_student,
+)
+from qdrant_distill.training import TrainSettings, train
+
+__all__ = [
+    "DISTILL_JSON",
+    "DistillConfig",
+    "DistillResult",
+    "LossWeights",
+    "distill",
+    "encode",
+    "load_student",
+]
+
+logger = logging.getLogger(__name__)
+
+DISTILL_JSON = "distill.json"
+STUDENT_DIR = "student"
+PROJECTION_FILE = "projection.npz"
+MIN_PAIRS = 4
+
+
+class LossWeights(BaseModel):
+    """Weights of the loss terms (0 switches a term off). ``pseudo_query`` needs ``DistillConfig.pseudo_queries``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mse: float = Field(1.0, ge=0)
+    cosine: float = Field(0.0, ge=0)
+    contrastive: float = Field(1.0, ge=0)
+    kl: float = Field(1.0, ge=0)
+    pseudo_query: float = Field(1.0, ge=0)
+
+
+class DistillConfig(BaseModel):
+    """How to distil. Defaults are the recipe measured in docs/benchmarks.md."""
+
+    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+
+    kind: StudentKind = StudentKind.TRANSFORMER
+    base_model: str = DEFAULT_BASE_MODEL
+    teacher_model: str | None = None
+    keep_layers: int | None = Field(None, ge=1, description="pruned: layers kept (default a third, at least 2)")
+    dim: int = Field(128, ge=1)
+    center: bool = False
+    holdout_fraction: float = Field(0.1, ge=0.0, le=0.5)
+    max_holdout: int = Field(1000, ge=2)
+    epochs: int = Field(1, ge=0)
+    max_steps: int | None = Field(None, ge=1)
+    batch_size: int = Field(32, ge=2)
+    lr_body: float = Field(2e-5, ge=0)
+    lr_head: float = Field(1e-3, ge=0)
+    lr_static: float = Field(2e-2, ge=0, description="static: learning rate of the token table")
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    weights: LossWeights = Field(default_factory=LossWeights)
+    temperature: float = Field(0.05, gt=0)
+    matryoshka_dims: tuple[int, ...] | None = None
+    max_seq_length: int | None = Field(256, ge=8)
+    train_max_seq_length: int | None = Field(
+        None, ge=8, description="shorter inputs while training (cheaper); the saved student keeps max_seq_length"
+    )
+    head_init: HeadInit = HeadInit.OWN_PCA
+    head_init_samples: int = Field(2000, ge=2, description="texts encoded by the body to initialise the head")
+    token_source: str = Field("body", pattern="^(body|input)$", description="static: token vectors from")
+    pseudo_queries: bool = True
+    eval_steps: int | None = Field(None, ge=1, description="evaluate every n steps (default: once per epoch)")
+    early_stopping_patience: int | None = Field(2, ge=1)
+    encode_batch_size: int = Field(64, ge=1)
+    seed: int = 0
+    device: str = "cpu"
+
+    @field_validator("matryoshka_dims")
+    @classmethod
+    def _positive_dims(cls, dims: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if dims is not None and any(d < 1 for d in dims):
+            raise ValueError("matryoshka dimensions must be positive")
+        return tuple(sorted(set(dims))) if dims else None
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> DistillConfig:
+        """Validate a mapping; invalid values raise :class:`ConfigError` with pydantic's explanation."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid distillation config: {exc}") from exc
+
+
+class DistillResult(BaseModel):
+    """What :func:`distill` made and measured; also written as ``distill.json``."""
+
+    student_path: str
+    projection_path: str
+    kind: StudentKind
+    base_model: str
+    dim: int
+    teacher_dim: int
+    teacher_id: str
+    center: bool
+    explained_variance: float
+    train_size: int
+    holdout_size: int
+    metrics: dict[str, float]
+    baseline_metrics: dict[str, float]
+    projection_metrics: dict[str, float]
+    primary_metric: str = PRIMARY_METRIC
+    wall_time_s: float
+    steps: int
+    best_step: int
+    epochs_run: float
+    stopped_early: bool
+    losses: list[dict[str, float]]
+    evaluations: list[dict[str, float]]
+    config: dict[str, Any]
+
+
+# ------------------------------------------------------------------------------------------------------------ helpers
+def encode(model: Any, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    """Normalised float32 vectors of ``texts`` (no progress bar)."""
+    if len(texts) == 0:
+        return np.zeros((0, embedding_dimension(model)), dtype=np.float32)
+    vecs = model.encode(
+        list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    )
+    return np.asarray(vecs, dtype=np.float32)
+
+
+def load_student(path: str | Path, *, device: str = "cpu") -> Any:
+    """Load a saved student: its folder, or the output folder of :func:`distill` (which holds ``student/``)."""
+    path = Path(path)
+    if (path / STUDENT_DIR / "modules.json").exists():
+        path = path / STUDENT_DIR
+    if not (path / "modules.json").exists():
+        raise StudentError(f"no sentence-transformers model in {path}")
+    return load_body(str(path), device=device)
+
+
+def _seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _check_pairs(texts: Sequence[str], vectors: np.ndarray) -> np.ndarray:
+    arr = np.asarray(vectors, dtype=np.float32)
+    if arr.ndim != 2:
+        raise InvalidVectors(f"teacher vectors must be 2-d, got shape {arr.shape}")
+    if len(texts) != len(arr):
+        raise InvalidVectors(f"{len(texts)} texts but {len(arr)} teacher vectors")
+    if not np.all(np.isfinite(arr)):
+        raise InvalidVectors("teacher vectors contain non-finite values", hint="drop or fix those points")
+    norms = np.linalg.norm(arr, axis=1, keepdims=True)
+    if np.any(norms == 0):
+        raise InvalidVectors("teacher vectors contain zero vectors")
+    return arr / norms
+
+
+def _split(n: int, config: DistillConfig) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(config.seed).permutation(n)
+    size = min(int(round(n * config.holdout_fraction)), config.max_holdout, n - MIN_PAIRS)
+    size = size if size >= 2 else 0
+    return np.sort(order[size:]), np.sort(order[:size])
+
+
+def _build_student(
+    config: DistillConfig, texts: list[str], targets: np.ndarray, projection: PCAProjection
+) -> tuple[Any, float, float]:
+    """The untrained student and the learning rates of its body and head."""
+    kind = StudentKind(config.kind)
+    if kind is StudentKind.PRUNED:
+        if not config.teacher_model:
+            raise ConfigError("a pruned student needs teacher_model", hint="pass the teacher's name or path")
+        teacher = load_body(config.teacher_model, device=config.device, max_seq_length=config.max_seq_length)
+        if embedding_dimension(teacher) != projection.in_dim:
+            raise ConfigError(
+                f"teacher_model encodes {embedding_dimension(teacher)}-d vectors but the stored ones are "
+                f"{projection.in_dim}-d: it is not the collection's teacher"
+            )
+        n_layers = len(teacher[0].auto_model.encoder.layer) if hasattr(teacher[0], "auto_model") else 0
+        keep = config.keep_layers or max(2, n_layers // 3)
+        return pruned_student(teacher, projection, keep), config.lr_body, config.lr_head
+    body = load_body(config.base_model, device=config.device, max_seq_length=config.max_seq_length)
+    if kind is StudentKind.STATIC:
+        model = static_student(body, texts, targets, token_source=config.token_source)
+        return model, config.lr_static, 0.0
+    # transformer: the head starts from the body's vectors of (a sample of) the training texts
+    head_init = HeadInit(config.head_init)
+    weight = None
+    if head_init is not HeadInit.RANDOM:
+        rng = np.random.default_rng(config.seed)
+        take = np.sort(rng.permutation(len(texts))[: config.head_init_samples])
+        body_vecs = encode(body, [texts[i] for i in take], config.encode_batch_size)
+        weight = fit_head(body_vecs, targets[take], head_init)
+    return add_head(body, weight, dim=projection.dim if weight is None else None), config.lr_body, config.lr_head
+
+
+# ------------------------------------------------------------------------------------------------------------ distill
+def distill(
+    texts: Sequence[str],
+    teacher_vectors: np.ndarray,
+    config: DistillConfig,
+    *,
+    output_dir: Path | str,
+    teacher_id: str = "unknown",
+    progress: bool = True,
+    holdout: tuple[list[str], np.ndarray] | None = None,
+) -> DistillResult:
+    """Distil a student from ``texts`` and their stored ``teacher_vectors``; save it under ``output_dir``.
+
+    ``holdout`` gives the held-out pairs explicitly; otherwise ``config.holdout_fraction`` of the pairs is held out.
+    """
+    started = time.perf_counter()
+    _seed(config.seed)
+    texts = list(texts)
+    vectors = _check_pairs(texts, teacher_vectors)
+    if holdout is not None:
+        train_texts, train_vecs = texts, vectors
+        hold_texts, hold_vecs = list(holdout[0]), _check_pairs(list(holdout[0]), holdout[1])
+        if hold_vecs.shape[1] != vectors.shape[1]:
+            raise InvalidVectors(f"holdout vectors are {hold_vecs.shape[1]}-d, training ones {vectors.shape[1]}-d")
+    else:
+        train_idx, hold_idx = _split(len(texts), config)
+        train_texts, train_vecs = [texts[i] for i in train_idx], vectors[train_idx]
+        hold_texts, hold_vecs = [texts[i] for i in hold_idx], vectors[hold_idx]
+    if len(train_texts) < MIN_PAIRS:
+        raise ConfigError(f"{len(train_texts)} training pairs: at least {MIN_PAIRS} are needed")
+    if len(hold_texts) < 2:
+        raise ConfigError("no holdout: fidelity needs at least 2 held-out pairs", hint="raise holdout_fraction")
+
+    # the teacher space and the targets in it
+    projection = PCAProjection.fit(train_vecs, config.dim, center=config.center)
+    targets = projection.transform(train_vecs)
+    hold_targets = projection.transform(hold_vecs)
+    projection_metrics = fidelity(hold_targets, hold_vecs, projected_targets=hold_targets)
+
+    # the student, trained with holdout fidelity as the early-stopping signal
+    model, lr_body, lr_head = _build_student(config, train_texts, targets, projection)
+    evaluator = FidelityEvaluator(
+        hold_texts, hold_vecs, projected_targets=hold_targets, batch_size=config.encode_batch_size
+    )
+    body_params, head_params = body_and_head(model)
+    full_length = model.max_seq_length
+
+    def evaluate(m: Any) -> dict[str, float]:
+        # holdout fidelity at the length the student will be used with
+        if config.train_max_seq_length and full_length != math.inf:
+            m.max_seq_length = full_length
+            try:
+                return evaluator(m)
+            finally:
+                m.max_seq_length = config.train_max_seq_length
+        return evaluator(m)
+
+    if config.train_max_seq_length and full_length != math.inf:
+        model.max_seq_length = config.train_max_seq_length
+    settings = TrainSettings(
+        epochs=config.epochs,
+        max_steps=config.max_steps,
+        batch_size=config.batch_size,
+        lr_body=lr_body,
+        lr_head=lr_head,
+        weight_decay=0.0 if config.kind is StudentKind.STATIC else config.weight_decay,
+        warmup_ratio=config.warmup_ratio,
+        weights=config.weights.model_dump(),
+        temperature=config.temperature,
+        matryoshka_dims=config.matryoshka_dims,
+        pseudo_queries=config.pseudo_queries,
+        eval_steps=config.eval_steps,
+        early_stopping_patience=config.early_stopping_patience,
+        primary_metric=evaluator.primary_metric,
+        seed=config.seed,
+        device=config.device,
+    )
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    outcome = train(
+        model,
+        train_texts,
+        targets,
+        settings,
+        body_params=body_params,
+        head_params=head_params,
+        evaluate=evaluate,
+        progress=progress,
+    )
+    if full_length != math.inf:
+        model.max_seq_length = full_length
+
+    # save the student, the projection and what they are
+    student_path = output_dir / STUDENT_DIR
+    try:
+        model.save(str(student_path))
+    except Exception as exc:  # noqa: BLE001 - disk or serialisation failures
+        raise StudentError(f"cannot save the student to {student_path}: {exc}") from exc
+    projection_path = projection.save(output_dir / PROJECTION_FILE)
+    result = DistillResult(
+        student_path=str(student_path),
+        projection_path=str(projection_path),
+        kind=config.kind,
+        base_model=config.teacher_model if config.kind is StudentKind.PRUNED else config.base_model,
+        dim=projection.dim,
+        teacher_dim=projection.in_dim,
+        teacher_id=teacher_id,
+        center=config.center,
+        explained_variance=projection.explained_variance_ratio,
+        train_size=len(train_texts),
+        holdout_size=len(hold_texts),
+        metrics=outcome.metrics,
+        baseline_metrics=outcome.baseline_metrics,
+        projection_metrics=projection_metrics,
+        wall_time_s=time.perf_counter() - started,
+        steps=outcome.steps,
+        best_step=outcome.best_step,
+        epochs_run=outcome.epochs_run,
+        stopped_early=outcome.stopped_early,
+        losses=outcome.history,
+        evaluations=outcome.evaluations,
+        config=config.model_dump(mode="json"),
+    )
+    text = json.dumps(result.model_dump(mode="json"), indent=2)
+    for where in (output_dir / DISTILL_JSON, student_path / DISTILL_JSON):
+        where.write_text(text, encoding="utf-8")
+    logger.info(
+        "distilled a %s student (%d -> %d dims) in %.0f s: %s %.4f (untrained %.4f, projection %.4f)",
+        config.kind.value,
+        projection.in_dim,
+        projection.dim,
+        result.wall_time_s,
+        PRIMARY_METRIC,
+        result.metrics.get(PRIMARY_METRIC, float("nan")),
+        result.baseline_metrics.get(PRIMARY_METRIC, float("nan")),
+        projection_metrics.get(PRIMARY_METRIC, float("nan")),
+    )
+    return result

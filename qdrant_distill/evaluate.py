@@ -1,0 +1,329 @@
+"""How close a student is to its teacher, and how good it is on labelled data.
+
+Label-free fidelity (the migration's quality gate) compares a student's vectors with the stored teacher vectors of the
+same held-out points; labelled metrics (nDCG@10, recall@100, MRR@10, STS Spearman) need a BEIR folder or STS pairs.
+Everything here works on arrays; models only appear in :func:`encode`-style helpers that take any object with an
+``encode`` method.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qdrant_distill.errors import ConfigError, InvalidVectors
+
+__all__ = [
+    "DEFAULT_K",
+    "BeirDataset",
+    "FidelityEvaluator",
+    "StsPairs",
+    "fidelity",
+    "load_beir",
+    "load_stsb",
+    "ndcg_at_k",
+    "retrieval_metrics",
+    "spearman",
+    "sts_spearman",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_K = 10
+SPEARMAN_MAX_POINTS = 2000  # pairwise cosines of at most this many points (~2M pairs)
+PRIMARY_METRIC = "fidelity/recall@10"
+
+
+# ---------------------------------------------------------------------------------------------------------- helpers
+def _as_unit(x: np.ndarray, name: str) -> np.ndarray:
+    arr = np.asarray(x, dtype=np.float32)
+    if arr.ndim != 2:
+        raise InvalidVectors(f"{name} must be a 2-d array, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise InvalidVectors(f"{name} contains non-finite values")
+    norms = np.linalg.norm(arr, axis=1, keepdims=True)
+    return arr / np.maximum(norms, 1e-12)
+
+
+def _rankdata(x: np.ndarray) -> np.ndarray:
+    """Ranks with ties averaged (as scipy.stats.rankdata), float64."""
+    x = np.asarray(x, dtype=np.float64)
+    order = np.argsort(x, kind="mergesort")
+    sorted_x = x[order]
+    ranks = np.empty(len(x), dtype=np.float64)
+    # boundaries of runs of equal values
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_x)) + 1]
+    ends = np.r_[starts[1:], len(x)]
+    avg = (starts + ends - 1) / 2.0 + 1.0
+    ranks[order] = np.repeat(avg, ends - starts)
+    return ranks
+
+
+def spearman(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
+    """Spearman rank correlation of two equally long sequences (ties averaged); 0.0 when either is constant."""
+    ra, rb = _rankdata(np.asarray(a)), _rankdata(np.asarray(b))
+    if len(ra) != len(rb):
+        raise ValueError("spearman needs sequences of equal length")
+    ra -= ra.mean()
+    rb -= rb.mean()
+    denom = float(np.sqrt((ra * ra).sum() * (rb * rb).sum()))
+    return float((ra * rb).sum() / denom) if denom > 0 else 0.0
+
+
+def _topk(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest scores per row, best first."""
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    rows = np.arange(scores.shape[0])[:, None]
+    return part[rows, np.argsort(-scores[rows, part], axis=1, kind="stable")]
+
+
+# ---------------------------------------------------------------------------------------------------------- fidelity
+def fidelity(
+    student_vecs: np.ndarray,
+    teacher_vecs: np.ndarray,
+    *,
+    k: int = DEFAULT_K,
+    projected_targets: np.ndarray | None = None,
+    max_points: int = SPEARMAN_MAX_POINTS,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Label-free agreement between a student's and the teacher's vectors of the same points.
+
+    ``fidelity/recall@k``: overlap of each point's k nearest neighbours (itself excluded, exact cosine) in student
+    space and in teacher space, averaged. ``fidelity/spearman``: Spearman between the two spaces' pairwise cosines
+    (upper triangle; a random subset of ``max_points`` points when larger). ``fidelity/cosine``: mean cosine between
+    each student vector and its projected target, when ``projected_targets`` (same dimension as the student) is given.
+    """
+    s = _as_unit(student_vecs, "student vectors")
+    t = _as_unit(teacher_vecs, "teacher vectors")
+    if len(s) != len(t):
+        raise InvalidVectors(f"{len(s)} student vectors but {len(t)} teacher vectors")
+    n = len(s)
+    if n < 2:
+        raise InvalidVectors("fidelity needs at least 2 points")
+    k_eff = min(k, n - 1)
+    sim_s = s @ s.T
+    sim_t = t @ t.T
+    np.fill_diagonal(sim_s, -np.inf)
+    np.fill_diagonal(sim_t, -np.inf)
+    nn_s, nn_t = _topk(sim_s, k_eff), _topk(sim_t, k_eff)
+    overlap = [len(set(a.tolist()) & set(b.tolist())) / k_eff for a, b in zip(nn_s, nn_t)]
+    out = {f"fidelity/recall@{k}": float(np.mean(overlap))}
+
+    idx = np.arange(n)
+    if n > max_points:
+        idx = np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
+    iu = np.triu_indices(len(idx), k=1)
+    out["fidelity/spearman"] = spearman(sim_s[np.ix_(idx, idx)][iu], sim_t[np.ix_(idx, idx)][iu])
+
+    if projected_targets is not None:
+        p = _as_unit(projected_targets, "projected targets")
+        if p.shape != s.shape:
+            raise InvalidVectors(f"projected targets have shape {p.shape}, the student's vectors {s.shape}")
+        out["fidelity/cosine"] = float(np.mean(np.sum(s * p, axis=1)))
+    return out
+
+
+@dataclass
+class FidelityEvaluator:
+    """The quality gate: fidelity of a model's vectors of held-out texts against their stored teacher vectors.
+
+    Like a sentence-transformers ``SentenceEvaluator`` it declares its ``primary_metric`` and ``greater_is_better``
+    and returns a ``dict[str, float]`` of prefixed keys. ``thresholds`` maps metric keys to minimum values;
+    :meth:`failures` lists what falls short.
+    """
+
+    texts: list[str]
+    teacher_vectors: np.ndarray
+    projected_targets: np.ndarray | None = None
+    k: int = DEFAULT_K
+    batch_size: int = 32
+    thresholds: dict[str, float] = field(default_factory=dict)
+    primary_metric: str = PRIMARY_METRIC
+    greater_is_better: bool = True
+
+    def __call__(self, model: Any) -> dict[str, float]:
+        vecs = np.asarray(
+            model.encode(self.texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False),
+            dtype=np.float32,
+        )
+        return self.evaluate_vectors(vecs)
+
+    def evaluate_vectors(self, vecs: np.ndarray) -> dict[str, float]:
+        targets = self.projected_targets if self.projected_targets is not None else None
+        if targets is not None and targets.shape[1] != vecs.shape[1]:
+            targets = None
+        return fidelity(vecs, self.teacher_vectors, k=self.k, projected_targets=targets)
+
+    def failures(self, metrics: Mapping[str, float]) -> list[dict[str, float | str]]:
+        """Metrics below their threshold: ``[{"metric", "value", "threshold"}]`` (empty when the gate passes)."""
+        out: list[dict[str, float | str]] = []
+        for key, minimum in self.thresholds.items():
+            value = metrics.get(key)
+            if value is None or value < minimum:
+                out.append({"metric": key, "value": float("nan") if value is None else value, "threshold": minimum})
+        return out
+
+
+# ---------------------------------------------------------------------------------------------------------- retrieval
+def ndcg_at_k(ranked: Sequence[str], relevant: Mapping[str, float], k: int = 10) -> float:
+    """nDCG@k with linear gains (as pytrec_eval's ndcg_cut): ``relevant`` maps doc id to graded relevance."""
+    dcg = sum(relevant.get(d, 0.0) / np.log2(i + 2) for i, d in enumerate(ranked[:k]))
+    ideal = sorted((g for g in relevant.values() if g > 0), reverse=True)[:k]
+    idcg = sum(g / np.log2(i + 2) for i, g in enumerate(ideal))
+    return float(dcg / idcg) if idcg > 0 else 0.0
+
+
+def retrieval_metrics(
+    query_vecs: np.ndarray,
+    doc_vecs: np.ndarray,
+    qrels: Mapping[str, Mapping[str, float]],
+    query_ids: Sequence[str],
+    doc_ids: Sequence[str],
+    *,
+    chunk: int = 256,
+) -> dict[str, float]:
+    """``{"ndcg@10", "recall@100", "mrr@10"}`` by exact cosine search, averaged over queries that have qrels."""
+    q = _as_unit(query_vecs, "query vectors")
+    d = _as_unit(doc_vecs, "document vectors")
+    if q.shape[1] != d.shape[1]:
+        raise InvalidVectors(f"queries are {q.shape[1]}-d but documents {d.shape[1]}-d")
+    doc_ids = [str(x) for x in doc_ids]
+    ndcg, recall, mrr = [], [], []
+    for start in range(0, len(q), chunk):
+        top = _topk(q[start : start + chunk] @ d.T, 100)
+        for row, qi in zip(top, query_ids[start : start + chunk]):
+            rel = {k: v for k, v in qrels.get(str(qi), {}).items() if v > 0}
+            if not rel:
+                continue
+            ranked = [doc_ids[j] for j in row]
+            ndcg.append(ndcg_at_k(ranked, rel, 10))
+            recall.append(len(set(ranked[:100]) & set(rel)) / len(rel))
+            rr = next((1.0 / (i + 1) for i, doc in enumerate(ranked[:10]) if doc in rel), 0.0)
+            mrr.append(rr)
+    if not ndcg:
+        raise ConfigError("no query has relevance judgements", hint="check that query ids match the qrels")
+    return {"ndcg@10": float(np.mean(ndcg)), "recall@100": float(np.mean(recall)), "mrr@10": float(np.mean(mrr))}
+
+
+# ---------------------------------------------------------------------------------------------------------- loaders
+@dataclass
+class BeirDataset:
+    """A BEIR folder in memory. ``doc_text(i)`` is ``title + " " + text``, the BEIR protocol."""
+
+    doc_ids: list[str]
+    titles: list[str]
+    texts: list[str]
+    query_ids: list[str]
+    queries: list[str]
+    qrels: dict[str, dict[str, float]]
+
+    @property
+    def doc_texts(self) -> list[str]:
+        return [f"{t} {x}".strip() for t, x in zip(self.titles, self.texts)]
+
+
+def _open_jsonl(folder: Path, stem: str) -> list[dict[str, Any]]:
+    for name, opener in ((f"{stem}.jsonl", open), (f"{stem}.jsonl.gz", gzip.open)):
+        path = folder / name
+        if path.exists():
+            with opener(path, "rt", encoding="utf-8") as fh:
+                return [json.loads(line) for line in fh if line.strip()]
+    raise ConfigError(f"no {stem}.jsonl or {stem}.jsonl.gz in {folder}")
+
+
+def load_beir(folder: str | Path, split: str = "test") -> BeirDataset:
+    """Load a BEIR folder: ``corpus.jsonl(.gz)``, ``queries.jsonl(.gz)``, ``qrels/<split>.tsv`` (with a header).
+
+    Only queries that appear in the split's qrels are kept, in file order.
+    """
+    folder = Path(folder)
+    qrels_path = folder / "qrels" / f"{split}.tsv"
+    if not qrels_path.exists():
+        raise ConfigError(f"no qrels file {qrels_path}")
+    corpus = _open_jsonl(folder, "corpus")
+    queries = _open_jsonl(folder, "queries")
+    qrels: dict[str, dict[str, float]] = {}
+    with open(qrels_path, encoding="utf-8") as fh:
+        reader = csv.reader(fh, delimiter="\t")
+        next(reader, None)  # header
+        for row in reader:
+            if len(row) >= 3:
+                qrels.setdefault(row[0], {})[row[1]] = float(row[2])
+    kept = [q for q in queries if str(q["_id"]) in qrels]
+    return BeirDataset(
+        doc_ids=[str(d["_id"]) for d in corpus],
+        titles=[d.get("title") or "" for d in corpus],
+        texts=[d.get("text") or "" for d in corpus],
+        query_ids=[str(q["_id"]) for q in kept],
+        queries=[q["text"] for q in kept],
+        qrels=qrels,
+    )
+
+
+@dataclass
+class StsPairs:
+    sentences1: list[str]
+    sentences2: list[str]
+    scores: list[float]
+
+
+def load_stsb(path: str | Path, split: str = "test") -> StsPairs:
+    """STS Benchmark pairs of one split from the combined TSV (``split, genre, dataset, year, sid, score, s1, s2``).
+
+    ``path`` may be the file (``.tsv`` or ``.tsv.gz``) or the folder holding ``stsbenchmark.tsv(.gz)``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        candidates = [path / "stsbenchmark.tsv", path / "stsbenchmark.tsv.gz"]
+        found = [p for p in candidates if p.exists()]
+        if not found:
+            raise ConfigError(f"no stsbenchmark.tsv(.gz) in {path}")
+        path = found[0]
+    opener = gzip.open if path.suffix == ".gz" else open
+    s1, s2, scores = [], [], []
+    with opener(path, "rt", encoding="utf-8") as fh:
+        header = fh.readline().rstrip("\n").split("\t")
+        col = {name: i for i, name in enumerate(header)}
+        for line in fh:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) < 8 or parts[col["split"]] != split:
+                continue
+            s1.append(parts[col["sentence1"]])
+            s2.append(parts[col["sentence2"]])
+            scores.append(float(parts[col["score"]]))
+    if not scores:
+        raise ConfigError(f"no {split!r} pairs in {path}")
+    return StsPairs(s1, s2, scores)
+
+
+def sts_spearman(
+    model_or_vecs: Any,
+    pairs: StsPairs,
+    *,
+    vecs2: np.ndarray | None = None,
+    batch_size: int = 64,
+) -> float:
+    """Spearman between gold scores and the cosine of each pair.
+
+    Pass a model (anything with ``encode``), or the first sentences' vectors plus ``vecs2``.
+    """
+    if hasattr(model_or_vecs, "encode"):
+        enc = model_or_vecs.encode
+        v1 = np.asarray(enc(pairs.sentences1, batch_size=batch_size, show_progress_bar=False), dtype=np.float32)
+        v2 = np.asarray(enc(pairs.sentences2, batch_size=batch_size, show_progress_bar=False), dtype=np.float32)
+    else:
+        if vecs2 is None:
+            raise ValueError("sts_spearman needs vecs2 when given vectors")
+        v1, v2 = np.asarray(model_or_vecs, dtype=np.float32), np.asarray(vecs2, dtype=np.float32)
+    a, b = _as_unit(v1, "sentence1 vectors"), _as_unit(v2, "sentence2 vectors")
+    return spearman(np.sum(a * b, axis=1), pairs.scores)

@@ -1,0 +1,228 @@
+"""The training loop: batches of (text, projected target) pairs, AdamW, warm-up and decay, early stopping.
+
+A loss step calls the model and hands the vectors to the pure functions of :mod:`qdrant_distill.losses`. Holdout
+fidelity is measured before the first step (the untrained baseline), every ``eval_steps`` and at the end; the best
+state is kept and restored.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import random
+import re
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from qdrant_distill.errors import StudentError
+from qdrant_distill.losses import cosine_loss, info_nce, matryoshka, mse_loss, similarity_kl, weighted_sum
+
+__all__ = ["TrainOutcome", "TrainSettings", "pseudo_query", "train"]
+
+logger = logging.getLogger(__name__)
+
+PSEUDO_QUERY_MAX_CHARS = 300
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+@dataclass
+class TrainSettings:
+    """What the loop needs from :class:`qdrant_distill.distill.DistillConfig`, as plain values."""
+
+    epochs: int = 1
+    max_steps: int | None = None
+    batch_size: int = 32
+    lr_body: float = 2e-5
+    lr_head: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    weights: dict[str, float] = field(default_factory=lambda: {"mse": 1.0, "contrastive": 1.0, "kl": 1.0})
+    temperature: float = 0.05
+    matryoshka_dims: Sequence[int] | None = None
+    pseudo_queries: bool = True
+    eval_steps: int | None = None
+    early_stopping_patience: int | None = 2
+    primary_metric: str = "fidelity/recall@10"
+    grad_clip: float = 1.0
+    seed: int = 0
+    device: str = "cpu"
+
+
+@dataclass
+class TrainOutcome:
+    steps: int
+    epochs_run: float
+    best_step: int
+    baseline_metrics: dict[str, float]
+    metrics: dict[str, float]
+    history: list[dict[str, float]]
+    evaluations: list[dict[str, float]]
+    stopped_early: bool
+
+
+def pseudo_query(text: str, rng: random.Random) -> str:
+    """A query-like cut of a document: its first sentence (often the title) or, half the time, another sentence."""
+    sentences = [s for s in _SENTENCE_END.split(text.strip()) if len(s.split()) >= 3]
+    if not sentences:
+        words = text.split()
+        return " ".join(words[: max(1, min(len(words), 16))])
+    pick = sentences[0] if len(sentences) == 1 or rng.random() < 0.5 else rng.choice(sentences[1:])
+    return pick[:PSEUDO_QUERY_MAX_CHARS]
+
+
+def _forward(model: Any, texts: list[str], device: str) -> torch.Tensor:
+    prep = getattr(model, "preprocess", None) or model.tokenize
+    features = prep(texts)
+    features = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in features.items()}
+    return model(features)["sentence_embedding"]
+
+
+def _loss_terms(
+    student: torch.Tensor, target: torch.Tensor, settings: TrainSettings, names: Sequence[str]
+) -> dict[str, torch.Tensor]:
+    tau = settings.temperature
+    fns: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+        "mse": mse_loss,
+        "cosine": cosine_loss,
+        "contrastive": lambda s, t: info_nce(s, t, temperature=tau),
+        "kl": lambda s, t: similarity_kl(s, t, temperature=tau),
+        "pseudo_query": lambda s, t: info_nce(s, t, temperature=tau, symmetric=False),
+    }
+    out = {}
+    for name in names:
+        fn = fns[name]
+        if settings.matryoshka_dims:
+            out[name] = matryoshka(fn, student, target, settings.matryoshka_dims)
+        else:
+            out[name] = fn(student, target)
+    return out
+
+
+def _schedule(total: int, warmup_ratio: float) -> Callable[[int], float]:
+    warmup = int(round(total * warmup_ratio))
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor
+
+
+def train(
+    model: Any,
+    texts: Sequence[str],
+    targets: np.ndarray,
+    settings: TrainSettings,
+    *,
+    body_params: list[torch.nn.Parameter],
+    head_params: list[torch.nn.Parameter],
+    evaluate: Callable[[Any], dict[str, float]],
+    progress: bool = True,
+    checkpoint_dir: Path | None = None,
+) -> TrainOutcome:
+    """Train ``model`` in place on ``(texts[i], targets[i])`` pairs and restore its best evaluated state."""
+    if len(texts) != len(targets):
+        raise StudentError(f"{len(texts)} texts but {len(targets)} targets")
+    n = len(texts)
+    batch = max(2, min(settings.batch_size, n))
+    steps_per_epoch = math.ceil(n / batch)
+    total = settings.epochs * steps_per_epoch
+    if settings.max_steps is not None:
+        total = min(total, settings.max_steps) if settings.epochs > 0 else settings.max_steps
+    eval_every = settings.eval_steps or steps_per_epoch
+    doc_terms = [k for k in ("mse", "cosine", "contrastive", "kl") if settings.weights.get(k, 0.0)]
+    use_pq = settings.pseudo_queries and settings.weights.get("pseudo_query", 0.0) > 0
+    if not doc_terms and not use_pq:
+        raise StudentError("every loss weight is zero: nothing to train")
+
+    rng = random.Random(settings.seed)
+    torch.manual_seed(settings.seed)
+    target_t = torch.as_tensor(np.asarray(targets, dtype=np.float32))
+
+    # body and head learn at their own rates; a zero rate freezes that part (and saves its backward pass)
+    groups = []
+    for params, lr in ((body_params, settings.lr_body), (head_params, settings.lr_head)):
+        for p in params:
+            p.requires_grad_(lr > 0)
+        if params and lr > 0:
+            groups.append({"params": params, "lr": lr})
+    if not groups:
+        raise StudentError("both learning rates are zero: nothing to train")
+    optimizer = torch.optim.AdamW(groups, weight_decay=settings.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total, settings.warmup_ratio))
+
+    baseline = evaluate(model)
+    best_value = baseline.get(settings.primary_metric, -math.inf)
+    best_state, best_step = copy.deepcopy(model.state_dict()), 0
+    evaluations = [{"step": 0, **baseline}]
+    history: list[dict[str, float]] = []
+    bad, step, stopped = 0, 0, False
+    bar = tqdm(total=total, desc="distilling", file=sys.stderr, disable=not progress, leave=False)
+    model.train()
+    while step < total and not stopped:
+        order = list(range(n))
+        rng.shuffle(order)
+        for start in range(0, n, batch):
+            idx = order[start : start + batch]
+            if len(idx) < 2 or step >= total:
+                continue
+            batch_texts = [texts[i] for i in idx]
+            tgt = target_t[idx].to(settings.device)
+            # student vectors of the documents, and of query-like cuts of them, against the documents' targets
+            terms = _loss_terms(_forward(model, batch_texts, settings.device), tgt, settings, doc_terms) if doc_terms else {}
+            if use_pq:
+                queries = [pseudo_query(t, rng) for t in batch_texts]
+                terms |= _loss_terms(_forward(model, queries, settings.device), tgt, settings, ["pseudo_query"])
+            loss, parts = weighted_sum(terms, settings.weights)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if settings.grad_clip:
+                torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], settings.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            history.append({"step": step, "loss": float(loss.detach()), **parts})
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", fid=f"{best_value:.3f}")
+            if step % eval_every == 0 or step == total:
+                model.eval()
+                scores = evaluate(model)
+                model.train()
+                evaluations.append({"step": step, **scores})
+                value = scores.get(settings.primary_metric, -math.inf)
+                logger.info("step %d: %s = %.4f (best %.4f)", step, settings.primary_metric, value, best_value)
+                if value > best_value + 1e-4:
+                    bad, best_value, best_step = 0, value, step
+                    best_state = copy.deepcopy(model.state_dict())
+                    if checkpoint_dir is not None:
+                        model.save(str(checkpoint_dir))
+                else:
+                    bad += 1
+                if settings.early_stopping_patience and bad >= settings.early_stopping_patience:
+                    logger.info("early stop at step %d: no gain for %d evaluations", step, bad)
+                    stopped = True
+                    break
+    bar.close()
+    model.eval()
+    if best_step != step:
+        model.load_state_dict(best_state)
+    final = next((e for e in evaluations if e["step"] == best_step), evaluations[0])
+    return TrainOutcome(
+        steps=step,
+        epochs_run=step / steps_per_epoch,
+        best_step=best_step,
+        baseline_metrics=baseline,
+        metrics={k: v for k, v in final.items() if k != "step"},
+        history=history,
+        evaluations=evaluations,
+        stopped_early=stopped,
+    )
