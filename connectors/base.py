@@ -1,6 +1,7 @@
 """The protocol the core needs from a vector store, and the plain types that cross it.
 
-Nothing here imports qdrant-client: the core works with these types only. Point ids are ``int`` or ``str`` (UUID);
+Nothing here imports qdrant-client: the core works with these types only. The project's errors are imported inside
+the functions that raise them, so importing this module never imports the core. Point ids are ``int`` or ``str`` (UUID);
 vectors are keyed by vector name, ``UNNAMED`` ("") for a collection's single unnamed vector.
 """
 
@@ -15,7 +16,6 @@ from typing import Any, Protocol, Union, runtime_checkable
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from qdrant_distill.errors import ConfigError, UnsupportedVectors, VectorNotFound
 
 PointId = Union[int, str]
 UNNAMED = ""
@@ -78,6 +78,8 @@ class CollectionInfo(BaseModel):
 
     def vector(self, name: str | None = None) -> VectorSpec:
         """The dense vector to distil from: ``name``, or the only dense one. Raises a typed error otherwise."""
+        from qdrant_distill.errors import UnsupportedVectors, VectorNotFound
+
         dense = {k: v for k, v in self.vectors.items() if v.dense}
         if name is None or name == UNNAMED and UNNAMED not in self.vectors:
             if not dense:
@@ -128,6 +130,8 @@ class TextSource(BaseModel):
 
     @model_validator(mode="after")
     def _one_of(self) -> TextSource:
+        from qdrant_distill.errors import ConfigError
+
         if self.field and self.template:
             raise ConfigError("give either a text field or a text template, not both")
         if self.template is not None:
@@ -143,6 +147,8 @@ class TextSource(BaseModel):
         try:
             return [f for _, f, _, _ in string.Formatter().parse(self.template) if f]
         except ValueError as exc:
+            from qdrant_distill.errors import ConfigError
+
             raise ConfigError(f"bad text template {self.template!r}: {exc}") from exc
 
     @property

@@ -2,11 +2,16 @@
 
 The public API: configure a :class:`MigrationConfig`, call :func:`migrate`; or use the stages and the distillation
 engine directly. :func:`encoder_for` gives an application the right query encoder for whatever collection an alias
-points to.
+points to. Errors are importable at once; everything else loads on first use (so ``connectors`` can import the
+errors without importing the core, and ``import qdrant_distill`` stays light).
 """
 
-from qdrant_distill.config import GateConfig, MigrationConfig, MissingTextPolicy, Mode, load_config
-from qdrant_distill.distill import DistillConfig, DistillResult, distill, load_student
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from qdrant_distill._version import __version__
 from qdrant_distill.errors import (
     AliasConflict,
     AuthenticationFailed,
@@ -29,16 +34,72 @@ from qdrant_distill.errors import (
     VectorNotFound,
     VerificationFailed,
 )
-from qdrant_distill.evaluate import FidelityEvaluator, fidelity, load_beir, retrieval_metrics
-from qdrant_distill.journal import Journal, Stage
-from qdrant_distill.migration import MigrationReport, beir_metrics, migrate, open_journal, status
-from qdrant_distill.plan import MigrationPlan, make_plan
-from qdrant_distill.projection import PCAProjection, projection_model
-from qdrant_distill.registry import CollectionEncoder, encoder_for
-from qdrant_distill.students import StudentKind
-from qdrant_distill.swap import finalize, rollback, swap
 
-from qdrant_distill._version import __version__
+_LAZY = {
+    "CollectionEncoder": "qdrant_distill.registry",
+    "DistillConfig": "qdrant_distill.distill",
+    "DistillResult": "qdrant_distill.distill",
+    "FidelityEvaluator": "qdrant_distill.evaluate",
+    "GateConfig": "qdrant_distill.config",
+    "Journal": "qdrant_distill.journal",
+    "MigrationConfig": "qdrant_distill.config",
+    "MigrationPlan": "qdrant_distill.plan",
+    "MigrationReport": "qdrant_distill.migration",
+    "MissingTextPolicy": "qdrant_distill.config",
+    "Mode": "qdrant_distill.config",
+    "PCAProjection": "qdrant_distill.projection",
+    "Stage": "qdrant_distill.journal",
+    "StudentKind": "qdrant_distill.students",
+    "beir_metrics": "qdrant_distill.migration",
+    "distill": "qdrant_distill.distill",
+    "encoder_for": "qdrant_distill.registry",
+    "fidelity": "qdrant_distill.evaluate",
+    "finalize": "qdrant_distill.swap",
+    "load_beir": "qdrant_distill.evaluate",
+    "load_config": "qdrant_distill.config",
+    "load_student": "qdrant_distill.distill",
+    "make_plan": "qdrant_distill.plan",
+    "migrate": "qdrant_distill.migration",
+    "open_journal": "qdrant_distill.migration",
+    "projection_model": "qdrant_distill.projection",
+    "retrieval_metrics": "qdrant_distill.evaluate",
+    "rollback": "qdrant_distill.swap",
+    "status": "qdrant_distill.migration",
+    "swap": "qdrant_distill.swap",
+}
+
+if TYPE_CHECKING:  # static checkers see the real names
+    from qdrant_distill.registry import CollectionEncoder
+    from qdrant_distill.distill import DistillConfig
+    from qdrant_distill.distill import DistillResult
+    from qdrant_distill.evaluate import FidelityEvaluator
+    from qdrant_distill.config import GateConfig
+    from qdrant_distill.journal import Journal
+    from qdrant_distill.config import MigrationConfig
+    from qdrant_distill.plan import MigrationPlan
+    from qdrant_distill.migration import MigrationReport
+    from qdrant_distill.config import MissingTextPolicy
+    from qdrant_distill.config import Mode
+    from qdrant_distill.projection import PCAProjection
+    from qdrant_distill.journal import Stage
+    from qdrant_distill.students import StudentKind
+    from qdrant_distill.migration import beir_metrics
+    from qdrant_distill.distill import distill
+    from qdrant_distill.registry import encoder_for
+    from qdrant_distill.evaluate import fidelity
+    from qdrant_distill.swap import finalize
+    from qdrant_distill.evaluate import load_beir
+    from qdrant_distill.config import load_config
+    from qdrant_distill.distill import load_student
+    from qdrant_distill.plan import make_plan
+    from qdrant_distill.migration import migrate
+    from qdrant_distill.migration import open_journal
+    from qdrant_distill.projection import projection_model
+    from qdrant_distill.evaluate import retrieval_metrics
+    from qdrant_distill.swap import rollback
+    from qdrant_distill.migration import status
+    from qdrant_distill.swap import swap
+
 
 __all__ = [
     "AliasConflict",
@@ -93,3 +154,22 @@ __all__ = [
     "status",
     "swap",
 ]
+
+
+# Functions named like their module (``distill``, ``swap``) are bound now: once a submodule is imported, the package
+# attribute of that name would otherwise be the module.
+from qdrant_distill.distill import distill  # noqa: E402
+from qdrant_distill.swap import swap  # noqa: E402
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'qdrant_distill' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -27,7 +27,7 @@ DEFAULT_SAMPLE_SIZE = 5000
 DEFAULT_RUNS_DIR = "./runs"
 FINGERPRINT_FIELDS = {
     "source", "target", "alias", "text_field", "text_template", "vector_name", "dim", "mode", "student",
-    "teacher_model", "sample_size", "sample_seed", "missing_text",
+    "teacher_model", "sample_size", "sample_seed",
 }
 
 

@@ -1,0 +1,268 @@
+"""End-to-end migrations on real qdrant-client local mode with a tiny real model."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from qdrant_client import models as qm
+
+from connectors import QdrantConnector
+from connectors.base import UNNAMED, Point
+from qdrant_distill import (
+    AliasConflict,
+    CollectionExists,
+    CollectionNotFound,
+    ConfigError,
+    DimensionError,
+    DistillConfig,
+    EmptyCollection,
+    GateConfig,
+    GateFailed,
+    MigrationConfig,
+    MigrationError,
+    NoTextPayload,
+    PCAProjection,
+    Stage,
+    UnsupportedVectors,
+    VectorNotFound,
+    encoder_for,
+    finalize,
+    make_plan,
+    migrate,
+    open_journal,
+    rollback,
+    swap,
+)
+from tests.conftest import random_unit
+
+N = 240
+TEACHER_DIM = 48
+DIM = 16
+OPEN_GATE = GateConfig(min_recall_at_10=0.0, min_spearman=-1.0)
+
+
+def build_source(conn: QdrantConnector, texts: list[str], *, name: str = "docs_v1", alias: str | None = "docs",
+                 named: bool = False, n: int = N) -> np.ndarray:
+    """A source collection: real texts, teacher-like vectors, optional named vectors with a sparse one beside."""
+    vectors = random_unit(n, TEACHER_DIM, seed=7)
+    vp = qm.VectorParams(size=TEACHER_DIM, distance=qm.Distance.COSINE)
+    conn.client.create_collection(
+        name,
+        vectors_config={"dense": vp} if named else vp,
+        sparse_vectors_config={"bm25": qm.SparseVectorParams()} if named else None,
+    )
+    points = []
+    for i in range(n):
+        vecs: dict[str, Any] = {"dense": vectors[i]} if named else {UNNAMED: vectors[i]}
+        if named:
+            vecs["bm25"] = {"indices": [i % 11, 20 + i % 5], "values": [1.0, 0.5]}
+        points.append(Point(id=i, payload={"text": texts[i], "n": i, "tags": ["a", str(i % 3)]}, vectors=vecs))
+    conn.upsert(name, points)
+    if alias:
+        conn.create_alias(alias, name)
+    return vectors
+
+
+def config(tiny_model_path: Path, run_dir: Path, **overrides: Any) -> MigrationConfig:
+    student = DistillConfig(base_model=str(tiny_model_path), max_steps=3, batch_size=16, head_init_samples=64,
+                            early_stopping_patience=None)
+    base: dict[str, Any] = dict(source="docs", dim=DIM, sample_size=120, student=student, gate=OPEN_GATE,
+                                run_dir=str(run_dir), page_size=50, progress=False, sample_seed=1, verify_sample=32)
+    base.update(overrides)
+    return MigrationConfig(**base)
+
+
+def snapshot(conn: QdrantConnector, collection: str) -> str:
+    """A hash of every id, payload and vector of a collection."""
+    h = hashlib.sha256()
+    for page in conn.scroll(collection, page_size=100, with_vectors=True):
+        for p in page.points:
+            h.update(json.dumps([p.id, p.payload, p.vectors], sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def points_of(conn: QdrantConnector, collection: str) -> dict[Any, Point]:
+    return {p.id: p for page in conn.scroll(collection, page_size=100, with_vectors=True) for p in page.points}
+
+
+@pytest.fixture
+def conn() -> QdrantConnector:
+    c = QdrantConnector.open(location=":memory:")
+    yield c
+    c.close()
+
+
+def test_migrate_end_to_end_then_rollback_swap_and_finalize(conn, demo_texts, tiny_model_path, tmp_path) -> None:
+    build_source(conn, demo_texts)
+    before = snapshot(conn, "docs_v1")
+    report = migrate(config(tiny_model_path, tmp_path / "run"), connector=conn)
+
+    assert report.stage is Stage.SWAPPED and report.previous_target == "docs_v1"
+    assert conn.alias_target("docs") == report.target == "docs_v1_distilled16"
+    assert snapshot(conn, "docs_v1") == before  # the source is never modified
+    src, dst = points_of(conn, "docs_v1"), points_of(conn, report.target)
+    assert src.keys() == dst.keys() and report.points_written == N
+    assert all(dst[i].payload == src[i].payload for i in src)
+    assert {len(p.vectors[UNNAMED]) for p in dst.values()} == {DIM}
+    assert report.verify["missing"] == 0 and report.verify["min_cosine"] > 0.99
+    assert report.vector_bytes_after * TEACHER_DIM == report.vector_bytes_before * DIM
+
+    meta = conn.describe(report.target).metadata["qdrant_distill"]
+    assert meta["dim"] == DIM and meta["mode"] == "reembed" and meta["source"] == "docs_v1"
+    enc = encoder_for(conn, "docs")
+    assert enc.collection == report.target and enc.encode(["a query"]).shape == (1, DIM)
+
+    journal = open_journal(tmp_path / "run")
+    assert rollback(conn, journal) == "docs_v1" and conn.alias_target("docs") == "docs_v1"
+    with pytest.raises(ConfigError, match="records no qdrant-distill encoder"):
+        encoder_for(conn, "docs")
+    with pytest.raises(MigrationError, match="finalize needs a swapped migration"):
+        finalize(conn, journal)
+    assert swap(conn, journal) == "docs_v1" and conn.alias_target("docs") == report.target
+    assert finalize(conn, journal) == "docs_v1"
+    assert not conn.collection_exists("docs_v1") and open_journal(tmp_path / "run").stage is Stage.FINALIZED
+    with pytest.raises(MigrationError, match="dropped by finalize"):
+        rollback(conn, journal)
+
+
+def test_named_vectors_keep_the_others_and_project_mode(conn, demo_texts, tiny_model_path, tmp_path) -> None:
+    teacher = build_source(conn, demo_texts, named=True)
+    report = migrate(config(tiny_model_path, tmp_path / "run", mode="project"), connector=conn)
+    src, dst = points_of(conn, "docs_v1"), points_of(conn, report.target)
+    assert conn.describe(report.target).vectors["dense"].size == DIM
+    projection = PCAProjection.load(open_journal(tmp_path / "run").projection_path)
+    expected = projection.transform(teacher)
+    for i, p in dst.items():
+        assert p.vectors["bm25"] == src[i].vectors["bm25"]  # the sparse vector travels unchanged
+        np.testing.assert_allclose(p.vectors["dense"], expected[i], atol=1e-5)
+    assert encoder_for(conn, "docs").vector_name == "dense"
+
+
+class FailingUpserts(QdrantConnector):
+    """Raises (not transient) on the n-th upsert into the target: a crash in the middle of re-embed."""
+
+    def __init__(self, inner: QdrantConnector, fail_at: int) -> None:
+        super().__init__(inner.client)
+        self.fail_at, self.upserts = fail_at, 0
+
+    def upsert(self, collection: str, points: Any, *, wait: bool = True) -> None:
+        if collection != "docs_v1":
+            self.upserts += 1
+            if self.upserts == self.fail_at:
+                raise RuntimeError("injected crash")
+        super().upsert(collection, points, wait=wait)
+
+
+def test_resume_after_a_crash_in_reembed_matches_a_clean_run(demo_texts, tiny_model_path, tmp_path) -> None:
+    clean = QdrantConnector.open(location=":memory:")
+    build_source(clean, demo_texts)
+    migrate(config(tiny_model_path, tmp_path / "clean"), connector=clean)
+
+    conn = QdrantConnector.open(location=":memory:")
+    build_source(conn, demo_texts)
+    cfg = config(tiny_model_path, tmp_path / "crash")
+    with pytest.raises(RuntimeError, match="injected crash"):
+        migrate(cfg, connector=FailingUpserts(conn, fail_at=3))
+    journal = open_journal(tmp_path / "crash")
+    assert journal.stage is Stage.CREATED and journal.points_written == 100 and journal.checkpoint is not None
+    distilled_at = journal.stage_times["distilled"]
+    report = migrate(cfg, connector=conn)
+    assert report.stage is Stage.SWAPPED
+    assert open_journal(tmp_path / "crash").stage_times["distilled"] == distilled_at  # not trained again
+
+    a, b = points_of(clean, "docs_v1_distilled16"), points_of(conn, "docs_v1_distilled16")
+    assert a.keys() == b.keys() and len(b) == N
+    for i in a:
+        assert a[i].payload == b[i].payload
+        np.testing.assert_allclose(a[i].vectors[UNNAMED], b[i].vectors[UNNAMED], atol=1e-4)
+
+
+def test_gate_stops_a_bad_student_and_nothing_changes(conn, demo_texts, tiny_model_path, tmp_path) -> None:
+    build_source(conn, demo_texts)
+    before = (snapshot(conn, "docs_v1"), conn.collections(), conn.aliases())
+    strict = GateConfig(min_recall_at_10=0.99, min_spearman=0.99)
+    with pytest.raises(GateFailed, match=r"fidelity/recall@10 = .* < 0.99 \(short by") as info:
+        migrate(config(tiny_model_path, tmp_path / "run", gate=strict), connector=conn)
+    assert {f["metric"] for f in info.value.failures} == {"fidelity/recall@10", "fidelity/spearman"}
+    assert (snapshot(conn, "docs_v1"), conn.collections(), conn.aliases()) == before
+    assert open_journal(tmp_path / "run").stage is Stage.DISTILLED
+
+
+def test_live_writes_during_reembed_are_caught_up(conn, demo_texts, tiny_model_path, tmp_path) -> None:
+    build_source(conn, demo_texts)
+
+    class WritesMeanwhile(QdrantConnector):
+        fired = False
+
+        def upsert(self, collection: str, points: Any, *, wait: bool = True) -> None:
+            super().upsert(collection, points, wait=wait)
+            if collection != "docs_v1" and not self.fired:  # a writer touches the source mid-migration
+                self.fired = True
+                src = self.retrieve("docs_v1", [0, 1], with_vectors=True)
+                super().upsert("docs_v1", [Point(1000, {"text": "a brand new point"}, src[0].vectors)])
+                super().upsert("docs_v1", [Point(1, {**src[1].payload, "text": "changed text"}, src[1].vectors)])
+                self.delete_points("docs_v1", [0])
+
+    report = migrate(config(tiny_model_path, tmp_path / "run"), connector=WritesMeanwhile(conn.client))
+    assert report.catch_up == {"added": 1, "updated": 1, "deleted": 1}
+    dst = points_of(conn, report.target)
+    assert 1000 in dst and 0 not in dst and dst[1].payload["text"] == "changed text"
+
+
+def test_missing_text_policies(conn, demo_texts, tiny_model_path, tmp_path) -> None:
+    build_source(conn, demo_texts)
+    conn.client.set_payload("docs_v1", payload={"text": ""}, points=[5, 6])
+    with pytest.raises(NoTextPayload, match="2 points have no text"):
+        migrate(config(tiny_model_path, tmp_path / "run"), connector=conn)
+    conn.delete_collection("docs_v1_distilled16")
+    import shutil
+
+    shutil.rmtree(tmp_path / "run")
+    report = migrate(config(tiny_model_path, tmp_path / "run", missing_text="skip"), connector=conn)
+    assert report.skipped == 2 and 5 not in points_of(conn, report.target)
+
+
+def test_plan_refuses_bad_input_and_writes_nothing(conn, demo_texts, tiny_model_path, tmp_path) -> None:
+    build_source(conn, demo_texts)
+    build_source(conn, demo_texts, name="plain", alias=None, n=20)
+    conn.client.create_collection("empty", vectors_config=qm.VectorParams(size=8, distance=qm.Distance.COSINE))
+    conn.client.create_collection("taken", vectors_config=qm.VectorParams(size=8, distance=qm.Distance.COSINE))
+    mv = qm.MultiVectorConfig(comparator=qm.MultiVectorComparator.MAX_SIM)
+    conn.client.create_collection("multi", vectors_config=qm.VectorParams(size=8, distance=qm.Distance.DOT,
+                                                                          multivector_config=mv))
+    before = (conn.collections(), conn.aliases(), snapshot(conn, "docs_v1"))
+    cases: list[tuple[dict[str, Any], type]] = [
+        ({"source": "ghost"}, CollectionNotFound),
+        ({"target": "taken"}, CollectionExists),
+        ({"dim": TEACHER_DIM}, DimensionError),
+        ({"dim": 500}, DimensionError),
+        ({"vector_name": "nope"}, VectorNotFound),
+        ({"sample_size": N + 1}, ConfigError),
+        ({"source": "empty", "dim": 4}, EmptyCollection),
+        ({"source": "multi", "dim": 4}, UnsupportedVectors),
+        ({"text_field": "body"}, NoTextPayload),
+        ({"text_template": "{title} {abstract}"}, NoTextPayload),
+        ({"source": "plain", "alias": "taken", "sample_size": 10}, AliasConflict),
+        ({"student": DistillConfig(base_model="./no/such/model")}, ConfigError),
+        ({"mode": "projection-only"}, ConfigError),
+    ]
+    for overrides, error in cases:
+        with pytest.raises(error):
+            make_plan(config(tiny_model_path, tmp_path / "run", **overrides), conn)
+    assert (conn.collections(), conn.aliases(), snapshot(conn, "docs_v1")) == before
+    plan = make_plan(config(tiny_model_path, tmp_path / "run", source="plain", sample_size=10), conn)
+    assert plan.alias is None and "plain collection" in plan.swap
+    assert "docs_v1" in make_plan(config(tiny_model_path, tmp_path / "run"), conn).render()
+
+
+def test_a_plain_collection_gets_a_new_alias(conn, demo_texts, tiny_model_path, tmp_path) -> None:
+    build_source(conn, demo_texts, alias=None)
+    report = migrate(config(tiny_model_path, tmp_path / "run", source="docs_v1", alias="live"), connector=conn)
+    assert report.stage is Stage.SWAPPED and conn.alias_target("live") == report.target
+    journal = open_journal(tmp_path / "run")
+    assert rollback(conn, journal) is None and conn.alias_target("live") is None
