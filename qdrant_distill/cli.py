@@ -5,7 +5,6 @@ table, or JSON with ``--json``); logs and progress bars go to stderr. Expected f
 ``--debug`` shows the traceback.
 """
 
-from __future__ import annotations
 
 import functools
 import inspect
@@ -173,9 +172,9 @@ def migrate(
     with _connector(cfg.qdrant) as conn:
         the_plan = make_plan(cfg, conn)
         if dry_run:
-            _print_json(the_plan) if as_json else out.print(the_plan.render(), highlight=False)
+            _print_json(the_plan) if as_json else out.print(the_plan.render(), highlight=False, markup=False)
             return
-        err.print(the_plan.render(), highlight=False)
+        err.print(the_plan.render(), highlight=False, markup=False)
         if not yes and not typer.confirm("Proceed (the alias moves at the end)?", err=True):
             raise typer.Exit(1)
         report = run(cfg, connector=conn)
@@ -190,6 +189,7 @@ def plan(**kwargs: Any) -> None:
 _sig = inspect.signature(migrate)
 _hide = {"yes", "dry_run"}
 plan.__signature__ = _sig.replace(parameters=[p for n, p in _sig.parameters.items() if n not in _hide])  # type: ignore[attr-defined]
+plan.__annotations__ = {n: a for n, a in migrate.__annotations__.items() if n not in _hide}
 app.command("plan")(plan)
 app.command("migrate")(migrate)
 

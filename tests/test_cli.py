@@ -1,0 +1,83 @@
+"""The command line on a persisted embedded store: plan, migrate, status, rollback, swap, finalize; errors; secrets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from connectors import QdrantConnector
+from qdrant_distill.cli import app
+from tests.test_migration import DIM, build_source
+
+SECRET = "sk-test-7f3a9c2e-do-not-leak"
+
+
+@pytest.fixture
+def store(tmp_path: Path, demo_texts: list[str]) -> Path:
+    path = tmp_path / "qdrant"
+    with QdrantConnector.open(path=str(path)) as conn:
+        build_source(conn, demo_texts)
+    return path
+
+
+def run(*args: str, input: str | None = None):
+    return CliRunner().invoke(app, list(args), input=input)
+
+
+def common(store: Path, tiny_model_path: Path, run_dir: Path) -> list[str]:
+    return ["--path", str(store), "--dim", str(DIM), "--student", str(tiny_model_path), "--sample-size", "100",
+            "--max-steps", "2", "--min-recall", "0", "--min-spearman", "-1", "--run-dir", str(run_dir),
+            "--no-progress"]
+
+
+def test_plan_prints_and_writes_nothing(store: Path, tiny_model_path: Path, tmp_path: Path) -> None:
+    result = run("plan", "--alias", "docs", *common(store, tiny_model_path, tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    assert "docs_v1_distilled16" in result.stdout and "48 -> 16" in result.stdout
+    assert not (tmp_path / "run").exists()
+    as_json = run("plan", "--alias", "docs", "--json", *common(store, tiny_model_path, tmp_path / "run"))
+    assert json.loads(as_json.stdout)["target"] == "docs_v1_distilled16"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--alias", "ghost"], "CollectionNotFound: no collection or alias named 'ghost'"),
+        (["--alias", "docs", "--vector-name", "nope"], "VectorNotFound"),
+        (["--alias", "docs", "--text-template", "{nothing}"], "NoTextPayload"),
+        (["--alias", "docs", "--config", "/no/such/file.toml"], "ConfigError: cannot read config file"),
+        (["--alias", "docs", "--collection", "docs_v1"], "not both"),
+    ],
+)
+def test_expected_failures_are_one_red_line(store, tiny_model_path, tmp_path, args, message) -> None:
+    result = run("plan", *args, *common(store, tiny_model_path, tmp_path / "run"))
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("error:") and message in " ".join(lines[-3:])
+    assert "Traceback" not in result.output
+
+
+def test_migrate_status_rollback_swap_finalize(store: Path, tiny_model_path: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    result = run("migrate", "--alias", "docs", "--yes", "--api-key", SECRET, *common(store, tiny_model_path, run_dir))
+    assert result.exit_code == 0, result.output
+    assert "swapped" in result.stdout
+    status = run("status", str(run_dir), "--json")
+    assert json.loads(status.stdout)["stage"] == "swapped"
+
+    at = ["--path", str(store)]
+    assert run("rollback", str(run_dir), *at).exit_code == 0
+    assert run("finalize", str(run_dir), *at, input="n\n").exit_code == 1  # asks first; "no" changes nothing
+    assert run("swap", str(run_dir), *at).exit_code == 0
+    done = run("finalize", str(run_dir), *at, "--yes")
+    assert done.exit_code == 0 and "dropped docs_v1" in done.stdout
+    with QdrantConnector.open(path=str(store)) as conn:
+        assert conn.collections() == ["docs_v1_distilled16"] and conn.alias_target("docs") == "docs_v1_distilled16"
+        metadata = json.dumps(conn.describe("docs").metadata)
+    # the API key never appears in output, journal or metadata
+    journal = (run_dir / "journal.json").read_text()
+    for text in (result.output, status.output, journal, metadata):
+        assert SECRET not in text
