@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connectors.base import TextSource
 from connectors.settings import QdrantSettings
@@ -113,6 +113,11 @@ class MigrationConfig(BaseModel):
 
             raise DimensionError(f"target dimension must be >= 1, got {v}")
         return v
+
+    @model_validator(mode="after")
+    def _valid_text(self) -> MigrationConfig:
+        _ = self.text  # a field and a template together, or a template naming nothing, fail here
+        return self
 
     @property
     def text(self) -> TextSource:

@@ -1,0 +1,60 @@
+"""Configuration from code, files and environment; the journal's identity checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from qdrant_distill import ConfigError, DimensionError, Journal, MigrationError, Stage, load_config
+
+
+def test_file_env_and_overrides_in_order(tmp_path: Path) -> None:
+    toml = tmp_path / "m.toml"
+    toml.write_text('source = "docs"\ndim = 64\n[student]\nepochs = 3\n[gate]\nmin_spearman = 0.5\n')
+    env = {"QDRANT_DISTILL_DIM": "96", "QDRANT_URL": "http://qdrant:6333", "QDRANT_API_KEY": "k3y",
+           "QDRANT_DISTILL_STUDENT__BATCH_SIZE": "8"}
+    cfg = load_config(toml, environ=env, sample_size=100)
+    assert (cfg.source, cfg.dim, cfg.sample_size) == ("docs", 96, 100)
+    assert cfg.student.epochs == 3 and cfg.student.batch_size == 8 and cfg.gate.min_spearman == 0.5
+    assert cfg.qdrant.url == "http://qdrant:6333" and cfg.qdrant.api_key.get_secret_value() == "k3y"
+    assert "k3y" not in repr(cfg) and "k3y" not in str(cfg.fingerprint()) and "k3y" not in cfg.model_dump_json()
+
+
+def test_yaml_and_json(tmp_path: Path) -> None:
+    (tmp_path / "m.yaml").write_text("source: docs\nmode: project\n")
+    (tmp_path / "m.json").write_text('{"source": "docs", "text_template": "{title} {text}"}')
+    assert load_config(tmp_path / "m.yaml", environ={}).mode.value == "project"
+    assert load_config(tmp_path / "m.json", environ={}).text.fields == ["title", "text"]
+
+
+@pytest.mark.parametrize(
+    ("content", "error", "match"),
+    [
+        (None, ConfigError, "cannot read config file"),
+        ("source = ", ConfigError, "cannot parse config file"),
+        ('source = "d"\ndim = 0', DimensionError, "must be >= 1"),
+        ('source = "d"\nmode = "fast"', ConfigError, "invalid configuration: mode"),
+        ('source = "d"\nbogus = 1', ConfigError, "bogus"),
+        ('source = "d"\ntext_field = "a"\ntext_template = "{b}"', ConfigError, "not both"),
+        ('source = "d"\n[qdrant]\nurl = "qdrant:6333"', ConfigError, "bad Qdrant URL"),
+    ],
+)
+def test_bad_configs(tmp_path: Path, content: str | None, error: type, match: str) -> None:
+    path = tmp_path / "bad.toml"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(error, match=match):
+        load_config(path, environ={})
+
+
+def test_journal_is_atomic_and_refuses_other_migrations(tmp_path: Path) -> None:
+    journal = Journal.open(tmp_path, {"source": "docs", "dim": 128})
+    journal.advance(Stage.SAMPLED, sample_size=10)
+    again = Journal.open(tmp_path, {"source": "docs", "dim": 128})
+    assert again.stage is Stage.SAMPLED and again.sample_size == 10 and again.run_id == journal.run_id
+    assert [p.name for p in tmp_path.iterdir()] == ["journal.json"]  # no temporary files left behind
+    with pytest.raises(MigrationError, match=r"differs in \['dim'\]"):
+        Journal.open(tmp_path, {"source": "docs", "dim": 64})
+    with pytest.raises(MigrationError, match="no migration journal"):
+        Journal.load(tmp_path / "elsewhere")
