@@ -164,19 +164,20 @@ class TextSource(BaseModel):
         if not payload:
             return None
         if self.template is None:
-            value = _lookup(payload, self.field or DEFAULT_TEXT_FIELD)
+            value = lookup(payload, self.field or DEFAULT_TEXT_FIELD)
             text = _as_text(value)
             return text if text else None
         values = {}
         for name in self.template_fields:
-            values[name] = _as_text(_lookup(payload, name)) or ""
+            values[name] = _as_text(lookup(payload, name)) or ""
         if not any(values.values()):
             return None
         text = " ".join(self.template.format_map(values).split())
         return text or None
 
 
-def _lookup(payload: Mapping[str, Any], key: str) -> Any:
+def lookup(payload: Mapping[str, Any], key: str) -> Any:
+    """``payload[key]``, or a nested value for a dotted key such as ``"meta.title"``; None when absent."""
     if key in payload:
         return payload[key]
     node: Any = payload

@@ -11,8 +11,8 @@ import random
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 
+from connectors._convert import clean, dump, enum_value, quantization, to_point, to_sample, vector_struct
 from connectors._faults import RetryPolicy, translate
 from connectors.base import UNNAMED, CollectionInfo, Page, Point, PointId, Sample, TextSource, VectorSpec
 from connectors.settings import DEFAULT_PATH, QdrantSettings
@@ -22,8 +22,6 @@ from qdrant_distill.errors import (
     CollectionNotFound,
     ConfigError,
     EmptyCollection,
-    InvalidVectors,
-    NoTextPayload,
     ServerError,
 )
 
@@ -172,20 +170,20 @@ class QdrantConnector:
                 vectors[vname] = VectorSpec(
                     name=vname,
                     size=vp.size,
-                    distance=_enum(vp.distance),
-                    datatype=_enum(vp.datatype),
+                    distance=enum_value(vp.distance),
+                    datatype=enum_value(vp.datatype),
                     on_disk=vp.on_disk,
                     multivector=vp.multivector_config is not None,
-                    hnsw=_dump(vp.hnsw_config),
-                    quantization=_dump(vp.quantization_config),
-                    params=_dump(vp),
+                    hnsw=dump(vp.hnsw_config),
+                    quantization=dump(vp.quantization_config),
+                    params=dump(vp),
                 )
         sparse = {
-            sname: VectorSpec(name=sname, sparse=True, params=_dump(sp))
+            sname: VectorSpec(name=sname, sparse=True, params=dump(sp))
             for sname, sp in (params.sparse_vectors or {}).items()
         }
         schema = {
-            field: {"data_type": _enum(idx.data_type), "params": _dump(idx.params)}
+            field: {"data_type": enum_value(idx.data_type), "params": dump(idx.params)}
             for field, idx in (info.payload_schema or {}).items()
         }
         return CollectionInfo(
@@ -194,9 +192,9 @@ class QdrantConnector:
             alias=alias,
             vectors=vectors,
             sparse_vectors=sparse,
-            hnsw=_dump(info.config.hnsw_config) or {},
-            quantization=_dump(info.config.quantization_config),
-            optimizers=_dump(info.config.optimizer_config) or {},
+            hnsw=dump(info.config.hnsw_config) or {},
+            quantization=dump(info.config.quantization_config),
+            optimizers=dump(info.config.optimizer_config) or {},
             shard_number=params.shard_number,
             replication_factor=params.replication_factor,
             write_consistency_factor=params.write_consistency_factor,
@@ -242,7 +240,7 @@ class QdrantConnector:
         if points is None:
             method = "reservoir"
             points = self._reservoir(info.name, n, spec.name, filter, seed)
-        return _to_sample(points, text=text, vector_name=spec.name, requested=n, method=method, size=spec.size)
+        return to_sample(points, text=text, vector_name=spec.name, requested=n, method=method, size=spec.size)
 
     def _random_points(self, collection: str, n: int, vector_name: str, filter: Any) -> list[Point] | None:
         from qdrant_client import models
@@ -268,7 +266,7 @@ class QdrantConnector:
                 return None
             before = len(seen)
             for p in result.points:
-                seen.setdefault(p.id, _point(p))
+                seen.setdefault(p.id, to_point(p))
             if len(result.points) < want:  # the collection (after the filter) holds fewer points than asked
                 break
             if len(seen) == before:
@@ -321,7 +319,7 @@ class QdrantConnector:
                 with_vectors=vectors,
                 collection=collection,
             )
-            yield Page(points=[_point(r) for r in records], offset=current, next_offset=next_offset)
+            yield Page(points=[to_point(r) for r in records], offset=current, next_offset=next_offset)
             if next_offset is None:
                 return
             current = next_offset
@@ -344,7 +342,7 @@ class QdrantConnector:
             with_vectors=vectors,
             collection=collection,
         )
-        return [_point(r) for r in records]
+        return [to_point(r) for r in records]
 
     def search(
         self, collection: str, vector: Sequence[float], *, limit: int = 10, vector_name: str | None = None
@@ -389,7 +387,7 @@ class QdrantConnector:
                 params.pop("multivector_config", None)
             vectors[vname] = models.VectorParams(**{k: v for k, v in params.items() if v is not None})
         sparse = {s: models.SparseVectorParams(**(vs.params or {})) for s, vs in info.sparse_vectors.items()}
-        quant = _quantization(info.quantization)
+        quant = quantization(info.quantization)
         self._call(
             "create_collection",
             self.client.create_collection,
@@ -400,8 +398,8 @@ class QdrantConnector:
             replication_factor=info.replication_factor,
             write_consistency_factor=info.write_consistency_factor,
             on_disk_payload=info.on_disk_payload,
-            hnsw_config=models.HnswConfigDiff(**_clean(info.hnsw)) if info.hnsw else None,
-            optimizers_config=models.OptimizersConfigDiff(**_clean(info.optimizers)) if info.optimizers else None,
+            hnsw_config=models.HnswConfigDiff(**clean(info.hnsw)) if info.hnsw else None,
+            optimizers_config=models.OptimizersConfigDiff(**clean(info.optimizers)) if info.optimizers else None,
             quantization_config=quant,
             metadata=dict(metadata) if metadata else None,
             collection=name,
@@ -423,7 +421,7 @@ class QdrantConnector:
         from qdrant_client import models
 
         structs = [
-            models.PointStruct(id=p.id, payload=p.payload, vector=_vector_struct(p.vectors)) for p in points
+            models.PointStruct(id=p.id, payload=p.payload, vector=vector_struct(p.vectors)) for p in points
         ]
         if structs:
             self._call("upsert", self.client.upsert, collection, points=structs, wait=wait, collection=collection)
@@ -457,7 +455,6 @@ class QdrantConnector:
         logger.info("dropped collection %r", name)
 
 
-# -- conversions ------------------------------------------------------------------------------------------------
 
 
 def _open_embedded(path: str) -> Any:
@@ -470,128 +467,3 @@ def _open_embedded(path: str) -> Any:
             f"the embedded Qdrant folder {path!r} is in use by another process",
             hint="close the other client, or use a Qdrant server for concurrent access",
         ) from exc
-
-
-def _enum(value: Any) -> Any:
-    return getattr(value, "value", value)
-
-
-def _dump(model: Any) -> dict[str, Any] | None:
-    if model is None:
-        return None
-    return model.model_dump(mode="json", exclude_none=True)
-
-
-def _clean(d: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in d.items() if v is not None}
-
-
-def _quantization(config: Mapping[str, Any] | None) -> Any:
-    if not config:
-        return None
-    from pydantic import TypeAdapter
-    from qdrant_client import models
-
-    return TypeAdapter(models.QuantizationConfig).validate_python(dict(config))
-
-
-def _point(record: Any) -> Point:
-    raw = record.vector
-    if raw is None:
-        vectors: dict[str, Any] = {}
-    elif isinstance(raw, Mapping):
-        vectors = {k: _plain_vector(v) for k, v in raw.items()}
-    else:
-        vectors = {UNNAMED: raw}
-    return Point(id=record.id, payload=dict(record.payload or {}), vectors=vectors)
-
-
-def _plain_vector(v: Any) -> Any:
-    if hasattr(v, "indices") and hasattr(v, "values"):
-        return {"indices": list(v.indices), "values": list(v.values)}
-    return v
-
-
-def _vector_struct(vectors: Mapping[str, Any]) -> Any:
-    from qdrant_client import models
-
-    def conv(v: Any) -> Any:
-        if isinstance(v, Mapping) and "indices" in v:
-            return models.SparseVector(indices=list(v["indices"]), values=list(v["values"]))
-        if isinstance(v, np.ndarray):
-            return v.astype(np.float32).tolist()
-        return v
-
-    if set(vectors) == {UNNAMED}:
-        return conv(vectors[UNNAMED])
-    return {k: conv(v) for k, v in vectors.items()}
-
-
-def _has(payload: Mapping[str, Any], key: str) -> bool:
-    node: Any = payload
-    if key in payload:
-        return True
-    for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return False
-        node = node[part]
-    return True
-
-
-def _to_sample(
-    points: Sequence[Point], *, text: TextSource, vector_name: str, requested: int, method: str, size: int | None
-) -> Sample:
-    absent = [f for f in text.template_fields if points and not any(_has(p.payload, f) for p in points)]
-    if absent:
-        raise NoTextPayload(
-            f"text template {text.template!r} names {absent}, which no sampled point has",
-            hint=f"payload keys seen: {sorted({k for p in points for k in p.payload})[:12]}",
-            fields=absent,
-        )
-    ids: list[PointId] = []
-    texts: list[str] = []
-    rows: list[Any] = []
-    missing_text = missing_vector = 0
-    for p in points:
-        vec = p.vectors.get(vector_name) if vector_name else p.vectors.get(UNNAMED)
-        if vec is None:
-            missing_vector += 1
-            continue
-        t = text.render(p.payload)
-        if t is None:
-            missing_text += 1
-            continue
-        ids.append(p.id)
-        texts.append(t)
-        rows.append(vec)
-    if not ids:
-        fields = text.fields
-        present = sorted({k for p in points for k in p.payload})
-        raise NoTextPayload(
-            f"none of the {len(points)} sampled points has text under {text.describe()}",
-            hint=f"payload keys seen: {present[:12] or 'none'}; set --text-field or --text-template",
-            fields=fields,
-        )
-    vectors = np.asarray(rows, dtype=np.float32)
-    if vectors.ndim != 2 or (size is not None and vectors.shape[1] != size):
-        raise InvalidVectors(f"sampled vectors have shape {vectors.shape}, expected (*, {size})")
-    bad = ~np.isfinite(vectors).all(axis=1)
-    if bad.any():
-        bad_ids = [ids[i] for i in np.flatnonzero(bad)[:5]]
-        raise InvalidVectors(
-            f"{int(bad.sum())} sampled points have non-finite teacher vectors (e.g. ids {bad_ids})",
-            hint="repair or exclude them with a filter",
-        )
-    if missing_text:
-        logger.warning("%d of %d sampled points had no usable text and were skipped", missing_text, len(points))
-    if vector_name and missing_vector:
-        logger.warning("%d sampled points lack vector %r", missing_vector, vector_name)
-    return Sample(
-        ids=ids,
-        texts=texts,
-        vectors=vectors,
-        requested=requested,
-        method=method,
-        missing_text=missing_text,
-        missing_vector=missing_vector,
-    )

@@ -17,7 +17,6 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from qdrant_distill.errors import DistillError
 

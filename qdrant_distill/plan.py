@@ -70,7 +70,7 @@ class MigrationPlan(BaseModel):
             f"points      {self.points:,}   vector bytes {mb(self.vector_bytes_before)} -> {mb(self.vector_bytes_after)}",
             f"mode        {self.mode.value}   student {self.student_kind}: {self.student}",
             f"sample      {self.sample_size:,} points   text: {self.text}   missing text: {self.missing_text}",
-            f"gate        " + ", ".join(f"{k} >= {v}" for k, v in self.gate.items()),
+            "gate        " + ", ".join(f"{k} >= {v}" for k, v in self.gate.items()),
             f"swap        {self.swap}",
             f"run dir     {self.run_dir}" + (f"   (resuming after stage {self.resume_stage})" if self.resume_stage else ""),
         ]
