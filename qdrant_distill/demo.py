@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 DEMO_ALIAS = "demo_docs"
 DEMO_COLLECTION = "demo_docs_v1"
+DEMO_SAMPLE = 1000  # points the student learns from; the whole collection (2,000) is re-embedded
 DEMO_QUERIES = ("a large natural stream of water", "a device for measuring time", "to feel great sorrow")
 
 
@@ -86,7 +87,7 @@ def run_demo(
         config = MigrationConfig(
             source=DEMO_ALIAS,
             dim=128,
-            sample_size=min(1500, len(rows)),
+            sample_size=min(DEMO_SAMPLE, len(rows)),
             student=DistillConfig(base_model=student, epochs=1, max_seq_length=64),
             teacher_model=teacher,
             run_dir=run_dir,

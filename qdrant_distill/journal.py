@@ -91,7 +91,7 @@ class Journal(BaseModel):
             logger.info("resuming migration from %s (stage %s)", path, journal.stage.value)
             return journal
         path.parent.mkdir(parents=True, exist_ok=True)
-        journal = cls(path=str(path), fingerprint=fingerprint)
+        journal = cls(path=str(path), fingerprint=fingerprint, stage_times={Stage.PLANNED.value: time.time()})
         journal.save()
         return journal
 
