@@ -275,8 +275,10 @@ def demo(
 
     report, answers = run_demo(path=path, teacher=teacher, student=student, limit=limit)
     out.print(report_table(report))
-    for query, titles in answers:
-        out.print(f"[bold]{query}[/bold] -> " + " | ".join(titles), highlight=False)
+    for query, by_teacher, by_student in answers:
+        out.print(f"[bold]{query}[/bold]", highlight=False)
+        out.print("  teacher 768-d: " + " | ".join(by_teacher), highlight=False, markup=False)
+        out.print(f"  student {report.dim}-d: " + " | ".join(by_student), highlight=False, markup=False)
 
 
 def main() -> None:

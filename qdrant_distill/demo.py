@@ -13,7 +13,7 @@ import numpy as np
 
 from connectors.base import UNNAMED, Point
 from connectors.qdrant import QdrantConnector
-from qdrant_distill.config import MigrationConfig
+from qdrant_distill.config import GateConfig, MigrationConfig
 from qdrant_distill.demo_data import load_demo_texts
 from qdrant_distill.distill import DistillConfig
 from qdrant_distill.migration import MigrationReport, migrate
@@ -75,9 +75,12 @@ def run_demo(
     cache_dir: str = "models/cache",
     run_dir: str = "runs/demo",
     limit: int | None = None,
+    dim: int = 128,
+    gate: GateConfig | None = None,
     progress: bool = True,
-) -> tuple[MigrationReport, list[tuple[str, list[str]]]]:
-    """Build the demo collection, migrate it, and answer a few queries through the alias with ``encoder_for``."""
+) -> tuple[MigrationReport, list[tuple[str, list[str], list[str]]]]:
+    """Build the demo collection, migrate it, and answer a few queries with the teacher (old collection) and with
+    the student (through the alias, with ``encoder_for``)."""
     rows = load_demo_texts(limit)
     texts = [r["text"] for r in rows]
     vectors = teacher_vectors(texts, teacher, Path(cache_dir))
@@ -86,7 +89,8 @@ def run_demo(
         build_demo_collection(conn, vectors, rows)
         config = MigrationConfig(
             source=DEMO_ALIAS,
-            dim=128,
+            dim=dim,
+            gate=gate or GateConfig(),
             sample_size=min(DEMO_SAMPLE, len(rows)),
             student=DistillConfig(base_model=student, epochs=1, max_seq_length=64),
             teacher_model=teacher,
@@ -94,11 +98,20 @@ def run_demo(
             progress=progress,
         )
         report = migrate(config, connector=conn)
-        encoder = encoder_for(conn, DEMO_ALIAS)
+        # the same queries, answered by the student through the alias and by the teacher on the old collection
+        from sentence_transformers import SentenceTransformer
+
+        student_enc = encoder_for(conn, DEMO_ALIAS)
+        teacher_model = SentenceTransformer(teacher, device="cpu")
         answers = []
         for query in DEMO_QUERIES:
-            hits = conn.search(encoder.collection, encoder.encode(query)[0], limit=3, vector_name=encoder.vector_name)
-            found = conn.retrieve(encoder.collection, [pid for pid, _ in hits])
-            by_id = {p.id: p.payload.get("title", "") for p in found}
-            answers.append((query, [by_id[pid] for pid, _ in hits]))
+            by_student = _titles(conn, student_enc.collection, student_enc.encode(query)[0], student_enc.vector_name)
+            by_teacher = _titles(conn, DEMO_COLLECTION, teacher_model.encode(query, normalize_embeddings=True), "")
+            answers.append((query, by_teacher, by_student))
     return report, answers
+
+
+def _titles(conn: QdrantConnector, collection: str, vector: np.ndarray, vector_name: str) -> list[str]:
+    hits = conn.search(collection, vector, limit=3, vector_name=vector_name or None)
+    found = {p.id: p.payload.get("title", "") for p in conn.retrieve(collection, [pid for pid, _ in hits])}
+    return [found[pid] for pid, _ in hits]
