@@ -205,10 +205,16 @@ def project_vs_writes(n: int, texts: Sequence[str]) -> dict[str, float]:
     raw = n / (time.perf_counter() - t)
     for s in range(0, n, 256):
         conn.upsert("src", [Point(i, {"text": texts[i % len(texts)]}, {UNNAMED: vecs[i]}) for i in range(s, min(s + 256, n))])
+    # the connector's own floor for a copy: scroll the 768-d source, write precomputed 128-d vectors
+    t = time.perf_counter()
+    for page in conn.scroll("src", page_size=256, with_vectors=True):
+        conn.upsert("raw", [Point(p.id, p.payload, {UNNAMED: small[p.id]}) for p in page.points])
+    copy = n / (time.perf_counter() - t)
     conv = PageConverter(vector_name=UNNAMED, text=TextSource(), encode=None, project=proj.transform)
     stats = reembed(conn, source="src", target="dst", converter=conv, vectors=True, page_size=256, progress=False)
-    return {"points": n, "raw_write_points_per_s": raw, "project_points_per_s": stats.points_per_s,
-            "ratio": stats.points_per_s / raw}
+    return {"points": n, "raw_write_points_per_s": raw, "copy_points_per_s": copy,
+            "project_points_per_s": stats.points_per_s, "ratio_to_writes": stats.points_per_s / raw,
+            "ratio_to_copy": stats.points_per_s / copy}
 
 
 def distill_time(n: int, quick: bool) -> dict[str, float]:
@@ -292,9 +298,10 @@ def table(out: dict[str, Any]) -> str:
         f"{r['points']:,} points {r['rss_peak_mb']:.0f} MB ({r['points_per_s']:.0f} points/s)" for r in m)
         + f"; ratio {out['memory_ratio']:.2f}")
     pr = out["project"]
-    lines.append(f"project mode {pr['project_points_per_s']:.0f} points/s vs raw writes "
-                 f"{pr['raw_write_points_per_s']:.0f} points/s ({pr['points']:,} points, embedded :memory:): "
-                 f"{100 * pr['ratio']:.0f}%")
+    lines.append(f"project mode {pr['project_points_per_s']:.0f} points/s vs a plain copy (scroll 768-d + write "
+                 f"128-d) {pr['copy_points_per_s']:.0f} points/s ({100 * pr['ratio_to_copy']:.0f}%) and raw 128-d "
+                 f"writes {pr['raw_write_points_per_s']:.0f} points/s ({100 * pr['ratio_to_writes']:.0f}%); "
+                 f"{pr['points']:,} points, embedded :memory:")
     d = out["distill"]
     lines.append(f"distillation (MiniLM, SciFact abstracts): {d['wall_time_s']:.0f} s for {d['samples']} samples, "
                  f"{d['per_1k_s']:.0f} s per 1k")

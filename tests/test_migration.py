@@ -195,23 +195,27 @@ def test_gate_stops_a_bad_student_and_nothing_changes(conn, demo_texts, tiny_mod
 
 def test_live_writes_during_reembed_are_caught_up(conn, demo_texts, tiny_model_path, tmp_path) -> None:
     build_source(conn, demo_texts)
+    removed = conn.retrieve("docs_v1", [0], with_vectors=True)[0]
+    conn.delete_points("docs_v1", [0])
 
     class WritesMeanwhile(QdrantConnector):
         fired = False
 
         def upsert(self, collection: str, points: Any, *, wait: bool = True) -> None:
             super().upsert(collection, points, wait=wait)
-            if collection != "docs_v1" and not self.fired:  # a writer touches the source mid-migration
+            if collection != "docs_v1" and not self.fired:
+                # a writer touches ids the scroll has already passed (the first page is written)
                 self.fired = True
-                src = self.retrieve("docs_v1", [0, 1], with_vectors=True)
-                super().upsert("docs_v1", [Point(1000, {"text": "a brand new point"}, src[0].vectors)])
-                super().upsert("docs_v1", [Point(1, {**src[1].payload, "text": "changed text"}, src[1].vectors)])
-                self.delete_points("docs_v1", [0])
+                one = self.retrieve("docs_v1", [1], with_vectors=True)[0]
+                super().upsert("docs_v1", [Point(0, {"text": "a brand new point"}, removed.vectors)])
+                super().upsert("docs_v1", [Point(1, {**one.payload, "text": "changed text"}, one.vectors)])
+                self.delete_points("docs_v1", [2])
 
     report = migrate(config(tiny_model_path, tmp_path / "run"), connector=WritesMeanwhile(conn.client))
     assert report.catch_up == {"added": 1, "updated": 1, "deleted": 1}
     dst = points_of(conn, report.target)
-    assert 1000 in dst and 0 not in dst and dst[1].payload["text"] == "changed text"
+    assert dst[0].payload["text"] == "a brand new point" and 2 not in dst and dst[1].payload["text"] == "changed text"
+    assert dst.keys() == points_of(conn, "docs_v1").keys()
 
 
 def test_missing_text_policies(conn, demo_texts, tiny_model_path, tmp_path) -> None:
