@@ -388,22 +388,29 @@ class QdrantConnector:
             vectors[vname] = models.VectorParams(**{k: v for k, v in params.items() if v is not None})
         sparse = {s: models.SparseVectorParams(**(vs.params or {})) for s, vs in info.sparse_vectors.items()}
         quant = quantization(info.quantization)
-        self._call(
-            "create_collection",
-            self.client.create_collection,
-            name,
-            vectors_config=vectors[UNNAMED] if UNNAMED in vectors else vectors,
-            sparse_vectors_config=sparse or None,
-            shard_number=info.shard_number,
-            replication_factor=info.replication_factor,
-            write_consistency_factor=info.write_consistency_factor,
-            on_disk_payload=info.on_disk_payload,
-            hnsw_config=models.HnswConfigDiff(**clean(info.hnsw)) if info.hnsw else None,
-            optimizers_config=models.OptimizersConfigDiff(**clean(info.optimizers)) if info.optimizers else None,
-            quantization_config=quant,
-            metadata=dict(metadata) if metadata else None,
-            collection=name,
-        )
+        try:
+            self._call(
+                "create_collection",
+                self.client.create_collection,
+                name,
+                vectors_config=vectors[UNNAMED] if UNNAMED in vectors else vectors,
+                sparse_vectors_config=sparse or None,
+                shard_number=info.shard_number,
+                replication_factor=info.replication_factor,
+                write_consistency_factor=info.write_consistency_factor,
+                on_disk_payload=info.on_disk_payload,
+                hnsw_config=models.HnswConfigDiff(**clean(info.hnsw)) if info.hnsw else None,
+                optimizers_config=models.OptimizersConfigDiff(**clean(info.optimizers)) if info.optimizers else None,
+                quantization_config=quant,
+                metadata=dict(metadata) if metadata else None,
+                collection=name,
+            )
+        except CollectionExists:
+            # a retry whose first attempt went through and only the answer was lost: ours when it carries exactly
+            # the metadata we sent (checked above that the name was free)
+            if not metadata or self.describe(name).metadata != dict(metadata):
+                raise
+            logger.warning("collection %r was created by an earlier attempt whose answer was lost", name)
         for field, index in info.payload_indexes.items():
             schema = index.get("params") or index.get("data_type")
             self._call(

@@ -145,6 +145,10 @@ def _read_file(path: str | Path) -> dict[str, Any]:
         raw = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {str(p)!r}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:  # a ValueError, not an OSError: a binary or non-UTF-8 file
+        raise ConfigError(
+            f"cannot read config file {str(p)!r}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from exc
     try:
         if p.suffix in (".yaml", ".yml"):
             import yaml

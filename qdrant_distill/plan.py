@@ -119,7 +119,9 @@ def make_plan(config: MigrationConfig, connector: Connector) -> MigrationPlan:
         )
     target = config.target_name(info.name)
     notes: list[str] = []
-    target_ours = journal is not None and journal.done(Stage.CREATED)
+    # ours when the journal says so, or when a run killed between creating it and journaling that left it, with
+    # this run's id in its metadata
+    target_ours = journal is not None and (journal.done(Stage.CREATED) or _created_by(connector, target, journal))
     if target == info.name:
         raise CollectionExists(f"the target {target!r} is the source collection", hint="choose another --target")
     if not target_ours and (connector.collection_exists(target) or connector.alias_target(target) is not None):
@@ -177,6 +179,15 @@ def make_plan(config: MigrationConfig, connector: Connector) -> MigrationPlan:
         resume_stage=journal.stage.value if resuming else None,
         notes=notes,
     )
+
+
+def _created_by(connector: Connector, target: str, journal: Journal) -> bool:
+    """Whether ``target`` is a collection that this journal's run created (its metadata holds the run id)."""
+    from qdrant_distill.swap import METADATA_KEY
+
+    if not connector.collection_exists(target):
+        return False
+    return connector.describe(target).metadata.get(METADATA_KEY, {}).get("run_id") == journal.run_id
 
 
 def _student_name(config: MigrationConfig) -> str:

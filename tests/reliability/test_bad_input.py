@@ -1,0 +1,145 @@
+"""Bad input, table-driven, through the real CLI (`plan` and `migrate --yes`): each case exits non-zero with one
+line naming a typed error, and leaves every collection and alias of the store exactly as it was."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from qdrant_client import models as qm
+from typer.testing import CliRunner
+
+from connectors import QdrantConnector
+from connectors.base import UNNAMED, Point
+from qdrant_distill.cli import app
+from tests.conftest import random_unit
+from tests.reliability.conftest import FIGURES, fast_dir, no_sleep_retries, store_state
+from tests.reliability.fake_server import refusing_server
+from tests.test_migration import build_source
+
+SERVER = "{server}"  # replaced by the URL of a fake server answering 401 or 403
+STATUS = {"401": 401, "403": 403}
+
+# (case, arguments, typed error). Cases with a --url run without --path; "{dir}" is a folder, "{bad}" a config file
+# that is not UTF-8, "{syntax}" one that is not TOML, "{unknown}" one with an unknown key.
+CASES: list[tuple[str, list[str], str]] = [
+    ("missing alias", ["--alias", "ghost"], "CollectionNotFound"),
+    ("missing collection", ["--collection", "ghost"], "CollectionNotFound"),
+    ("alias name used by a collection", ["--collection", "plain", "--new-alias", "taken", "--sample-size", "5"],
+     "AliasConflict"),
+    ("unknown vector name", ["--alias", "docs", "--vector-name", "nope"], "VectorNotFound"),
+    ("sparse-only", ["--collection", "sparse_only"], "UnsupportedVectors"),
+    ("multivector-only", ["--collection", "multi", "--dim", "4"], "UnsupportedVectors"),
+    ("no text payload", ["--collection", "notext"], "NoTextPayload"),
+    ("text field nobody has", ["--alias", "docs", "--text-field", "body"], "NoTextPayload"),
+    ("empty text everywhere", ["--collection", "blank"], "NoTextPayload"),
+    ("empty collection", ["--collection", "empty", "--dim", "4"], "EmptyCollection"),
+    ("sample larger than the collection", ["--alias", "docs", "--sample-size", "100000"], "ConfigError"),
+    ("dim equal to the teacher's", ["--alias", "docs", "--dim", "48"], "DimensionError"),
+    ("dim above the teacher's", ["--alias", "docs", "--dim", "4096"], "DimensionError"),
+    ("dim 0", ["--alias", "docs", "--dim", "0"], "DimensionError"),
+    ("dim negative", ["--alias", "docs", "--dim", "-3"], "DimensionError"),
+    ("infinite stored vectors (Dot)", ["--collection", "inf_dot"], "InvalidVectors"),
+    ("NaN stored vectors (Cosine of inf)", ["--collection", "nan_cos"], "InvalidVectors"),
+    ("target collection exists", ["--alias", "docs", "--target", "taken"], "CollectionExists"),
+    ("target is the source", ["--alias", "docs", "--target", "docs_v1"], "CollectionExists"),
+    ("URL without scheme", ["--alias", "docs", "--url", "qdrant.example:6333"], "ConfigError"),
+    ("URL with another scheme", ["--alias", "docs", "--url", "ftp://qdrant.example"], "ConfigError"),
+    ("refused connection", ["--alias", "docs", "--url", "http://127.0.0.1:9"], "ConnectionFailed"),
+    ("wrong API key (401)", ["--alias", "docs", "--url", SERVER + "401", "--api-key", "wrong"],
+     "AuthenticationFailed"),
+    ("wrong API key (403)", ["--alias", "docs", "--url", SERVER + "403", "--api-key", "wrong"],
+     "AuthenticationFailed"),
+    ("config file missing", ["--alias", "docs", "--config", "/no/such/config.toml"], "ConfigError"),
+    ("config file is a folder", ["--alias", "docs", "--config", "{dir}"], "ConfigError"),
+    ("config file not UTF-8", ["--alias", "docs", "--config", "{bad}"], "ConfigError"),
+    ("config file not TOML", ["--alias", "docs", "--config", "{syntax}"], "ConfigError"),
+    ("config file with an unknown key", ["--alias", "docs", "--config", "{unknown}"], "ConfigError"),
+    ("student path does not exist", ["--alias", "docs", "--student", "./no/such/model"], "ConfigError"),
+    ("--alias and --collection", ["--alias", "docs", "--collection", "docs_v1"], "ConfigError"),
+]
+
+
+def build_store(path: Path, texts: list[str]) -> None:
+    vp8 = qm.VectorParams(size=8, distance=qm.Distance.COSINE)
+    with QdrantConnector.open(path=str(path)) as conn:
+        c = conn.client
+        build_source(conn, texts)  # docs_v1 behind the alias docs: 240 points, 48-d
+        build_source(conn, texts, name="plain", alias=None, n=20)
+        c.create_collection("taken", vectors_config=vp8)
+        c.create_collection("empty", vectors_config=vp8)
+        c.create_collection("sparse_only", vectors_config={}, sparse_vectors_config={"bm25": qm.SparseVectorParams()})
+        c.upsert("sparse_only", [qm.PointStruct(id=i, vector={"bm25": qm.SparseVector(indices=[i], values=[1.0])},
+                                                payload={"text": texts[i]}) for i in range(10)])
+        mv = qm.VectorParams(size=8, distance=qm.Distance.DOT,
+                             multivector_config=qm.MultiVectorConfig(comparator=qm.MultiVectorComparator.MAX_SIM))
+        c.create_collection("multi", vectors_config=mv)
+        c.upsert("multi", [qm.PointStruct(id=i, vector=[[0.1] * 8, [0.2] * 8], payload={"text": texts[i]})
+                           for i in range(10)])
+        vectors = random_unit(20, 48, seed=3)
+        for name, payload in (("notext", lambda i: {"body": texts[i]}), ("blank", lambda i: {"text": " " * (i % 3)})):
+            c.create_collection(name, vectors_config=qm.VectorParams(size=48, distance=qm.Distance.COSINE))
+            conn.upsert(name, [Point(i, payload(i), {UNNAMED: vectors[i]}) for i in range(20)])
+        # local mode refuses NaN on upsert, but stores inf (Dot) and turns inf into NaN when normalising (Cosine)
+        for name, distance in (("inf_dot", qm.Distance.DOT), ("nan_cos", qm.Distance.COSINE)):
+            c.create_collection(name, vectors_config=qm.VectorParams(size=48, distance=distance))
+            rows = vectors.copy()
+            rows[::2, 0] = float("inf")  # every other point
+            conn.upsert(name, [Point(i, {"text": texts[i]}, {UNNAMED: rows[i]}) for i in range(20)])
+
+
+@pytest.fixture(scope="module")
+def store(demo_texts: list[str]) -> Iterator[dict[str, Any]]:
+    root = fast_dir("bad")
+    build_store(root / "qdrant", demo_texts)
+    (root / "dir.toml").mkdir()
+    (root / "bad.toml").write_bytes(b"dim = 8\n\xff\xfe\x00source = '\xe9'\n")
+    (root / "syntax.toml").write_text("dim = = 3\n[qdrant\n")
+    (root / "unknown.toml").write_text("colour = 'red'\n")
+    with refusing_server(401) as s401, refusing_server(403) as s403:
+        yield {"root": root, "path": root / "qdrant", "before": store_state(root / "qdrant"),
+               "servers": {"401": s401.url, "403": s403.url}}
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def argv(case_args: list[str], store: dict[str, Any], tiny_model_path: Path, run_dir: Path) -> list[str]:
+    root = store["root"]
+    files = {"{dir}": root / "dir.toml", "{bad}": root / "bad.toml", "{syntax}": root / "syntax.toml",
+             "{unknown}": root / "unknown.toml"}
+    out = []
+    for a in case_args:
+        if a.startswith(SERVER):
+            a = store["servers"][a[len(SERVER):]]
+        out.append(str(files.get(a, a)))
+    base = ["--student", str(tiny_model_path), "--dim", "16", "--sample-size", "10", "--max-steps", "1",
+            "--min-recall", "0", "--min-spearman", "-1", "--run-dir", str(run_dir), "--no-progress"]
+    if "--url" not in out:
+        base = ["--path", str(store["path"]), *base]
+    return base + out  # the case's options come last: they win over the defaults above
+
+
+@pytest.mark.parametrize("command", ["plan", "migrate"])
+@pytest.mark.parametrize(("case", "args", "error"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_refused_with_one_typed_line_and_changes_nothing(
+    case, args, error, command, store, tiny_model_path, tmp_path, monkeypatch
+) -> None:
+    no_sleep_retries(monkeypatch)
+    monkeypatch.delenv("QDRANT_API_KEY", raising=False)
+    monkeypatch.delenv("QDRANT_URL", raising=False)
+    run_dir = tmp_path / "run"
+    extra = ["--yes"] if command == "migrate" else []
+    result = CliRunner().invoke(app, [command, *extra, *argv(args, store, tiny_model_path, run_dir)])
+
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, result.stderr  # one line ...
+    match = re.match(r"error: (\w+): \S", errors[0])
+    assert match and match.group(1) == error, errors[0]  # ... naming the typed error
+    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    assert not (run_dir / "journal.json").exists()  # nothing started
+    assert store_state(store["path"]) == store["before"]  # every collection and alias byte-for-byte as before
+    FIGURES.setdefault("bad inputs rejected", set()).add(case)

@@ -1,0 +1,122 @@
+"""Secrets: an API key given by flag, environment or config file never appears in logs, output, journal, report,
+run folder, exception text (even with --debug) or collection metadata -- while it does reach the server."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from connectors import QdrantConnector
+from qdrant_distill.cli import app
+from tests.reliability.conftest import FIGURES, no_sleep_retries
+from tests.reliability.fake_server import refusing_server
+from tests.test_migration import build_source
+
+LOGGERS = ("qdrant_distill", "connectors", "qdrant_client", "httpx", "httpcore", "urllib3", "grpc")
+
+
+class Records(logging.Handler):
+    """Every log record of the libraries involved, formatted with its arguments and any traceback."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture
+def records() -> Iterator[Records]:
+    handler = Records()
+    saved = {}
+    for name in LOGGERS:  # on named loggers: the CLI replaces the root logger's handlers
+        log = logging.getLogger(name)
+        saved[name] = log.level
+        log.addHandler(handler)
+        log.setLevel(logging.DEBUG)
+    yield handler
+    for name in LOGGERS:
+        logging.getLogger(name).removeHandler(handler)
+        logging.getLogger(name).setLevel(saved[name])
+
+
+def given(how: str, key: str, tmp: Path) -> tuple[list[str], dict[str, str]]:
+    """CLI arguments and environment that pass ``key`` the given way."""
+    if how == "flag":
+        return ["--api-key", key], {}
+    if how == "env":
+        return [], {"QDRANT_API_KEY": key}
+    config = tmp / "input" / "config.toml"
+    config.parent.mkdir()
+    config.write_text(f'[qdrant]\napi_key = "{key}"\n')
+    return ["--config", str(config)], {}
+
+
+def files_text(folder: Path) -> Iterator[tuple[Path, bytes]]:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            yield path, path.read_bytes()
+
+
+@pytest.mark.parametrize("how", ["flag", "env", "config"])
+def test_the_api_key_never_leaks(how, demo_texts, tiny_model_path, tmp_path, fast_tmp, records, monkeypatch) -> None:
+    no_sleep_retries(monkeypatch)
+    monkeypatch.delenv("QDRANT_API_KEY", raising=False)
+    key = f"qd-{secrets.token_hex(16)}"
+    fragments = [key, key[3:19], key[-16:]]  # the whole key, or a recognisable part of it
+    store, run_dir = fast_tmp / "qdrant", tmp_path / "run"
+    with QdrantConnector.open(path=str(store)) as conn:
+        build_source(conn, demo_texts)
+    key_args, env = given(how, key, tmp_path)
+    runner = CliRunner()
+    outputs: list[str] = []
+
+    def cli(*args: str, code: int = 0, with_key: bool = True) -> Any:
+        result = runner.invoke(app, [*args, *(key_args if with_key else [])], env=env)
+        assert result.exit_code == code, result.output
+        outputs.append(result.output + (result.stderr or ""))
+        if result.exception and not isinstance(result.exception, SystemExit):
+            outputs.append(repr(result.exception))
+        return result
+
+    # a whole migration on the embedded store (the key is accepted and unused), with debug logs and a JSON report
+    common = ["--path", str(store), "--student", str(tiny_model_path), "--dim", "16", "--sample-size", "100",
+              "--max-steps", "1", "--min-recall", "0", "--min-spearman", "-1", "--run-dir", str(run_dir),
+              "--no-progress", "--debug"]
+    cli("plan", "--alias", "docs", *common)
+    report = cli("migrate", "--alias", "docs", "--yes", "--json", *common)
+    assert '"stage": "swapped"' in report.stdout or '"stage":"swapped"' in report.stdout
+    if how != "config":  # the alias commands take the key by flag or environment
+        for command in ("rollback", "swap"):
+            cli(command, str(run_dir), "--path", str(store), "--debug")
+    cli("status", str(run_dir), "--json", with_key=False)
+
+    # against servers that refuse the key (401, 403) and one that is not there: errors and --debug tracebacks
+    for status in (401, 403):
+        with refusing_server(status) as server:
+            failed = cli("plan", "--alias", "docs", "--url", server.url, "--dim", "16", "--debug", code=1)
+            assert key in server.seen  # the key did reach the server: it was really given
+            assert "AuthenticationFailed" in failed.stderr
+    cli("plan", "--alias", "docs", "--url", "http://127.0.0.1:9", "--dim", "16", "--debug", code=1)
+
+    with QdrantConnector.open(path=str(store)) as conn:
+        metadata = [repr(conn.client.get_collection(c).config) for c in conn.collections()]
+    haystacks = {"cli output": "\n".join(outputs), "logs": "\n".join(records.lines), "metadata": "\n".join(metadata)}
+    blobs = dict(files_text(run_dir)) | dict(files_text(store))  # journal, report, student files, the store itself
+    for fragment in fragments:
+        for where, text in haystacks.items():
+            assert fragment not in text, f"key found in {where}"
+        for path, blob in blobs.items():
+            assert fragment.encode() not in blob, f"key found in {path}"
+    assert len(records.lines) > 20 and len(blobs) > 5  # there was plenty to search
+    FIGURES.setdefault("secrets: places searched", {})[how] = (
+        f"{len(outputs)} command outputs, {len(records.lines)} log records, {len(blobs)} files, "
+        f"{len(metadata)} collection configs")
