@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
 from qdrant_distill.errors import ConfigError
@@ -38,8 +40,13 @@ class QdrantSettings(BaseModel):
 
     @property
     def target(self) -> str:
-        """A loggable description (never the API key)."""
+        """A loggable description: never the API key, nor credentials written into the URL."""
         if self.url:
+            parts = urlsplit(self.url)
+            if parts.username or parts.password:
+                host = parts.hostname or ""
+                netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+                return urlunsplit(parts._replace(netloc=netloc))
             return self.url
         if self.location:
             return self.location

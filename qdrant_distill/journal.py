@@ -78,6 +78,8 @@ class Journal(BaseModel):
     def open(cls, run_dir: Path, fingerprint: dict[str, Any]) -> Journal:
         """Load the run's journal, or start one. A journal of a different migration in that folder is an error."""
         path = (Path(run_dir) / JOURNAL_FILE).resolve()
+        for stale in path.parent.glob(".journal-*"):  # left by a kill in the middle of a save
+            stale.unlink(missing_ok=True)
         if path.exists():
             journal = cls.load(path)
             if journal.fingerprint != fingerprint:

@@ -58,3 +58,16 @@ def test_journal_is_atomic_and_refuses_other_migrations(tmp_path: Path) -> None:
         Journal.open(tmp_path, {"source": "docs", "dim": 64})
     with pytest.raises(MigrationError, match="no migration journal"):
         Journal.load(tmp_path / "elsewhere")
+
+
+def test_credentials_in_a_url_are_never_shown() -> None:
+    cfg = load_config(environ={}, source="docs", qdrant={"url": "https://admin:hunter2@qdrant.example:6333"})
+    assert cfg.qdrant.target == "https://***@qdrant.example:6333"
+    assert "hunter2" not in str(cfg.fingerprint())
+
+
+def test_a_temporary_file_left_by_a_kill_is_removed(tmp_path: Path) -> None:
+    Journal.open(tmp_path, {"source": "docs"})
+    (tmp_path / ".journal-abc123").write_text("{half a journ")
+    Journal.open(tmp_path, {"source": "docs"})
+    assert [p.name for p in tmp_path.iterdir()] == ["journal.json"]
