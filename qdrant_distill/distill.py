@@ -35,11 +35,13 @@ from qdrant_distill.students import (
     add_head,
     body_and_head,
     fit_head,
+    freeze_lower_layers,
+    head_start,
     load_body,
     pruned_student,
     static_student,
 )
-from qdrant_distill.training import TrainSettings, train
+from qdrant_distill.training import FrozenBodyForward, TrainSettings, train
 
 __all__ = [
     "DISTILL_JSON",
@@ -60,19 +62,29 @@ MIN_PAIRS = 4
 
 
 class LossWeights(BaseModel):
-    """Weights of the loss terms (0 switches a term off). ``pseudo_query`` needs ``DistillConfig.pseudo_queries``."""
+    """Weights of the loss terms (0 switches a term off). ``pseudo_query`` needs ``DistillConfig.pseudo_queries``.
+
+    The defaults pull gently: on SciFact every term that fits the teacher's *document* geometry (contrastive, KL,
+    a strong MSE) raised document fidelity but lowered query nDCG (docs/benchmarks.md).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    mse: float = Field(1.0, ge=0)
+    mse: float = Field(0.3, ge=0)
     cosine: float = Field(0.0, ge=0)
-    contrastive: float = Field(1.0, ge=0)
-    kl: float = Field(1.0, ge=0)
+    contrastive: float = Field(0.0, ge=0)
+    kl: float = Field(0.0, ge=0)
     pseudo_query: float = Field(1.0, ge=0)
 
 
 class DistillConfig(BaseModel):
-    """How to distil. Defaults are the recipe measured in docs/benchmarks.md."""
+    """How to distil. Defaults are the recipe measured in docs/benchmarks.md.
+
+    By default a transformer student keeps its body frozen (``lr_body=0``): body vectors are computed once per text,
+    so distillation costs about one encoding pass of the sample, and the head starts from the body's own PCA rotated
+    onto the teacher space (``head_init="own_pca"``). Training the body (``lr_body > 0``, optionally only the top
+    ``trainable_layers``) raises document fidelity but, measured on SciFact, lowered query quality.
+    """
 
     model_config = ConfigDict(extra="forbid", use_enum_values=False)
 
@@ -87,8 +99,8 @@ class DistillConfig(BaseModel):
     epochs: int = Field(1, ge=0)
     max_steps: int | None = Field(None, ge=1)
     batch_size: int = Field(32, ge=2)
-    lr_body: float = Field(2e-5, ge=0)
-    lr_head: float = Field(1e-3, ge=0)
+    lr_body: float = Field(0.0, ge=0, description="0 freezes the body (the measured default)")
+    lr_head: float = Field(3e-4, ge=0)
     lr_static: float = Field(2e-2, ge=0, description="static: learning rate of the token table")
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, le=1)
@@ -98,6 +110,9 @@ class DistillConfig(BaseModel):
     max_seq_length: int | None = Field(256, ge=8)
     train_max_seq_length: int | None = Field(
         None, ge=8, description="shorter inputs while training (cheaper); the saved student keeps max_seq_length"
+    )
+    trainable_layers: int | None = Field(
+        None, ge=0, description="transformer/pruned: train only the top n encoder layers (None: the whole body)"
     )
     head_init: HeadInit = HeadInit.OWN_PCA
     head_init_samples: int = Field(2000, ge=2, description="texts encoded by the body to initialise the head")
@@ -154,10 +169,37 @@ class DistillResult(BaseModel):
 
 
 # ------------------------------------------------------------------------------------------------------------ helpers
+def _static_parts(model: Any) -> Any | None:
+    """The ``StaticEmbedding`` of a model that is only that (plus ``Normalize``), else None."""
+    from qdrant_distill._compat import st_models
+
+    models = st_models()
+    mods = [model[i] for i in range(len(model))] if hasattr(model, "__len__") else []
+    if mods and isinstance(mods[0], models.StaticEmbedding) and all(isinstance(m, models.Normalize) for m in mods[1:]):
+        return mods[0]
+    return None
+
+
+@torch.no_grad()
+def _encode_static(static: Any, texts: list[str]) -> np.ndarray:
+    ids = [enc.ids for enc in static.tokenizer.encode_batch(texts, add_special_tokens=False)]
+    offsets = torch.tensor(np.cumsum([0] + [len(i) for i in ids[:-1]]), dtype=torch.long)
+    flat = torch.tensor([t for i in ids for t in i], dtype=torch.long)
+    vecs = static.embedding(flat, offsets).numpy()
+    return (vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
 def encode(model: Any, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-    """Normalised float32 vectors of ``texts`` (no progress bar)."""
+    """Normalised float32 vectors of ``texts`` (no progress bar).
+
+    A static student is encoded directly (tokenizer, then the embedding bag), without sentence-transformers'
+    per-call overhead, which is most of a static model's single-query latency; the vectors are the same.
+    """
     if len(texts) == 0:
         return np.zeros((0, embedding_dimension(model)), dtype=np.float32)
+    static = _static_parts(model)
+    if static is not None:
+        return _encode_static(static, list(texts))
     vecs = model.encode(
         list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
     )
@@ -196,13 +238,17 @@ def _check_pairs(texts: Sequence[str], vectors: np.ndarray) -> np.ndarray:
 
 def _split(n: int, config: DistillConfig) -> tuple[np.ndarray, np.ndarray]:
     order = np.random.default_rng(config.seed).permutation(n)
-    size = min(int(round(n * config.holdout_fraction)), config.max_holdout, n - MIN_PAIRS)
+    size = min(round(n * config.holdout_fraction), config.max_holdout, n - MIN_PAIRS)
     size = size if size >= 2 else 0
     return np.sort(order[size:]), np.sort(order[:size])
 
 
 def _build_student(
-    config: DistillConfig, texts: list[str], targets: np.ndarray, projection: PCAProjection
+    config: DistillConfig,
+    texts: list[str],
+    targets: np.ndarray,
+    projection: PCAProjection,
+    body_cache: dict[str, np.ndarray] | None = None,
 ) -> tuple[Any, float, float]:
     """The untrained student and the learning rates of its body and head."""
     kind = StudentKind(config.kind)
@@ -228,7 +274,12 @@ def _build_student(
     if head_init is not HeadInit.RANDOM:
         rng = np.random.default_rng(config.seed)
         take = np.sort(rng.permutation(len(texts))[: config.head_init_samples])
-        body_vecs = encode(body, [texts[i] for i in take], config.encode_batch_size)
+        sample = [texts[i] for i in take]
+        if body_cache and all(t in body_cache for t in sample):
+            body_vecs = np.stack([body_cache[t] for t in sample]).astype(np.float32)
+            body_vecs /= np.maximum(np.linalg.norm(body_vecs, axis=1, keepdims=True), 1e-12)
+        else:
+            body_vecs = encode(body, sample, config.encode_batch_size)
         weight = fit_head(body_vecs, targets[take], head_init)
     return add_head(body, weight, dim=projection.dim if weight is None else None), config.lr_body, config.lr_head
 
@@ -243,10 +294,13 @@ def distill(
     teacher_id: str = "unknown",
     progress: bool = True,
     holdout: tuple[list[str], np.ndarray] | None = None,
+    body_cache: dict[str, np.ndarray] | None = None,
 ) -> DistillResult:
     """Distil a student from ``texts`` and their stored ``teacher_vectors``; save it under ``output_dir``.
 
     ``holdout`` gives the held-out pairs explicitly; otherwise ``config.holdout_fraction`` of the pairs is held out.
+    ``body_cache`` (text -> the base model's vector) saves encoding again what was encoded before; it is used only
+    when the body is frozen (``lr_body=0`` or ``trainable_layers=0``).
     """
     started = time.perf_counter()
     _seed(config.seed)
@@ -273,16 +327,27 @@ def distill(
     projection_metrics = fidelity(hold_targets, hold_vecs, projected_targets=hold_targets)
 
     # the student, trained with holdout fidelity as the early-stopping signal
-    model, lr_body, lr_head = _build_student(config, train_texts, targets, projection)
+    model, lr_body, lr_head = _build_student(config, train_texts, targets, projection, body_cache)
     evaluator = FidelityEvaluator(
         hold_texts, hold_vecs, projected_targets=hold_targets, batch_size=config.encode_batch_size
     )
     body_params, head_params = body_and_head(model)
+    forward = None
+    frozen = config.kind is not StudentKind.STATIC and (lr_body == 0 or config.trainable_layers == 0)
+    if frozen:
+        # only the head learns: body vectors are computed once per text and reused by every epoch
+        for p in body_params:
+            p.requires_grad_(False)
+        body_params = []
+        forward = FrozenBodyForward(model, head_start(model), device=config.device,
+                                    batch_size=config.encode_batch_size, cache=body_cache)
+    elif config.trainable_layers is not None and config.kind is not StudentKind.STATIC:
+        body_params = freeze_lower_layers(model, config.trainable_layers)
     full_length = model.max_seq_length
 
     def evaluate(m: Any) -> dict[str, float]:
         # holdout fidelity at the length the student will be used with
-        if config.train_max_seq_length and full_length != math.inf:
+        if config.train_max_seq_length and full_length != math.inf and not frozen:
             m.max_seq_length = full_length
             try:
                 return evaluator(m)
@@ -290,7 +355,7 @@ def distill(
                 m.max_seq_length = config.train_max_seq_length
         return evaluator(m)
 
-    if config.train_max_seq_length and full_length != math.inf:
+    if config.train_max_seq_length and full_length != math.inf and not frozen:
         model.max_seq_length = config.train_max_seq_length
     settings = TrainSettings(
         epochs=config.epochs,
@@ -321,6 +386,7 @@ def distill(
         head_params=head_params,
         evaluate=evaluate,
         progress=progress,
+        forward=forward,
     )
     if full_length != math.inf:
         model.max_seq_length = full_length
@@ -329,7 +395,7 @@ def distill(
     student_path = output_dir / STUDENT_DIR
     try:
         model.save(str(student_path))
-    except Exception as exc:  # noqa: BLE001 - disk or serialisation failures
+    except Exception as exc:
         raise StudentError(f"cannot save the student to {student_path}: {exc}") from exc
     projection_path = projection.save(output_dir / PROJECTION_FILE)
     result = DistillResult(

@@ -82,9 +82,11 @@ def similarity_kl(
     """KL(teacher || student) of the in-batch cosine-similarity distributions, one softmax per row.
 
     Self-similarities (the diagonal) are left out: they are 1 in both spaces and would swamp the softmax. Zero when
-    the student's pairwise cosines equal the target's, whatever the rotation.
+    the student's pairwise cosines equal the target's, whatever the rotation. Only the batch sizes must agree: the
+    target may live in another space (e.g. the untrained body's, to keep its similarity structure).
     """
-    _check(student, target)
+    if len(student) != len(target):
+        raise ValueError(f"student batch {len(student)} and target batch {len(target)} differ")
     n = len(student)
     if n < 3:
         return student.sum() * 0.0

@@ -34,6 +34,8 @@ __all__ = [
     "add_head",
     "body_and_head",
     "fit_head",
+    "freeze_lower_layers",
+    "head_start",
     "load_body",
     "prune_layers",
     "pruned_student",
@@ -74,7 +76,7 @@ def load_body(name_or_path: str, *, device: str = "cpu", max_seq_length: int | N
 
     try:
         model = SentenceTransformer(str(name_or_path), device=device)
-    except Exception as exc:  # noqa: BLE001 - anything the hub, disk or config throws
+    except Exception as exc:
         raise StudentError(
             f"cannot load the model {name_or_path!r}: {exc}",
             hint="give a local sentence-transformers folder or a model name reachable from this machine",
@@ -110,16 +112,36 @@ def add_head(body: Any, weight: np.ndarray | None, bias: np.ndarray | None = Non
     return model
 
 
-def body_and_head(model: Any) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
-    """Split a student's parameters: the trailing ``Dense`` layers are the head, everything before is the body."""
+def head_start(model: Any) -> int:
+    """Index of the first head module: the trailing run of ``Dense`` and ``Normalize`` modules is the head."""
     models = st_models()
     mods = _modules(model)
     first_head = len(mods)
     while first_head > 0 and isinstance(mods[first_head - 1], (models.Dense, models.Normalize)):
         first_head -= 1
+    return first_head
+
+
+def body_and_head(model: Any) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
+    """Split a student's parameters: the trailing ``Dense`` layers are the head, everything before is the body."""
+    mods = _modules(model)
+    first_head = head_start(model)
     body = [p for m in mods[:first_head] for p in m.parameters()]
     head = [p for m in mods[first_head:] for p in m.parameters()]
     return body, head
+
+
+def freeze_lower_layers(model: Any, trainable: int) -> list[torch.nn.Parameter]:
+    """Freeze the embeddings and all but the top ``trainable`` encoder layers; the body parameters left to train.
+
+    Backward passes then stop at the first trainable layer, which is most of the cost of training a body on a CPU.
+    """
+    auto, layers = _encoder_layers(model)
+    keep = min(max(trainable, 0), len(layers))
+    train_ids = {id(p) for layer in list(layers)[len(layers) - keep :] for p in layer.parameters()}
+    for p in auto.parameters():
+        p.requires_grad_(id(p) in train_ids)
+    return [p for p in auto.parameters() if id(p) in train_ids]
 
 
 # ------------------------------------------------------------------------------------------------------------ heads
@@ -176,7 +198,7 @@ def prune_layers(model: Any, keep: int) -> list[int]:
     n = len(layers)
     if not 1 <= keep <= n:
         raise StudentError(f"cannot keep {keep} of {n} layers", hint=f"choose 1..{n}")
-    kept = sorted({int(round(i)) for i in np.linspace(0, n - 1, keep)}) if keep > 1 else [0]
+    kept = sorted({int(i) for i in np.rint(np.linspace(0, n - 1, keep))}) if keep > 1 else [0]
     auto.encoder.layer = torch.nn.ModuleList([layers[i] for i in kept])
     auto.config.num_hidden_layers = len(kept)
     logger.info("pruned the encoder from %d to %d layers: kept %s", n, len(kept), kept)

@@ -23,9 +23,16 @@ import torch
 from tqdm.auto import tqdm
 
 from qdrant_distill.errors import StudentError
-from qdrant_distill.losses import cosine_loss, info_nce, matryoshka, mse_loss, similarity_kl, weighted_sum
+from qdrant_distill.losses import (
+    cosine_loss,
+    info_nce,
+    matryoshka,
+    mse_loss,
+    similarity_kl,
+    weighted_sum,
+)
 
-__all__ = ["TrainOutcome", "TrainSettings", "pseudo_query", "train"]
+__all__ = ["FrozenBodyForward", "TrainOutcome", "TrainSettings", "pseudo_query", "train"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +92,42 @@ def _forward(model: Any, texts: list[str], device: str) -> torch.Tensor:
     return model(features)["sentence_embedding"]
 
 
+class FrozenBodyForward:
+    """The student's forward pass when its body does not learn: body vectors are computed once per distinct text
+    (no gradient, eval mode) and remembered, so every later epoch costs only the head.
+
+    ``model`` is the whole student; its first ``n_body`` modules are the body, the rest (``Dense``, ``Normalize``)
+    the head. ``cache`` may be pre-seeded with body vectors of texts (text -> vector).
+    """
+
+    def __init__(
+        self, model: Any, n_body: int, *, device: str = "cpu", batch_size: int = 64,
+        cache: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        mods = [model[i] for i in range(len(model))]
+        self.body = SentenceTransformer(modules=mods[:n_body], device=device)
+        self.head = mods[n_body:]
+        self.device = device
+        self.batch_size = batch_size
+        self.cache: dict[str, np.ndarray] = dict(cache or {})
+
+    def __call__(self, texts: list[str]) -> torch.Tensor:
+        missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
+        if missing:
+            was_training = self.body.training
+            self.body.eval()
+            vecs = self.body.encode(missing, batch_size=self.batch_size, convert_to_numpy=True,
+                                    show_progress_bar=False)
+            self.body.train(was_training)
+            self.cache.update(zip(missing, np.asarray(vecs, dtype=np.float32)))
+        features = {"sentence_embedding": torch.from_numpy(np.stack([self.cache[t] for t in texts])).to(self.device)}
+        for module in self.head:
+            features = module(features)
+        return features["sentence_embedding"]
+
+
 def _loss_terms(
     student: torch.Tensor, target: torch.Tensor, settings: TrainSettings, names: Sequence[str]
 ) -> dict[str, torch.Tensor]:
@@ -107,7 +150,7 @@ def _loss_terms(
 
 
 def _schedule(total: int, warmup_ratio: float) -> Callable[[int], float]:
-    warmup = int(round(total * warmup_ratio))
+    warmup = round(total * warmup_ratio)
 
     def factor(step: int) -> float:
         if warmup and step < warmup:
@@ -128,8 +171,14 @@ def train(
     evaluate: Callable[[Any], dict[str, float]],
     progress: bool = True,
     checkpoint_dir: Path | None = None,
+    forward: Callable[[list[str]], torch.Tensor] | None = None,
 ) -> TrainOutcome:
-    """Train ``model`` in place on ``(texts[i], targets[i])`` pairs and restore its best evaluated state."""
+    """Train ``model`` in place on ``(texts[i], targets[i])`` pairs and restore its best evaluated state.
+
+    ``forward`` maps texts to the student's vectors (default: the model's own forward pass; a
+    :class:`FrozenBodyForward` when only the head learns).
+    """
+    embed = forward or (lambda batch_texts: _forward(model, batch_texts, settings.device))
     if len(texts) != len(targets):
         raise StudentError(f"{len(texts)} texts but {len(targets)} targets")
     n = len(texts)
@@ -150,6 +199,7 @@ def train(
 
     # body and head learn at their own rates; a zero rate freezes that part (and saves its backward pass)
     groups = []
+    # (parameters in neither list, e.g. frozen lower layers, keep their requires_grad as the caller set it)
     for params, lr in ((body_params, settings.lr_body), (head_params, settings.lr_head)):
         for p in params:
             p.requires_grad_(lr > 0)
@@ -178,10 +228,10 @@ def train(
             batch_texts = [texts[i] for i in idx]
             tgt = target_t[idx].to(settings.device)
             # student vectors of the documents, and of query-like cuts of them, against the documents' targets
-            terms = _loss_terms(_forward(model, batch_texts, settings.device), tgt, settings, doc_terms) if doc_terms else {}
+            terms = _loss_terms(embed(batch_texts), tgt, settings, doc_terms) if doc_terms else {}
             if use_pq:
                 queries = [pseudo_query(t, rng) for t in batch_texts]
-                terms |= _loss_terms(_forward(model, queries, settings.device), tgt, settings, ["pseudo_query"])
+                terms |= _loss_terms(embed(queries), tgt, settings, ["pseudo_query"])
             loss, parts = weighted_sum(terms, settings.weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -8,7 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from qdrant_distill.losses import cosine_loss, info_nce, matryoshka, mse_loss, similarity_kl, weighted_sum
+from qdrant_distill.losses import (
+    cosine_loss,
+    info_nce,
+    matryoshka,
+    mse_loss,
+    similarity_kl,
+    weighted_sum,
+)
 
 
 def unit(n: int = 16, d: int = 32, seed: int = 0) -> torch.Tensor:
@@ -46,6 +53,11 @@ def test_similarity_kl_zero_at_equality_and_rotation_invariant() -> None:
     q, _ = torch.linalg.qr(torch.randn(32, 32, generator=torch.Generator().manual_seed(3)))
     assert similarity_kl(t @ q, t).item() == pytest.approx(0.0, abs=1e-5)
     assert similarity_kl(t[:2], t[:2]).item() == 0.0  # too small a batch: no distribution
+    # the target may live in another space: only its pairwise cosines count
+    padded = torch.cat([t, torch.zeros(len(t), 8)], dim=1)
+    assert similarity_kl(t, padded).item() == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError):
+        similarity_kl(t, t[:-1])
 
 
 def test_info_nce_hand_value_and_minimum() -> None:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import random_unit
 from qdrant_distill.errors import DimensionError, InvalidVectors
 from qdrant_distill.projection import PCAProjection, projection_model
+from tests.conftest import random_unit
 
 
 def low_rank_unit(n: int, dim: int, rank: int, seed: int = 0) -> np.ndarray:

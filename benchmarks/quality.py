@@ -1,0 +1,345 @@
+"""Retrieval and similarity quality of students against their teacher: SciFact (BEIR) and STS-B.
+
+The stored teacher vectors (all-mpnet-base-v2, ../shared/data/scifact/teacher_all-mpnet-base-v2.npz) play the
+collection's vectors. Students are distilled on corpus documents only (no query, no label) and evaluated on the 300
+test queries at 128 dimensions. Off-the-shelf encodings are cached under benchmarks/cache/.
+
+    python benchmarks/quality.py            # the full run (~1 h on 2 CPU cores)
+    python benchmarks/quality.py --quick    # a smoke test: a corpus subset and tiny budgets (a few minutes)
+
+Prints a table and writes benchmarks/results/quality.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+
+from qdrant_distill.distill import (
+    DistillConfig,
+    LossWeights,
+    distill,
+    encode,
+    load_student,
+)
+from qdrant_distill.evaluate import (
+    fidelity,
+    load_beir,
+    load_stsb,
+    retrieval_metrics,
+    sts_spearman,
+)
+from qdrant_distill.projection import PCAProjection
+from qdrant_distill.students import HeadInit, fit_head, load_body
+
+CACHE = HERE / "cache"
+RESULTS = HERE / "results"
+DATA = REPO.parent / "shared" / "data"
+MINILM = REPO / "models" / "all-MiniLM-L6-v2"
+MPNET = REPO / "models" / "all-mpnet-base-v2"
+DIM = 128
+HOLDOUT_FRACTION = 0.05
+logger = logging.getLogger("benchmarks.quality")
+
+
+# ---------------------------------------------------------------------------------------------------------- helpers
+def cached_encode(model, tag: str, texts: list[str], *, batch_size: int = 32, max_seq_length: int | None = None):
+    """Encode ``texts`` with ``model`` (normalised float32), cached under benchmarks/cache/ by tag and text hash."""
+    digest = hashlib.sha1("\x1f".join(texts).encode()).hexdigest()[:12]
+    path = CACHE / f"{tag}-seq{max_seq_length}-{digest}.npy"
+    if path.exists():
+        return np.load(path), 0.0
+    if max_seq_length is not None:
+        model.max_seq_length = max_seq_length
+    start = time.perf_counter()
+    vecs = encode(model, texts, batch_size)
+    took = time.perf_counter() - start
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.save(path, vecs)
+    return vecs, took
+
+
+class Bench:
+    """The data of one run and the rows measured on it."""
+
+    def __init__(self, quick: bool, data: Path) -> None:
+        self.quick = quick
+        ds = load_beir(data / "scifact")
+        teacher = np.load(data / "scifact" / "teacher_all-mpnet-base-v2.npz")
+        doc_index = {d: i for i, d in enumerate(teacher["doc_ids"].astype(str))}
+        q_index = {q: i for i, q in enumerate(teacher["query_ids"].astype(str))}
+        keep = np.arange(len(ds.doc_ids))
+        if quick:  # the judged documents plus random others
+            judged = {d for q in ds.query_ids for d in ds.qrels[q]}
+            rel = [i for i, d in enumerate(ds.doc_ids) if d in judged]
+            others = [i for i in np.random.default_rng(0).permutation(len(ds.doc_ids)) if ds.doc_ids[i] not in judged]
+            keep = np.sort(np.array(rel + others[: max(0, 700 - len(rel))]))
+        self.doc_ids = [ds.doc_ids[i] for i in keep]
+        self.docs = [ds.doc_texts[i] for i in keep]
+        self.query_ids, self.queries, self.qrels = ds.query_ids, ds.queries, ds.qrels
+        self.teacher_docs = teacher["doc_vecs"][[doc_index[d] for d in self.doc_ids]]
+        self.teacher_queries = teacher["query_vecs"][[q_index[q] for q in self.query_ids]]
+        sts = load_stsb(data / "stsb")
+        if quick:
+            sts.sentences1, sts.sentences2, sts.scores = sts.sentences1[:300], sts.sentences2[:300], sts.scores[:300]
+        self.sts = sts
+        # training and held-out documents (held-out ones drive early stopping and teacher-neighbour recall)
+        order = np.random.default_rng(0).permutation(len(self.docs))
+        n_hold = max(20, round(len(self.docs) * HOLDOUT_FRACTION))
+        self.hold_idx, self.train_idx = np.sort(order[:n_hold]), np.sort(order[n_hold:])
+        self.projection = PCAProjection.fit(self.teacher_docs[self.train_idx], DIM)
+        self.rows: list[dict[str, Any]] = []
+        self.seq = 128 if quick else 256
+
+    def add(self, name: str, q: np.ndarray, d: np.ndarray, *, sts: float | None, dim: int, **extra: Any) -> None:
+        m = retrieval_metrics(q, d, self.qrels, self.query_ids, self.doc_ids)
+        fid = fidelity(d[self.hold_idx], self.teacher_docs[self.hold_idx])["fidelity/recall@10"]
+        row = {"row": name, **m, "teacher_nn_recall@10": fid, "stsb_spearman": sts, "dim": dim,
+               "vector_bytes": dim * 4, **extra}
+        self.rows.append(row)
+        logger.info("%s: %s", name, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})
+
+    def partial(self) -> None:
+        """Write the rows so far (a long run that dies keeps what it measured)."""
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        name = "quality-quick.partial.json" if self.quick else "quality.partial.json"
+        (RESULTS / name).write_text(json.dumps(self.rows, indent=2), encoding="utf-8")
+
+    def sts_of(self, model=None, tag: str | None = None, transform=None) -> float:
+        if model is None:
+            return float("nan")
+        if tag:
+            v1, _ = cached_encode(model, f"{tag}-stsb1", self.sts.sentences1, max_seq_length=self.seq)
+            v2, _ = cached_encode(model, f"{tag}-stsb2", self.sts.sentences2, max_seq_length=self.seq)
+        else:
+            v1, v2 = encode(model, self.sts.sentences1), encode(model, self.sts.sentences2)
+        if transform is not None:
+            v1, v2 = transform(v1), transform(v2)
+        return sts_spearman(v1, self.sts, vecs2=v2)
+
+
+def speed(model, queries: list[str], n: int) -> dict[str, float]:
+    """Queries per second: one call per query and batched, through ``SentenceTransformer.encode`` and through
+    ``qdrant_distill.encode`` (which skips sentence-transformers' per-call overhead for static students)."""
+    out = {}
+    for label, fn in (("st", lambda x: model.encode(x, show_progress_bar=False)), ("qd", lambda x: encode(model, x))):
+        fn(queries[:2])  # warm-up
+        start = time.perf_counter()
+        for q in queries[:n]:
+            fn([q])
+        out[f"{label}_single_qps"] = n / (time.perf_counter() - start)
+        start = time.perf_counter()
+        fn(queries[: max(n, 32)])
+        out[f"{label}_batched_qps"] = max(n, 32) / (time.perf_counter() - start)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------- recipes
+def transformer_config(quick: bool) -> DistillConfig:
+    """The recipe run here: MiniLM body kept frozen (its body vectors are computed once), the head starting from the
+    body's own uncentred PCA rotated onto the targets, then trained with pseudo-queries and a light MSE pull.
+
+    Measured on cached features (docs/benchmarks.md): every loss that fits the teacher's document geometry (MSE,
+    contrastive, KL, to PCA-128 or full 768-d targets) raised document fidelity but lowered query nDCG, and training
+    the body (exp. in docs/benchmarks.md) lowered it further; so the head moves little (low rate, one epoch).
+    """
+    return DistillConfig(
+        kind="transformer",
+        base_model=str(MINILM),
+        dim=DIM,
+        head_init=HeadInit.OWN_PCA,
+        epochs=1,
+        batch_size=32,
+        lr_body=0.0,
+        lr_head=3e-4,
+        weights=LossWeights(mse=0.3, contrastive=0.0, kl=0.0, pseudo_query=1.0),
+        temperature=0.05,
+        max_seq_length=128 if quick else 256,
+        head_init_samples=300 if quick else 5000,
+        eval_steps=20 if quick else 40,
+        early_stopping_patience=3,
+        seed=0,
+    )
+
+
+def static_config(quick: bool) -> DistillConfig:
+    return DistillConfig(
+        kind="static",
+        base_model=str(MINILM),
+        dim=DIM,
+        epochs=1 if quick else 6,
+        batch_size=64,
+        lr_static=2e-2,
+        weights=LossWeights(mse=1.0, contrastive=1.0, kl=1.0, pseudo_query=1.0),
+        eval_steps=None,
+        early_stopping_patience=3,
+        seed=0,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------- the run
+def run(quick: bool, data: Path, skip: set[str]) -> dict[str, Any]:
+    started = time.perf_counter()
+    b = Bench(quick, data)
+    P = b.projection
+    logger.info("%d documents (%d train, %d held out), %d queries", len(b.docs), len(b.train_idx), len(b.hold_idx),
+                len(b.queries))
+
+    # the teacher and projections of its stored vectors
+    teacher = load_body(str(MPNET)) if MPNET.exists() and "teacher" not in skip else None
+    t_sts1 = t_sts2 = None
+    if teacher is not None and "teacher-sts" not in skip:
+        t_sts1, _ = cached_encode(teacher, "mpnet-stsb1", b.sts.sentences1, max_seq_length=384)
+        t_sts2, _ = cached_encode(teacher, "mpnet-stsb2", b.sts.sentences2, max_seq_length=384)
+    t_sts = sts_spearman(t_sts1, b.sts, vecs2=t_sts2) if t_sts1 is not None else None
+    b.add("teacher all-mpnet-base-v2 (stored vectors)", b.teacher_queries, b.teacher_docs, sts=t_sts, dim=768)
+    for dim in (64, 128, 256):
+        p = P if dim == DIM else PCAProjection.fit(b.teacher_docs[b.train_idx], dim)
+        sts = sts_spearman(p.transform(t_sts1), b.sts, vecs2=p.transform(t_sts2)) if t_sts1 is not None else None
+        b.add(f"teacher + PCA-{dim} (projection only)", p.transform(b.teacher_queries), p.transform(b.teacher_docs),
+              sts=sts, dim=dim, explained_variance=p.explained_variance_ratio)
+
+    # MiniLM off the shelf, with its own PCA, with a ridge head
+    b.partial()
+    minilm = load_body(str(MINILM))
+    mq, _ = cached_encode(minilm, "minilm-scifact-queries", b.queries, max_seq_length=b.seq)
+    md, _ = cached_encode(minilm, "minilm-scifact-docs", b.docs, max_seq_length=b.seq)
+    m1, _ = cached_encode(minilm, "minilm-stsb1", b.sts.sentences1, max_seq_length=b.seq)
+    m2, _ = cached_encode(minilm, "minilm-stsb2", b.sts.sentences2, max_seq_length=b.seq)
+    b.add("all-MiniLM-L6-v2 (384-d, off the shelf)", mq, md, sts=sts_spearman(m1, b.sts, vecs2=m2), dim=384)
+    own = PCAProjection.fit(md[b.train_idx], DIM)
+    b.add("MiniLM + own PCA-128 (no training)", own.transform(mq), own.transform(md),
+          sts=sts_spearman(own.transform(m1), b.sts, vecs2=own.transform(m2)), dim=DIM)
+    targets = P.transform(b.teacher_docs[b.train_idx])
+    for mode in (HeadInit.RIDGE, HeadInit.OWN_PCA):
+        w = fit_head(md[b.train_idx], targets, mode)
+        f = lambda x, w=w: x @ w.T
+        label = "ridge head" if mode is HeadInit.RIDGE else "own PCA rotated onto the targets"
+        sts = sts_spearman(f(m1), b.sts, vecs2=f(m2))
+        b.add(f"MiniLM + {label}, symmetric", f(mq), f(md), sts=sts, dim=DIM)
+        b.add(f"MiniLM + {label}, asymmetric (docs = PCA-128 of teacher)", f(mq), P.transform(b.teacher_docs),
+              sts=sts, dim=DIM)
+
+    train_texts = [b.docs[i] for i in b.train_idx]
+    holdout = ([b.docs[i] for i in b.hold_idx], b.teacher_docs[b.hold_idx])
+    out_root = Path(os.environ.get("QUALITY_OUT", "/tmp/qdrant-distill-quality"))
+
+    # distilled transformer student (frozen body: the cached MiniLM vectors are its body vectors)
+    if "transformer" not in skip:
+        cfg = transformer_config(quick)
+        cache = {b.docs[i]: md[i] for i in range(len(b.docs))}
+        res = distill(train_texts, b.teacher_docs[b.train_idx], cfg, output_dir=out_root / "transformer",
+                      teacher_id="all-mpnet-base-v2", holdout=holdout, body_cache=cache)
+        student = load_student(res.student_path)
+        sq = encode(student, b.queries)
+        # the body did not change, so the student's document vectors are its head applied to the cached body
+        # vectors; checked against real encodings of a sample
+        dense = student[len(student) - 2]
+        w = dense.linear.weight.detach().numpy()
+        bias = dense.linear.bias.detach().numpy()
+        sd = md @ w.T + bias
+        sd /= np.linalg.norm(sd, axis=1, keepdims=True)
+        check = np.random.default_rng(1).choice(len(b.docs), 32, replace=False)
+        gap = float(np.abs(encode(student, [b.docs[i] for i in check]) - sd[check]).max())
+        assert gap < 1e-3, f"cached document vectors differ from the student's by {gap}"
+        sts = b.sts_of(student)
+        extra = {"distill_wall_s": res.wall_time_s, "train_size": res.train_size, "steps": res.steps,
+                 "best_step": res.best_step, "holdout_fidelity": res.metrics,
+                 "holdout_fidelity_untrained": res.baseline_metrics, "doc_vectors_check_max_abs": gap}
+        b.add("distilled MiniLM student 128 (frozen body), symmetric", sq, sd, sts=sts, dim=DIM, **extra)
+        b.add("distilled MiniLM student 128 (frozen body), asymmetric (docs = PCA-128 of teacher)", sq,
+              PCAProjection.load(res.projection_path).transform(b.teacher_docs), sts=sts, dim=DIM, **extra)
+        b.partial()
+
+    # static student
+    if "static" not in skip:
+        res = distill(train_texts, b.teacher_docs[b.train_idx], static_config(quick), output_dir=out_root / "static",
+                      teacher_id="all-mpnet-base-v2", holdout=holdout)
+        student = load_student(res.student_path)
+        sq, sd = encode(student, b.queries), encode(student, b.docs)
+        extra: dict[str, Any] = {"distill_wall_s": res.wall_time_s, "train_size": res.train_size, "steps": res.steps,
+                                 "holdout_fidelity": res.metrics, "holdout_fidelity_untrained": res.baseline_metrics}
+        if teacher is not None:
+            s_speed = speed(student, b.queries, 300)
+            t_speed = speed(teacher, b.queries, 10 if quick else 30)
+            best_teacher_single = max(t_speed["st_single_qps"], t_speed["qd_single_qps"])
+            best_teacher_batched = max(t_speed["st_batched_qps"], t_speed["qd_batched_qps"])
+            extra |= {"static_speed": s_speed, "teacher_speed": t_speed,
+                      "speedup_single": s_speed["qd_single_qps"] / best_teacher_single,
+                      "speedup_single_via_st_encode": s_speed["st_single_qps"] / best_teacher_single,
+                      "speedup_batched": s_speed["qd_batched_qps"] / best_teacher_batched}
+        b.add("static student 128 (StaticEmbedding), symmetric", sq, sd, sts=b.sts_of(student), dim=DIM, **extra)
+        b.partial()
+
+    return {
+        "quick": quick,
+        "documents": len(b.docs),
+        "train_documents": len(b.train_idx),
+        "holdout_documents": len(b.hold_idx),
+        "queries": len(b.queries),
+        "sts_pairs": len(b.sts.scores),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "wall_time_s": time.perf_counter() - started,
+        "rows": b.rows,
+    }
+
+
+def render(result: dict[str, Any]) -> str:
+    head = f"{'row':<66} {'nDCG@10':>8} {'R@100':>6} {'tNN@10':>7} {'STSb':>6} {'bytes':>6} {'distill s':>9} {'n':>5}"
+    lines = [head, "-" * len(head)]
+    for r in result["rows"]:
+        sts = r["stsb_spearman"]
+        lines.append(
+            f"{r['row'][:66]:<66} {r['ndcg@10']:>8.4f} {r['recall@100']:>6.3f} {r['teacher_nn_recall@10']:>7.3f} "
+            f"{'-' if sts is None or math.isnan(sts) else f'{sts:.4f}':>6} {r['vector_bytes']:>6} "
+            f"{r.get('distill_wall_s', 0):>9.0f} {r.get('train_size', ''):>5}"
+        )
+    for r in result["rows"]:
+        if "speedup_single" in r:
+            lines.append(f"static vs teacher speed: single query {r['speedup_single']:.0f}x "
+                         f"({r['speedup_single_via_st_encode']:.0f}x through SentenceTransformer.encode), batched "
+                         f"{r['speedup_batched']:.0f}x")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="corpus subset and tiny budgets (CI smoke test)")
+    parser.add_argument("--data", type=Path, default=DATA, help="folder holding scifact/ and stsb/")
+    parser.add_argument("--skip", default="", help="comma-separated: teacher,teacher-sts,transformer,static")
+    parser.add_argument("--out", type=Path, default=None, help="JSON output (default benchmarks/results/quality.json)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    if not (args.data / "scifact").exists():
+        print(f"no SciFact data under {args.data}", file=sys.stderr)
+        return 1
+    result = run(args.quick, args.data, {s for s in args.skip.split(",") if s})
+    out = args.out or RESULTS / ("quality-quick.json" if args.quick else "quality.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    print(render(result))
+    print(f"\nwritten to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
