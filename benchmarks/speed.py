@@ -114,13 +114,14 @@ class StreamConnector:
         self.written = 0
         self.rng = np.random.default_rng(0)
 
-    def scroll(self, collection: str, *, page_size: int = 256, offset: Any = None, **_: Any) -> Iterator[Page]:
+    def scroll(self, collection: str, *, page_size: int = 256, offset: Any = None, with_vectors: Any = False,
+               **_: Any) -> Iterator[Page]:
         start = offset or 0
         while start < self.n:
             ids = range(start, min(start + page_size, self.n))
-            vec = self.rng.standard_normal((len(ids), self.dim)).astype(np.float32)
-            points = [Point(i, {"text": self.texts[i % len(self.texts)], "n": i}, {UNNAMED: vec[k]})
-                      for k, i in enumerate(ids)]
+            vec = self.rng.standard_normal((len(ids), self.dim)).astype(np.float32) if with_vectors else None
+            points = [Point(i, {"text": self.texts[i % len(self.texts)], "n": i},
+                            {UNNAMED: vec[k]} if vec is not None else {}) for k, i in enumerate(ids)]
             nxt = ids[-1] + 1
             yield Page(points=points, offset=start, next_offset=nxt if nxt < self.n else None)
             start = nxt
@@ -131,7 +132,7 @@ class StreamConnector:
         self.written += len(points)
 
 
-def pipeline_vs_raw(model: Any, texts: Sequence[str], batch: int = 64) -> dict[str, float]:
+def pipeline_vs_raw(model: Any, texts: Sequence[str], batch: int = 64, page_size: int = 256) -> dict[str, float]:
     """Re-embed pipeline points/s against the same model's raw encode points/s on the same texts (one run)."""
     t = time.perf_counter()
     model.encode(list(texts), batch_size=batch, show_progress_bar=False)
@@ -139,8 +140,8 @@ def pipeline_vs_raw(model: Any, texts: Sequence[str], batch: int = 64) -> dict[s
     conn = StreamConnector(texts, len(texts))
     enc = lambda xs: model.encode(xs, batch_size=batch, normalize_embeddings=True, show_progress_bar=False)  # noqa: E731
     conv = PageConverter(vector_name=UNNAMED, text=TextSource(), encode=enc, missing_text=MissingTextPolicy.FAIL)
-    stats = reembed(conn, source="s", target="t", converter=conv, vectors=False, page_size=256, progress=False)
-    return {"raw_points_per_s": raw, "pipeline_points_per_s": stats.points_per_s,
+    stats = reembed(conn, source="s", target="t", converter=conv, vectors=False, page_size=page_size, progress=False)
+    return {"page_size": page_size, "raw_points_per_s": raw, "pipeline_points_per_s": stats.points_per_s,
             "ratio": stats.points_per_s / raw}
 
 
@@ -242,6 +243,7 @@ def distill_time(n: int, quick: bool) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=None, help="JSON output (default benchmarks/results/speed.json)")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     import torch
@@ -264,8 +266,10 @@ def main() -> None:
         row["latency_speedup"] = teacher["latency_ms_median"] / row["latency_ms_median"]
         row["throughput_speedup"] = row["docs_per_s"] / teacher["docs_per_s"]
     student = build_models(quick)["transformer student MiniLM+Dense (128)"]
-    out["pipeline"] = pipeline_vs_raw(student, debian_texts(300 if quick else 3000))
-    print("pipeline", out["pipeline"], flush=True)
+    texts = debian_texts(300 if quick else 3000)
+    out["pipelines"] = [pipeline_vs_raw(student, texts, page_size=size) for size in (256, 512, 1024)]
+    out["pipeline"] = out["pipelines"][1]  # the default page size
+    print("pipeline", out["pipelines"], flush=True)
     out["memory"] = []
     for n in ([2000, 20000] if quick else [10000, 100000]):
         child = subprocess.run([sys.executable, __file__, "--memory-child", str(n)], capture_output=True, text=True,
@@ -277,8 +281,8 @@ def main() -> None:
     print("project", out["project"], flush=True)
     out["distill"] = distill_time(64 if quick else 1000, quick)
     print("distill", out["distill"], flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / ("speed_quick.json" if quick else "speed.json")
+    path = args.out or RESULTS / ("speed_quick.json" if quick else "speed.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2))
     print(table(out))
     print(f"wrote {path}")
@@ -290,9 +294,10 @@ def table(out: dict[str, Any]) -> str:
     for name, r in out["encode"].items():
         lines.append(f"| {name} | {r['latency_ms_median']:.1f} / {r['latency_ms_p90']:.1f} | {r['docs_per_s']:.1f} | "
                      f"{r['latency_speedup']:.1f}x | {r['throughput_speedup']:.1f}x |")
-    p = out["pipeline"]
-    lines += ["", f"re-embed pipeline {p['pipeline_points_per_s']:.1f} points/s vs raw encode "
-                  f"{p['raw_points_per_s']:.1f} points/s: {100 * p['ratio']:.0f}%"]
+    lines.append("")
+    for p in out["pipelines"]:
+        lines.append(f"re-embed pipeline, pages of {p['page_size']}: {p['pipeline_points_per_s']:.1f} points/s vs raw "
+                     f"encode {p['raw_points_per_s']:.1f} points/s: {100 * p['ratio']:.0f}%")
     m = out["memory"]
     lines.append("peak RSS of a re-embed (static student, streamed source): " + ", ".join(
         f"{r['points']:,} points {r['rss_peak_mb']:.0f} MB ({r['points_per_s']:.0f} points/s)" for r in m)

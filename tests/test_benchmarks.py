@@ -1,0 +1,36 @@
+"""Smoke tests: the benchmark scripts run end to end in their quick mode (figures are not checked here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import MPNET, REPO, SHARED_DATA
+
+pytestmark = pytest.mark.slow
+
+
+def run(script: str, out: Path) -> dict:
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), "--quick", "--out", str(out)],
+                          capture_output=True, text=True, timeout=1200, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+@pytest.mark.skipif(not MPNET.exists(), reason="needs models/all-mpnet-base-v2 (scripts/setup.sh)")
+def test_speed_quick(tmp_path: Path) -> None:
+    result = run("speed.py", tmp_path / "speed.json")
+    assert {"encode", "pipeline", "memory", "project", "distill"} <= result.keys()
+    assert len(result["encode"]) == 5 and len(result["memory"]) == 2
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "scifact").exists(), reason="needs ../shared/data/scifact")
+def test_quality_quick(tmp_path: Path) -> None:
+    result = run("quality.py", tmp_path / "quality.json")
+    names = [row["row"] for row in result["rows"]]
+    assert result["quick"] and any("teacher" in n for n in names) and any("static" in n for n in names)
+    assert all(0.0 <= row["ndcg@10"] <= 1.0 for row in result["rows"])
