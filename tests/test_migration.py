@@ -270,3 +270,27 @@ def test_a_plain_collection_gets_a_new_alias(conn, demo_texts, tiny_model_path, 
     assert report.stage is Stage.SWAPPED and conn.alias_target("live") == report.target
     journal = open_journal(tmp_path / "run")
     assert rollback(conn, journal) is None and conn.alias_target("live") is None
+
+
+def write_beir(folder: Path, texts: list[str], *, shift: int = 0, n: int = 40) -> None:
+    """A labelled folder whose queries are the documents themselves; query i is judged relevant to document
+    i + shift (shift 0: right labels, so a query ranks its own document first)."""
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    (folder / "corpus.jsonl").write_text("".join(json.dumps({"_id": str(i), "title": "", "text": t}) + "\n"
+                                                 for i, t in enumerate(texts[:n])))
+    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q{i}", "text": t}) + "\n"
+                                                  for i, t in enumerate(texts[:n])))
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n"
+                                               + "".join(f"q{i}\t{(i + shift) % n}\t1\n" for i in range(n)))
+
+
+def test_labelled_queries_gate_on_ndcg(conn, demo_texts, tiny_model_path, tmp_path) -> None:
+    build_source(conn, demo_texts)
+    write_beir(tmp_path / "beir", demo_texts, shift=7)  # wrong labels: nDCG@10 near 0
+    gate = GateConfig(min_recall_at_10=0.0, min_spearman=-1.0, min_ndcg_at_10=0.5, queries=str(tmp_path / "beir"))
+    with pytest.raises(GateFailed, match="labelled/ndcg@10"):
+        migrate(config(tiny_model_path, tmp_path / "run", gate=gate), connector=conn)
+    assert conn.alias_target("docs") == "docs_v1" and conn.collections() == ["docs_v1"]
+    write_beir(tmp_path / "beir", demo_texts)  # right labels: the rerun measures again and passes
+    report = migrate(config(tiny_model_path, tmp_path / "run", gate=gate), connector=conn)
+    assert report.stage is Stage.SWAPPED and report.metrics["labelled/ndcg@10"] > 0.9
