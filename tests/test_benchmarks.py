@@ -21,7 +21,8 @@ def run(script: str, out: Path) -> dict:
     return json.loads(out.read_text())
 
 
-@pytest.mark.skipif(not MPNET.exists(), reason="needs models/all-mpnet-base-v2 (scripts/setup.sh)")
+@pytest.mark.skipif(not MPNET.exists() or not (SHARED_DATA / "scifact").exists(),
+                    reason="needs models/all-mpnet-base-v2 (scripts/setup.sh) and ../shared/data")
 def test_speed_quick(tmp_path: Path) -> None:
     result = run("speed.py", tmp_path / "speed.json")
     assert {"encode", "pipeline", "memory", "project", "distill"} <= result.keys()
