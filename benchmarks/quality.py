@@ -4,10 +4,17 @@ The stored teacher vectors (all-mpnet-base-v2, ../shared/data/scifact/teacher_al
 collection's vectors. Students are distilled on corpus documents only (no query, no label) and evaluated on the 300
 test queries at 128 dimensions. Off-the-shelf encodings are cached under benchmarks/cache/.
 
-    python benchmarks/quality.py            # the full run (~1 h on 2 CPU cores)
-    python benchmarks/quality.py --quick    # a smoke test: a corpus subset and tiny budgets (a few minutes)
+    python benchmarks/quality.py                  # the full run (~1.5 h on 2 CPU cores)
+    python benchmarks/quality.py --quick          # a smoke test: a corpus subset and tiny budgets (a few minutes)
+    python benchmarks/quality.py --only pruned    # some rows only, merged into the existing results file
 
-Prints a table and writes benchmarks/results/quality.json.
+Row groups (for --only and --skip): teacher (the stored vectors and their PCA projections; skipping it also leaves
+the teacher model unloaded, so no speed ratios), teacher-sts (the teacher's STSb encoding only), minilm (MiniLM off
+the shelf and with untrained heads), transformer, pruned (the layer-pruned teacher, trained), pruned-untrained (the
+same pruned teacher + PCA-128 head, no training; not in --quick), static.
+
+Prints a table and writes benchmarks/results/quality.json; with --only, the rows computed replace the rows of the
+same name in the output file (or are inserted before the static row), and the other rows are kept as they were.
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ DATA = REPO.parent / "shared" / "data"
 MINILM = REPO / "models" / "all-MiniLM-L6-v2"
 MPNET = REPO / "models" / "all-mpnet-base-v2"
 DIM = 128
+GROUPS = ("teacher", "teacher-sts", "minilm", "transformer", "pruned", "pruned-untrained", "static")
 HOLDOUT_FRACTION = 0.05
 logger = logging.getLogger("benchmarks.quality")
 
@@ -196,55 +204,120 @@ def static_config(quick: bool) -> DistillConfig:
     )
 
 
+PRUNED_KEEP = 4  # layers of mpnet's 12 kept: 0, 4, 7, 11 (the sentence-transformers docs: ~99% at ~2.3x speed)
+
+
+def pruned_config(quick: bool) -> DistillConfig:
+    """The layer-pruned teacher: mpnet with 4 of its 12 layers + the PCA-128 projection as head, then the whole body
+    trained to land on the projected teacher vectors (MSE) plus a light pseudo-query term.
+
+    The default recipe of the library freezes the body (``lr_body=0``), which leaves a pruned teacher broken: the
+    removed layers are what the kept ones and the head were fitted after (see pruned-untrained). So the body learns
+    here. CPU budget: the pairs of the whole training split fit the PCA (cheap), but the body sees ``max_steps x
+    batch_size`` documents (one pass, no repeat) at the full 256-token length.
+    """
+    return DistillConfig(
+        kind="pruned",
+        teacher_model=str(MPNET),
+        keep_layers=PRUNED_KEEP,
+        dim=DIM,
+        epochs=1,
+        max_steps=2 if quick else 75,
+        batch_size=8 if quick else 16,
+        lr_body=1e-4,
+        lr_head=1e-4,
+        warmup_ratio=0.1,
+        weights=LossWeights(mse=1.0, contrastive=0.0, kl=0.0, pseudo_query=0.2),
+        temperature=0.05,
+        max_seq_length=128 if quick else 256,
+        train_max_seq_length=64 if quick else None,
+        eval_steps=None if quick else 25,
+        early_stopping_patience=2,
+        encode_batch_size=32,
+        seed=0,
+    )
+
+
+def merge_rows(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``old`` with each row of ``new`` replacing the row of the same name, or inserted before the static rows."""
+    rows = list(old)
+    for row in new:
+        names = [r["row"] for r in rows]
+        if row["row"] in names:
+            rows[names.index(row["row"])] = row
+            continue
+        at = next((i for i, n in enumerate(names) if n.startswith("static")), len(rows))
+        rows.insert(at, row)
+    return rows
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:12]
+
+
 # ---------------------------------------------------------------------------------------------------------- the run
-def run(quick: bool, data: Path, skip: set[str]) -> dict[str, Any]:
+def run(quick: bool, data: Path, skip: set[str], only: set[str] | None = None) -> dict[str, Any]:
+    """Measure the rows of every group in ``only`` (all groups when None) that is not in ``skip``."""
     started = time.perf_counter()
+    wanted = (set(GROUPS) if only is None else set(only)) - set(skip)
+    if "teacher" not in wanted:
+        wanted.discard("teacher-sts")
     b = Bench(quick, data)
     P = b.projection
-    logger.info("%d documents (%d train, %d held out), %d queries", len(b.docs), len(b.train_idx), len(b.hold_idx),
-                len(b.queries))
+    logger.info("%d documents (%d train, %d held out), %d queries; rows: %s", len(b.docs), len(b.train_idx),
+                len(b.hold_idx), len(b.queries), ",".join(g for g in GROUPS if g in wanted))
 
-    # the teacher and projections of its stored vectors
-    teacher = load_body(str(MPNET)) if MPNET.exists() and "teacher" not in skip else None
-    t_sts1 = t_sts2 = None
-    if teacher is not None and "teacher-sts" not in skip:
-        t_sts1, _ = cached_encode(teacher, "mpnet-stsb1", b.sts.sentences1, max_seq_length=384)
-        t_sts2, _ = cached_encode(teacher, "mpnet-stsb2", b.sts.sentences2, max_seq_length=384)
-    t_sts = sts_spearman(t_sts1, b.sts, vecs2=t_sts2) if t_sts1 is not None else None
-    b.add("teacher all-mpnet-base-v2 (stored vectors)", b.teacher_queries, b.teacher_docs, sts=t_sts, dim=768)
-    for dim in (64, 128, 256):
-        p = P if dim == DIM else PCAProjection.fit(b.teacher_docs[b.train_idx], dim)
-        sts = sts_spearman(p.transform(t_sts1), b.sts, vecs2=p.transform(t_sts2)) if t_sts1 is not None else None
-        b.add(f"teacher + PCA-{dim} (projection only)", p.transform(b.teacher_queries), p.transform(b.teacher_docs),
-              sts=sts, dim=dim, explained_variance=p.explained_variance_ratio)
+    # the teacher model (its STSb vectors, and the reference for speed) and projections of its stored vectors
+    needs_teacher = bool(wanted & {"teacher", "static", "pruned", "pruned-untrained"}) and "teacher" not in skip
+    teacher = load_body(str(MPNET)) if MPNET.exists() and needs_teacher else None
+    if "teacher" in wanted:
+        t_sts1 = t_sts2 = None
+        if teacher is not None and "teacher-sts" in wanted:
+            t_sts1, _ = cached_encode(teacher, "mpnet-stsb1", b.sts.sentences1, max_seq_length=384)
+            t_sts2, _ = cached_encode(teacher, "mpnet-stsb2", b.sts.sentences2, max_seq_length=384)
+        t_sts = sts_spearman(t_sts1, b.sts, vecs2=t_sts2) if t_sts1 is not None else None
+        b.add("teacher all-mpnet-base-v2 (stored vectors)", b.teacher_queries, b.teacher_docs, sts=t_sts, dim=768)
+        for dim in (64, 128, 256):
+            p = P if dim == DIM else PCAProjection.fit(b.teacher_docs[b.train_idx], dim)
+            sts = sts_spearman(p.transform(t_sts1), b.sts, vecs2=p.transform(t_sts2)) if t_sts1 is not None else None
+            b.add(f"teacher + PCA-{dim} (projection only)", p.transform(b.teacher_queries),
+                  p.transform(b.teacher_docs), sts=sts, dim=dim, explained_variance=p.explained_variance_ratio)
+        b.partial()
 
-    # MiniLM off the shelf, with its own PCA, with a ridge head
-    b.partial()
-    minilm = load_body(str(MINILM))
-    mq, _ = cached_encode(minilm, "minilm-scifact-queries", b.queries, max_seq_length=b.seq)
-    md, _ = cached_encode(minilm, "minilm-scifact-docs", b.docs, max_seq_length=b.seq)
-    m1, _ = cached_encode(minilm, "minilm-stsb1", b.sts.sentences1, max_seq_length=b.seq)
-    m2, _ = cached_encode(minilm, "minilm-stsb2", b.sts.sentences2, max_seq_length=b.seq)
-    b.add("all-MiniLM-L6-v2 (384-d, off the shelf)", mq, md, sts=sts_spearman(m1, b.sts, vecs2=m2), dim=384)
-    own = PCAProjection.fit(md[b.train_idx], DIM)
-    b.add("MiniLM + own PCA-128 (no training)", own.transform(mq), own.transform(md),
-          sts=sts_spearman(own.transform(m1), b.sts, vecs2=own.transform(m2)), dim=DIM)
-    targets = P.transform(b.teacher_docs[b.train_idx])
-    for mode in (HeadInit.RIDGE, HeadInit.OWN_PCA):
-        w = fit_head(md[b.train_idx], targets, mode)
-        f = lambda x, w=w: x @ w.T
-        label = "ridge head" if mode is HeadInit.RIDGE else "own PCA rotated onto the targets"
-        sts = sts_spearman(f(m1), b.sts, vecs2=f(m2))
-        b.add(f"MiniLM + {label}, symmetric", f(mq), f(md), sts=sts, dim=DIM)
-        b.add(f"MiniLM + {label}, asymmetric (docs = PCA-128 of teacher)", f(mq), P.transform(b.teacher_docs),
-              sts=sts, dim=DIM)
+    # MiniLM off the shelf, with its own PCA, with a ridge head (its vectors also serve the transformer student)
+    md = None
+    if wanted & {"minilm", "transformer"}:
+        minilm = load_body(str(MINILM))
+        mq, _ = cached_encode(minilm, "minilm-scifact-queries", b.queries, max_seq_length=b.seq)
+        md, _ = cached_encode(minilm, "minilm-scifact-docs", b.docs, max_seq_length=b.seq)
+    if "minilm" in wanted:
+        m1, _ = cached_encode(minilm, "minilm-stsb1", b.sts.sentences1, max_seq_length=b.seq)
+        m2, _ = cached_encode(minilm, "minilm-stsb2", b.sts.sentences2, max_seq_length=b.seq)
+        b.add("all-MiniLM-L6-v2 (384-d, off the shelf)", mq, md, sts=sts_spearman(m1, b.sts, vecs2=m2), dim=384)
+        own = PCAProjection.fit(md[b.train_idx], DIM)
+        b.add("MiniLM + own PCA-128 (no training)", own.transform(mq), own.transform(md),
+              sts=sts_spearman(own.transform(m1), b.sts, vecs2=own.transform(m2)), dim=DIM)
+        targets = P.transform(b.teacher_docs[b.train_idx])
+        for mode in (HeadInit.RIDGE, HeadInit.OWN_PCA):
+            w = fit_head(md[b.train_idx], targets, mode)
+            f = lambda x, w=w: x @ w.T
+            label = "ridge head" if mode is HeadInit.RIDGE else "own PCA rotated onto the targets"
+            sts = sts_spearman(f(m1), b.sts, vecs2=f(m2))
+            b.add(f"MiniLM + {label}, symmetric", f(mq), f(md), sts=sts, dim=DIM)
+            b.add(f"MiniLM + {label}, asymmetric (docs = PCA-128 of teacher)", f(mq), P.transform(b.teacher_docs),
+                  sts=sts, dim=DIM)
+        b.partial()
 
     train_texts = [b.docs[i] for i in b.train_idx]
     holdout = ([b.docs[i] for i in b.hold_idx], b.teacher_docs[b.hold_idx])
     out_root = Path(os.environ.get("QUALITY_OUT", "/tmp/qdrant-distill-quality"))
 
     # distilled transformer student (frozen body: the cached MiniLM vectors are its body vectors)
-    if "transformer" not in skip:
+    if "transformer" in wanted:
         cfg = transformer_config(quick)
         cache = {b.docs[i]: md[i] for i in range(len(b.docs))}
         res = distill(train_texts, b.teacher_docs[b.train_idx], cfg, output_dir=out_root / "transformer",
@@ -270,8 +343,59 @@ def run(quick: bool, data: Path, skip: set[str]) -> dict[str, Any]:
               PCAProjection.load(res.projection_path).transform(b.teacher_docs), sts=sts, dim=DIM, **extra)
         b.partial()
 
+    # layer-pruned teacher: untrained (the pruned body + the PCA-128 of the stored vectors), then trained
+    if "pruned-untrained" in wanted:
+        if not MPNET.exists():
+            print(f"pruned-untrained row skipped: no teacher model at {MPNET}", file=sys.stderr)
+        elif quick:
+            print("pruned-untrained row skipped in --quick (one more corpus pass of mpnet; the trained pruned row "
+                  "already exercises the same code)", file=sys.stderr)
+        else:
+            from qdrant_distill.students import pruned_student
+
+            base = teacher if teacher is not None else load_body(str(MPNET))
+            student = pruned_student(base, P, PRUNED_KEEP)
+            student.max_seq_length = b.seq
+            tag = f"mpnet-pruned{PRUNED_KEEP}-untrained"
+            sq, _ = cached_encode(student, f"{tag}-scifact-queries", b.queries, max_seq_length=b.seq)
+            sd, took = cached_encode(student, f"{tag}-scifact-docs", b.docs, max_seq_length=b.seq)
+            b.add(f"pruned mpnet {PRUNED_KEEP}/12 layers + PCA-128 (no training), symmetric", sq, sd,
+                  sts=b.sts_of(student, tag), dim=DIM, corpus_encode_s=took)
+            b.partial()
+
+    if "pruned" in wanted:
+        if not MPNET.exists():
+            print(f"pruned row skipped: no teacher model at {MPNET}", file=sys.stderr)
+        else:
+            cfg = pruned_config(quick)
+            res = distill(train_texts, b.teacher_docs[b.train_idx], cfg, output_dir=out_root / "pruned",
+                          teacher_id="all-mpnet-base-v2", holdout=holdout)
+            student = load_student(res.student_path)
+            # encodings cached by the digest of the trained weights: a retrained student is encoded again
+            weights = Path(res.student_path) / "model.safetensors"
+            tag = f"mpnet-pruned{PRUNED_KEEP}-{file_digest(weights) if weights.exists() else 'unhashed'}"
+            sq, _ = cached_encode(student, f"{tag}-scifact-queries", b.queries, max_seq_length=b.seq)
+            sd, took = cached_encode(student, f"{tag}-scifact-docs", b.docs, max_seq_length=b.seq)
+            extra = {"distill_wall_s": res.wall_time_s, "train_size": res.steps * cfg.batch_size,
+                     "pca_fit_size": res.train_size, "steps": res.steps, "best_step": res.best_step,
+                     "stopped_early": res.stopped_early, "keep_layers": PRUNED_KEEP,
+                     "holdout_fidelity": res.metrics, "holdout_fidelity_untrained": res.baseline_metrics,
+                     "evaluations": res.evaluations, "corpus_encode_s": took,
+                     "recipe": {k: cfg.model_dump(mode="json")[k] for k in (
+                         "keep_layers", "max_steps", "batch_size", "lr_body", "lr_head", "weights",
+                         "max_seq_length", "train_max_seq_length", "eval_steps")}}
+            if teacher is not None:
+                n = 10 if quick else 30
+                p_speed, t_speed = speed(student, b.queries, n), speed(teacher, b.queries, n)
+                extra |= {"pruned_speed": p_speed, "teacher_speed": t_speed,
+                          "speedup_single": p_speed["qd_single_qps"] / t_speed["qd_single_qps"],
+                          "speedup_batched": p_speed["qd_batched_qps"] / t_speed["qd_batched_qps"]}
+            b.add(f"pruned mpnet {PRUNED_KEEP}/12 layers + PCA-128, body trained, symmetric", sq, sd,
+                  sts=b.sts_of(student, tag), dim=DIM, **extra)
+            b.partial()
+
     # static student
-    if "static" not in skip:
+    if "static" in wanted:
         res = distill(train_texts, b.teacher_docs[b.train_idx], static_config(quick), output_dir=out_root / "static",
                       teacher_id="all-mpnet-base-v2", holdout=holdout)
         student = load_student(res.student_path)
@@ -314,7 +438,10 @@ def render(result: dict[str, Any]) -> str:
             f"{r.get('distill_wall_s', 0):>9.0f} {r.get('train_size', ''):>5}"
         )
     for r in result["rows"]:
-        if "speedup_single" in r:
+        if "speedup_single" in r and "pruned_speed" in r:
+            lines.append(f"pruned vs teacher speed: single query {r['speedup_single']:.1f}x, batched "
+                         f"{r['speedup_batched']:.1f}x")
+        elif "speedup_single" in r:
             lines.append(f"static vs teacher speed: single query {r['speedup_single']:.0f}x "
                          f"({r['speedup_single_via_st_encode']:.0f}x through SentenceTransformer.encode), batched "
                          f"{r['speedup_batched']:.0f}x")
@@ -325,15 +452,32 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="corpus subset and tiny budgets (CI smoke test)")
     parser.add_argument("--data", type=Path, default=DATA, help="folder holding scifact/ and stsb/")
-    parser.add_argument("--skip", default="", help="comma-separated: teacher,teacher-sts,transformer,static")
+    parser.add_argument("--skip", default="", help=f"comma-separated row groups to leave out: {','.join(GROUPS)}")
+    parser.add_argument("--only", default="", help="comma-separated row groups to compute, merged into --out")
     parser.add_argument("--out", type=Path, default=None, help="JSON output (default benchmarks/results/quality.json)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     if not (args.data / "scifact").exists():
         print(f"no SciFact data under {args.data}", file=sys.stderr)
         return 1
-    result = run(args.quick, args.data, {s for s in args.skip.split(",") if s})
+    skip = {s for s in args.skip.split(",") if s}
+    only = {s for s in args.only.split(",") if s} or None
+    unknown = (skip | (only or set())) - set(GROUPS)
+    if unknown:
+        print(f"unknown row groups {sorted(unknown)}: choose from {','.join(GROUPS)}", file=sys.stderr)
+        return 2
+    result = run(args.quick, args.data, skip, only)
     out = args.out or RESULTS / ("quality-quick.json" if args.quick else "quality.json")
+    if only is not None and out.exists():
+        old = json.loads(out.read_text(encoding="utf-8"))
+        if old.get("quick") != result["quick"] or old.get("documents") != result["documents"]:
+            print(f"{out} holds a run of another setting (quick={old.get('quick')}, {old.get('documents')} "
+                  f"documents): not merged, written in full instead", file=sys.stderr)
+        else:
+            runs = old.get("partial_runs", [])
+            runs.append({"only": sorted(only), "wall_time_s": result["wall_time_s"],
+                         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": result["machine"]})
+            result = {**old, "rows": merge_rows(old["rows"], result["rows"]), "partial_runs": runs}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2), encoding="utf-8")
     print(render(result))

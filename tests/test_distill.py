@@ -213,3 +213,18 @@ def test_distil_real_minilm_on_scifact_beats_untrained_head(tmp_path) -> None:
     assert result.best_step > 0
     assert result.metrics["fidelity/cosine"] > result.baseline_metrics["fidelity/cosine"]
     assert not math.isnan(result.metrics["fidelity/spearman"])
+
+
+def test_a_pruned_body_trains_unless_told_otherwise(teacher_path, pairs) -> None:
+    from qdrant_distill.distill import PRUNED_LR_BODY, _build_student
+    from qdrant_distill.projection import PCAProjection
+
+    texts, vecs = pairs
+    projection = PCAProjection.fit(vecs, DIM)
+    default = DistillConfig(kind="pruned", teacher_model=str(teacher_path), keep_layers=2, dim=DIM)
+    assert default.lr_body == 0.0  # the frozen-body default of transformer students
+    _, lr_body, _ = _build_student(default, texts, projection.transform(vecs), projection)
+    assert lr_body == PRUNED_LR_BODY
+    chosen = default.model_copy(update={"lr_body": 0.0})  # an explicit choice is kept
+    chosen.model_fields_set.add("lr_body")
+    assert _build_student(chosen, texts, projection.transform(vecs), projection)[1] == 0.0
