@@ -38,10 +38,14 @@ TRANSIENT_FAULTS: list[Callable[[], Exception]] = [
 
 
 class FlakyClient:
-    """Wraps a real QdrantClient; each listed method call fails first with probability ``rate`` (seeded).
+    """Wraps a real QdrantClient; each listed method call fails with probability ``rate`` (seeded).
 
-    A failing call raises before it reaches the client, so it has no effect: what a dropped request looks like.
+    By default a failing call raises before it reaches the client, so it has no effect: a dropped request. With
+    ``lost_answer=True`` the call reaches the client first and only its answer is lost (a timeout after the server
+    applied the request), so a retry repeats a request that already took effect.
     """
+
+    lost_answer = False
 
     def __init__(
         self,
@@ -67,9 +71,10 @@ class FlakyClient:
 
         def call(*args: Any, **kwargs: Any) -> Any:
             self.calls += 1
+            result = attr(*args, **kwargs) if self.lost_answer else None
             if self._rng.random() < self._rate:
                 self.injected += 1
                 raise self._rng.choice(self._faults)()
-            return attr(*args, **kwargs)
+            return result if self.lost_answer else attr(*args, **kwargs)
 
         return call

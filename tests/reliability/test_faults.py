@@ -29,23 +29,9 @@ FAULT_KINDS = ("connection reset", "timeout", "503", "429", "UNAVAILABLE", "DEAD
 
 
 class LostAnswers(FlakyClient):
-    """Like FlakyClient, but the call reaches the store first and only the answer is lost (a timeout after the server
-    applied the request): a retry repeats a request that already took effect."""
+    """Like FlakyClient, but the call reaches the store first and only the answer is lost."""
 
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._client, name)
-        if not callable(attr) or name.startswith("_") or (self._methods is not None and name not in self._methods):
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            self.calls += 1
-            result = attr(*args, **kwargs)
-            if self._rng.random() < self._rate:
-                self.injected += 1
-                raise self._rng.choice(self._faults)()
-            return result
-
-        return call
+    lost_answer = True
 
 
 def source(demo_texts: list[str]) -> QdrantClient:
