@@ -196,8 +196,7 @@ def stage_reembed(config: MigrationConfig, conn: Connector, journal: Journal, pl
     """Stream every point into the target, checkpointing the scroll offset after each written page."""
     if journal.done(Stage.REEMBEDDED):
         return
-    converter = _converter(config, journal, plan)
-    vectors = _read_vectors(conn, plan, converter)
+    converter, vectors = _pipeline(config, conn, journal, plan)
     if journal.reembed_finished:  # killed between the last page and the stage record
         journal.advance(Stage.REEMBEDDED)
         return
@@ -228,8 +227,7 @@ def stage_verify(config: MigrationConfig, conn: Connector, journal: Journal, pla
     """Catch up with writes made meanwhile, then check counts, ids, payloads and a sample of vectors."""
     if journal.done(Stage.VERIFIED):
         return
-    converter = _converter(config, journal, plan)
-    vectors = _read_vectors(conn, plan, converter)
+    converter, vectors = _pipeline(config, conn, journal, plan)
     found, stats = catch_up(conn, source=plan.source_collection, target=plan.target, converter=converter,
                             vectors=vectors, skipped=journal.skipped_ids, page_size=config.page_size)
     journal.skipped_ids = sorted({*journal.skipped_ids, *stats.skipped}, key=str)
@@ -313,9 +311,14 @@ def _converter(config: MigrationConfig, journal: Journal, plan: MigrationPlan) -
                          missing_text=config.missing_text)
 
 
-def _read_vectors(conn: Connector, plan: MigrationPlan, converter: PageConverter) -> list[str] | bool:
+def _pipeline(
+    config: MigrationConfig, conn: Connector, journal: Journal, plan: MigrationPlan
+) -> tuple[PageConverter, list[str] | bool]:
+    """The page converter of this migration and the vectors a scroll of the source must fetch for it."""
+    converter = _converter(config, journal, plan)
     info = conn.describe(plan.source_collection)
-    return read_vectors([*info.vectors, *info.sparse_vectors], plan.vector_name, converter.needs_teacher_vector)
+    vectors = read_vectors([*info.vectors, *info.sparse_vectors], plan.vector_name, converter.needs_teacher_vector)
+    return converter, vectors
 
 
 def _projection_only(config: MigrationConfig, sample: Sample, out: Path, plan: MigrationPlan) -> dict[str, Any]:
