@@ -14,8 +14,11 @@ demo: setup
 test: setup
 	.venv/bin/python -m pytest -q
 
+# benchmarks: quick (a few minutes, subsets; also run by the test suite) and full (about half an hour here)
 bench-quick: setup
 	.venv/bin/python benchmarks/quality.py --quick
+	.venv/bin/python benchmarks/speed.py --quick
 
 bench: setup
 	.venv/bin/python benchmarks/quality.py
+	.venv/bin/python benchmarks/speed.py
