@@ -98,7 +98,7 @@ class MigrationConfig(BaseModel):
     sample_seed: int | None = None
     gate: GateConfig = Field(default_factory=GateConfig)
     missing_text: MissingTextPolicy = MissingTextPolicy.FAIL
-    page_size: int = Field(512, ge=1, description="points per scroll page and upsert (larger pages encode faster)")
+    page_size: int = Field(1024, ge=1, description="points per scroll page and upsert (larger pages encode faster)")
     encode_batch_size: int = Field(64, ge=1)
     prefetch_pages: int = Field(2, ge=1, description="pages read ahead of the encoder (bounds memory)")
     verify_sample: int = Field(64, ge=0, description="target vectors re-encoded and compared during verify")
