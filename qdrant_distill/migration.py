@@ -22,7 +22,7 @@ from qdrant_distill.journal import Journal, Stage
 from qdrant_distill.plan import MigrationPlan, make_plan
 from qdrant_distill.reembed import PageConverter, read_vectors, reembed
 from qdrant_distill.swap import METADATA_KEY, finalize, rollback, swap
-from qdrant_distill.swap import _mirror as mirror
+from qdrant_distill.swap import mirror_stage
 from qdrant_distill.verify import catch_up, verify
 
 __all__ = ["MigrationReport", "beir_metrics", "migrate", "open_connector", "open_journal", "status"]
@@ -97,7 +97,7 @@ def migrate(config: MigrationConfig, *, connector: Connector | None = None) -> M
             if journal.stage is Stage.VERIFIED:
                 swap(conn, journal)
             elif journal.stage is Stage.SWAPPED and _mirrored_stage(conn, plan.target) != Stage.SWAPPED.value:
-                mirror(conn, journal)  # killed after the swap was journaled, before the metadata caught up
+                mirror_stage(conn, journal)  # killed after the swap was journaled, before the metadata caught up
         return _report(config, plan, journal)
     finally:
         if own:

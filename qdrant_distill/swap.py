@@ -39,7 +39,7 @@ def swap(connector: Connector, journal: Journal) -> str | None:
         logger.warning("moving alias %r: %s -> %s", journal.alias, current, journal.target)
         connector.swap_alias(journal.alias, journal.target)
     journal.advance(Stage.SWAPPED)
-    _mirror(connector, journal)
+    mirror_stage(connector, journal)
     return journal.previous_target
 
 
@@ -63,7 +63,7 @@ def rollback(connector: Connector, journal: Journal) -> str | None:
         logger.warning("rollback: moving alias %r: %s -> %s", journal.alias, current, journal.previous_target)
         connector.swap_alias(journal.alias, journal.previous_target)
     journal.advance(Stage.ROLLED_BACK)
-    _mirror(connector, journal)
+    mirror_stage(connector, journal)
     return journal.previous_target
 
 
@@ -81,11 +81,11 @@ def finalize(connector: Connector, journal: Journal, *, drop: bool = True) -> st
             logger.warning("finalize: dropping the previous collection %r", old)
             connector.delete_collection(old)
     journal.advance(Stage.FINALIZED)
-    _mirror(connector, journal)
+    mirror_stage(connector, journal)
     return old
 
 
-def _mirror(connector: Connector, journal: Journal) -> None:
+def mirror_stage(connector: Connector, journal: Journal) -> None:
     """Record the stage in the target's metadata too (best effort: the journal is the source of truth)."""
     try:
         connector.set_metadata(journal.target, {METADATA_KEY: {**_essentials(connector, journal), "stage": journal.stage.value}})

@@ -164,7 +164,8 @@ def verify(
     ids = found.sampled
     if ids:
         target_points = {p.id: p for p in connector.retrieve(target, ids, with_vectors=True)}
-        wanted = [vector_name] if vector_name else True
+        # the stored teacher vector only when the converter projects it (re-encoding needs the text alone)
+        wanted = ([vector_name] if vector_name else True) if converter.needs_teacher_vector else False
         source_points = connector.retrieve(source, ids, with_payload=True, with_vectors=wanted)
         expected = {p.id: p for p in converter.convert(source_points, ReembedStats())}
         cosines = []
