@@ -18,7 +18,7 @@ import random
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from qdrant_distill._compat import embedding_dimension
 from qdrant_distill.errors import ConfigError, InvalidVectors, StudentError
-from qdrant_distill.evaluate import PRIMARY_METRIC, FidelityEvaluator, fidelity
+from qdrant_distill.evaluate import PRIMARY_METRIC, QUERY_METRIC, FidelityEvaluator, fidelity
 from qdrant_distill.projection import PCAProjection
 from qdrant_distill.students import (
     DEFAULT_BASE_MODEL,
@@ -41,7 +41,7 @@ from qdrant_distill.students import (
     pruned_student,
     static_student,
 )
-from qdrant_distill.training import FrozenBodyForward, TrainSettings, train
+from qdrant_distill.training import FrozenBodyForward, TrainSettings, pseudo_query, train
 
 __all__ = [
     "DISTILL_JSON",
@@ -119,6 +119,12 @@ class DistillConfig(BaseModel):
     head_init_samples: int = Field(2000, ge=2, description="texts encoded by the body to initialise the head")
     token_source: str = Field("body", pattern="^(body|input)$", description="static: token vectors from")
     pseudo_queries: bool = True
+    pseudo_query_negatives: Literal["batch", "sample"] = Field(
+        "batch", description="pseudo-query term: negatives from the batch, or every training target (the sample)"
+    )
+    primary_metric: Literal[
+        "fidelity/recall@10", "fidelity/spearman", "pseudo_query/mrr@10", "pseudo_query/self_mrr@10"
+    ] = Field(PRIMARY_METRIC, description="holdout metric for early stopping and the kept state")
     eval_steps: int | None = Field(None, ge=1, description="evaluate every n steps (default: once per epoch)")
     early_stopping_patience: int | None = Field(2, ge=1)
     encode_batch_size: int = Field(64, ge=1)
@@ -159,6 +165,7 @@ class DistillResult(BaseModel):
     baseline_metrics: dict[str, float]
     projection_metrics: dict[str, float]
     primary_metric: str = PRIMARY_METRIC
+    query_metric: str = QUERY_METRIC
     wall_time_s: float
     steps: int
     best_step: int
@@ -333,8 +340,11 @@ def distill(
 
     # the student, trained with holdout fidelity as the early-stopping signal
     model, lr_body, lr_head = _build_student(config, train_texts, targets, projection, body_cache)
+    # one deterministic query-like cut per held-out text: the query-side metrics (pseudo_query/*)
+    hold_queries = [pseudo_query(t, random.Random(config.seed + i)) for i, t in enumerate(hold_texts)]
     evaluator = FidelityEvaluator(
-        hold_texts, hold_vecs, projected_targets=hold_targets, batch_size=config.encode_batch_size
+        hold_texts, hold_vecs, projected_targets=hold_targets, batch_size=config.encode_batch_size,
+        primary_metric=config.primary_metric, pseudo_queries=hold_queries,
     )
     body_params, head_params = body_and_head(model)
     forward = None
@@ -374,6 +384,7 @@ def distill(
         temperature=config.temperature,
         matryoshka_dims=config.matryoshka_dims,
         pseudo_queries=config.pseudo_queries,
+        pseudo_query_negatives=config.pseudo_query_negatives,
         eval_steps=config.eval_steps,
         early_stopping_patience=config.early_stopping_patience,
         primary_metric=evaluator.primary_metric,
@@ -426,6 +437,7 @@ def distill(
         losses=outcome.history,
         evaluations=outcome.evaluations,
         config=config.model_dump(mode="json"),
+        primary_metric=config.primary_metric,
     )
     text = json.dumps(result.model_dump(mode="json"), indent=2)
     for where in (output_dir / DISTILL_JSON, student_path / DISTILL_JSON):
@@ -436,9 +448,9 @@ def distill(
         projection.in_dim,
         projection.dim,
         result.wall_time_s,
-        PRIMARY_METRIC,
-        result.metrics.get(PRIMARY_METRIC, float("nan")),
-        result.baseline_metrics.get(PRIMARY_METRIC, float("nan")),
-        projection_metrics.get(PRIMARY_METRIC, float("nan")),
+        config.primary_metric,
+        result.metrics.get(config.primary_metric, float("nan")),
+        result.baseline_metrics.get(config.primary_metric, float("nan")),
+        projection_metrics.get(config.primary_metric, float("nan")),
     )
     return result

@@ -30,6 +30,7 @@ __all__ = [
     "load_beir",
     "load_stsb",
     "ndcg_at_k",
+    "pseudo_query_mrr",
     "retrieval_metrics",
     "spearman",
     "sts_spearman",
@@ -40,6 +41,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_K = 10
 SPEARMAN_MAX_POINTS = 2000  # pairwise cosines of at most this many points (~2M pairs)
 PRIMARY_METRIC = "fidelity/recall@10"
+QUERY_METRIC = "pseudo_query/mrr@10"  # query-side, label-free: see pseudo_query_mrr
 
 
 # ---------------------------------------------------------------------------------------------------------- helpers
@@ -133,13 +135,32 @@ def fidelity(
     return out
 
 
+def pseudo_query_mrr(query_vecs: np.ndarray, doc_vecs: np.ndarray, *, k: int = DEFAULT_K) -> float:
+    """MRR@k of query ``i`` finding document ``i`` among all ``doc_vecs`` by exact cosine.
+
+    With pseudo-queries cut from held-out documents this is a label-free proxy for query-side quality: against the
+    documents' projected teacher vectors it measures asymmetric use (the student encodes queries only), against the
+    student's own document vectors symmetric use.
+    """
+    q = _as_unit(query_vecs, "query vectors")
+    d = _as_unit(doc_vecs, "document vectors")
+    if len(q) != len(d) or q.shape[1] != d.shape[1]:
+        raise InvalidVectors(f"{q.shape} query vectors for {d.shape} document vectors")
+    scores = q @ d.T
+    own = scores[np.arange(len(q)), np.arange(len(q))]
+    rank = (scores > own[:, None]).sum(axis=1)  # documents scoring strictly higher than the right one
+    return float(np.mean(np.where(rank < k, 1.0 / (rank + 1), 0.0)))
+
+
 @dataclass
 class FidelityEvaluator:
     """The quality gate: fidelity of a model's vectors of held-out texts against their stored teacher vectors.
 
     Like a sentence-transformers ``SentenceEvaluator`` it declares its ``primary_metric`` and ``greater_is_better``
     and returns a ``dict[str, float]`` of prefixed keys. ``thresholds`` maps metric keys to minimum values;
-    :meth:`failures` lists what falls short.
+    :meth:`failures` lists what falls short. With ``pseudo_queries`` (one query-like text per held-out text) it also
+    reports ``pseudo_query/mrr@10`` against the projected targets and ``pseudo_query/self_mrr@10`` against the
+    model's own vectors of the held-out texts (:func:`pseudo_query_mrr`).
     """
 
     texts: list[str]
@@ -150,19 +171,33 @@ class FidelityEvaluator:
     thresholds: dict[str, float] = field(default_factory=dict)
     primary_metric: str = PRIMARY_METRIC
     greater_is_better: bool = True
+    pseudo_queries: list[str] | None = None
 
-    def __call__(self, model: Any) -> dict[str, float]:
-        vecs = np.asarray(
-            model.encode(self.texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False),
+    def __post_init__(self) -> None:
+        if self.pseudo_queries is not None and len(self.pseudo_queries) != len(self.texts):
+            raise ConfigError(f"{len(self.pseudo_queries)} pseudo-queries for {len(self.texts)} held-out texts")
+
+    def _encode(self, model: Any, texts: list[str]) -> np.ndarray:
+        return np.asarray(
+            model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False),
             dtype=np.float32,
         )
-        return self.evaluate_vectors(vecs)
 
-    def evaluate_vectors(self, vecs: np.ndarray) -> dict[str, float]:
+    def __call__(self, model: Any) -> dict[str, float]:
+        vecs = self._encode(model, self.texts)
+        query_vecs = self._encode(model, self.pseudo_queries) if self.pseudo_queries else None
+        return self.evaluate_vectors(vecs, query_vecs)
+
+    def evaluate_vectors(self, vecs: np.ndarray, query_vecs: np.ndarray | None = None) -> dict[str, float]:
         targets = self.projected_targets if self.projected_targets is not None else None
         if targets is not None and targets.shape[1] != vecs.shape[1]:
             targets = None
-        return fidelity(vecs, self.teacher_vectors, k=self.k, projected_targets=targets)
+        out = fidelity(vecs, self.teacher_vectors, k=self.k, projected_targets=targets)
+        if query_vecs is not None:
+            out["pseudo_query/self_mrr@10"] = pseudo_query_mrr(query_vecs, vecs, k=self.k)
+            if targets is not None:
+                out[QUERY_METRIC] = pseudo_query_mrr(query_vecs, targets, k=self.k)
+        return out
 
     def failures(self, metrics: Mapping[str, float]) -> list[dict[str, float | str]]:
         """Metrics below their threshold: ``[{"metric", "value", "threshold"}]`` (empty when the gate passes)."""

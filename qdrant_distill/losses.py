@@ -6,6 +6,8 @@ vectors. Each loss is zero (or minimal) when ``student`` equals ``target`` and g
 - :func:`mse_loss`: mean squared L2 distance, per point (``2 - 2 cos`` for unit vectors);
 - :func:`cosine_loss`: mean ``1 - cos``;
 - :func:`info_nce`: in-batch contrastive; each student vector must pick its own target among the batch's targets;
+- :func:`info_nce_bank`: the same against a bank of targets (e.g. every training target: they are fixed, so the
+  whole sample serves as negatives at the cost of one matrix product);
 - :func:`similarity_kl`: KL between the teacher's and the student's in-batch similarity distributions (each row a
   softmax over the other points), as sentence-transformers' ``DistillKLDivLoss`` does for scores;
 - :func:`matryoshka`: any of these over nested prefixes (e.g. 32, 64, 128), so a user can truncate vectors later.
@@ -24,6 +26,7 @@ __all__ = [
     "LossFn",
     "cosine_loss",
     "info_nce",
+    "info_nce_bank",
     "matryoshka",
     "mse_loss",
     "similarity_kl",
@@ -71,6 +74,32 @@ def info_nce(
     if symmetric:
         loss = 0.5 * (loss + F.cross_entropy(logits.T, labels))
     return loss
+
+
+def info_nce_bank(
+    student: torch.Tensor,
+    bank: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    temperature: float = DEFAULT_TEMPERATURE,
+    dims: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """Contrastive loss against a bank: row ``i`` of ``cos(student, bank) / temperature`` must peak at ``labels[i]``.
+
+    With fixed targets as the bank (every training point's projected teacher vector), each student vector competes
+    against the whole sample rather than its batch. ``dims`` adds nested prefixes, as :func:`matryoshka` does.
+    """
+    if student.shape[-1] != bank.shape[-1]:
+        raise ValueError(f"student vectors are {student.shape[-1]}-d but the bank is {bank.shape[-1]}-d")
+    if len(student) != len(labels):
+        raise ValueError(f"{len(student)} student vectors but {len(labels)} labels")
+    full = student.shape[-1]
+    nested = sorted({d for d in (dims or ()) if 0 < d < full} | {full})
+    total = student.new_zeros(())
+    for d in nested:
+        logits = F.normalize(student[:, :d], dim=-1) @ F.normalize(bank[:, :d], dim=-1).T / temperature
+        total = total + F.cross_entropy(logits, labels)
+    return total / len(nested)
 
 
 def similarity_kl(

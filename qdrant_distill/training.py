@@ -26,6 +26,7 @@ from qdrant_distill.errors import StudentError
 from qdrant_distill.losses import (
     cosine_loss,
     info_nce,
+    info_nce_bank,
     matryoshka,
     mse_loss,
     similarity_kl,
@@ -55,6 +56,7 @@ class TrainSettings:
     temperature: float = 0.05
     matryoshka_dims: Sequence[int] | None = None
     pseudo_queries: bool = True
+    pseudo_query_negatives: str = "batch"
     eval_steps: int | None = None
     early_stopping_patience: int | None = 2
     primary_metric: str = "fidelity/recall@10"
@@ -196,6 +198,7 @@ def train(
     rng = random.Random(settings.seed)
     torch.manual_seed(settings.seed)
     target_t = torch.as_tensor(np.asarray(targets, dtype=np.float32))
+    bank = target_t.to(settings.device)
 
     # body and head learn at their own rates; a zero rate freezes that part (and saves its backward pass)
     groups = []
@@ -231,7 +234,14 @@ def train(
             terms = _loss_terms(embed(batch_texts), tgt, settings, doc_terms) if doc_terms else {}
             if use_pq:
                 queries = [pseudo_query(t, rng) for t in batch_texts]
-                terms |= _loss_terms(embed(queries), tgt, settings, ["pseudo_query"])
+                if settings.pseudo_query_negatives == "sample":
+                    # every training target is a negative: they are fixed, so this costs one matrix product
+                    terms["pseudo_query"] = info_nce_bank(
+                        embed(queries), bank, torch.as_tensor(idx, device=settings.device),
+                        temperature=settings.temperature, dims=settings.matryoshka_dims,
+                    )
+                else:
+                    terms |= _loss_terms(embed(queries), tgt, settings, ["pseudo_query"])
             loss, parts = weighted_sum(terms, settings.weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 
 import numpy as np
 import pytest
@@ -23,10 +24,10 @@ from qdrant_distill.errors import (
     InvalidVectors,
     StudentError,
 )
-from qdrant_distill.evaluate import fidelity
+from qdrant_distill.evaluate import fidelity, pseudo_query_mrr
 from qdrant_distill.projection import PCAProjection
 from qdrant_distill.students import StudentKind, load_body
-from qdrant_distill.training import TrainSettings, _schedule, train
+from qdrant_distill.training import TrainSettings, _schedule, pseudo_query, train
 from tests.conftest import MINILM, SHARED_DATA, build_tiny_model
 
 DIM = 12
@@ -104,7 +105,14 @@ def test_reported_metrics_match_the_saved_student(transformer_run, pairs, tiny_m
     _, hold = _split(len(texts), fast_config(tiny_model_path))
     student = load_student(out)
     proj = PCAProjection.load(result.projection_path)
-    again = fidelity(encode(student, [texts[i] for i in hold]), vecs[hold], projected_targets=proj.transform(vecs[hold]))
+    hold_texts = [texts[i] for i in hold]
+    doc_vecs, targets = encode(student, hold_texts), proj.transform(vecs[hold])
+    again = fidelity(doc_vecs, vecs[hold], projected_targets=targets)
+    # the query-side metrics: the same deterministic pseudo-query per held-out text
+    queries = encode(student, [pseudo_query(t, random.Random(i)) for i, t in enumerate(hold_texts)])
+    again["pseudo_query/mrr@10"] = pseudo_query_mrr(queries, targets)
+    again["pseudo_query/self_mrr@10"] = pseudo_query_mrr(queries, doc_vecs)
+    assert set(result.metrics) == set(again)
     for key, value in result.metrics.items():
         assert again[key] == pytest.approx(value, abs=1e-4)
 
@@ -139,6 +147,29 @@ def test_explicit_holdout_and_matryoshka(tiny_model_path, pairs, tmp_path) -> No
     r = distill(texts[:80], vecs[:80], cfg, output_dir=tmp_path, holdout=(texts[80:], vecs[80:]), progress=False)
     assert (r.train_size, r.holdout_size) == (80, 40)
     assert r.config["matryoshka_dims"] == [4, 8]
+
+
+def test_query_recipe_keeps_the_best_pseudo_query_state(tiny_model_path, pairs, tmp_path) -> None:
+    """Pseudo-queries against every training target, the kept state chosen by the query-side holdout metric."""
+    texts, vecs = pairs
+    cfg = fast_config(tiny_model_path, lr_body=0.0, head_init="ridge", pseudo_query_negatives="sample",
+                      primary_metric="pseudo_query/mrr@10", epochs=3,
+                      weights={"mse": 0.0, "contrastive": 0.0, "kl": 0.0, "pseudo_query": 1.0})
+    r = distill(texts, vecs, cfg, output_dir=tmp_path, progress=False)
+    assert r.primary_metric == "pseudo_query/mrr@10" and r.steps == 18
+    assert set(r.losses[0]) == {"step", "loss", "pseudo_query"}
+    assert np.mean([h["loss"] for h in r.losses[-3:]]) < np.mean([h["loss"] for h in r.losses[:3]])
+    scores = {e["step"]: e["pseudo_query/mrr@10"] for e in r.evaluations}
+    assert r.metrics["pseudo_query/mrr@10"] == max(scores.values()) == scores[r.best_step]
+    # the saved student is the kept state: re-measured on the same holdout it gives the reported metric
+    from qdrant_distill.distill import _split
+
+    _, hold = _split(len(texts), cfg)
+    hold_texts = [texts[i] for i in hold]
+    targets = PCAProjection.load(r.projection_path).transform(vecs[hold])
+    student = load_student(r.student_path)
+    queries = encode(student, [pseudo_query(t, random.Random(i)) for i, t in enumerate(hold_texts)])
+    assert pseudo_query_mrr(queries, targets) == pytest.approx(r.metrics["pseudo_query/mrr@10"], abs=1e-4)
 
 
 def test_bad_inputs_raise_typed_errors(tiny_model_path, pairs, tmp_path) -> None:

@@ -16,6 +16,7 @@ from qdrant_distill.evaluate import (
     load_beir,
     load_stsb,
     ndcg_at_k,
+    pseudo_query_mrr,
     retrieval_metrics,
     spearman,
     sts_spearman,
@@ -93,6 +94,18 @@ def test_fidelity_subsamples_large_pools() -> None:
     t = random_unit(300, 8)
     m = fidelity(t, t, max_points=50)
     assert m["fidelity/spearman"] == pytest.approx(1.0)
+
+
+def test_pseudo_query_mrr_hand_value() -> None:
+    docs = np.eye(4, dtype=np.float32)
+    # query 0 finds doc 0 first; query 1 ranks doc 2 above doc 1 (rank 2); query 2 finds doc 2; query 3 ranks docs
+    # 0, 1 and 2 above doc 3 (rank 4)
+    queries = np.array([[1, 0, 0, 0], [0, 0.6, 0.8, 0], [0, 0, 1, 0], [0.5, 0.5, 0.5, 0.4]], dtype=np.float32)
+    assert pseudo_query_mrr(queries, docs) == pytest.approx((1 + 1 / 2 + 1 + 1 / 4) / 4)
+    assert pseudo_query_mrr(queries, docs, k=3) == pytest.approx((1 + 1 / 2 + 1 + 0) / 4)
+    assert pseudo_query_mrr(docs, docs) == 1.0
+    with pytest.raises(InvalidVectors):
+        pseudo_query_mrr(queries[:3], docs)
 
 
 def test_fidelity_evaluator_gate() -> None:

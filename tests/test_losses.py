@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from qdrant_distill.losses import (
     cosine_loss,
     info_nce,
+    info_nce_bank,
     matryoshka,
     mse_loss,
     similarity_kl,
@@ -69,6 +70,30 @@ def test_info_nce_hand_value_and_minimum() -> None:
     shuffled = t[[1, 0, 3, 2]]
     assert info_nce(shuffled, t, temperature=tau).item() > info_nce(t, t, temperature=tau).item()
     assert info_nce(t, t, temperature=tau, symmetric=False).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_info_nce_bank_hand_value_minimum_and_prefixes() -> None:
+    # a bank of 6 orthogonal targets; each of the 4 students equals its own: logits [1/tau, 0 x 5]
+    bank = torch.eye(6)
+    tau = 0.5
+    labels = torch.tensor([0, 1, 2, 3])
+    expected = -math.log(math.exp(2.0) / (math.exp(2.0) + 5.0))
+    assert info_nce_bank(bank[:4], bank, labels, temperature=tau).item() == pytest.approx(expected, rel=1e-5)
+    # the same rows against the batch only: fewer negatives, a lower loss
+    assert info_nce(bank[:4], bank[:4], temperature=tau, symmetric=False).item() < expected
+    t = unit(n=40, d=32)
+    idx = torch.arange(8)
+    at_target = info_nce_bank(t[idx], t, idx).item()
+    assert info_nce_bank(noisy(t[idx], 0.5), t, idx).item() > at_target
+    assert info_nce_bank(t[idx], t, idx.flip(0)).item() > at_target  # wrong labels
+    # nested prefixes: the mean of the loss at each prefix, re-normalised
+    s = noisy(t[idx], 0.3)
+    manual = sum(info_nce_bank(s[:, :d], t[:, :d], idx) for d in (8, 16, 32)) / 3
+    assert info_nce_bank(s, t, idx, dims=(8, 16)).item() == pytest.approx(manual.item(), rel=1e-5)
+    with pytest.raises(ValueError):
+        info_nce_bank(unit(4, 8), unit(10, 9), labels)
+    with pytest.raises(ValueError):
+        info_nce_bank(unit(3, 8), unit(10, 8), labels)
 
 
 def test_matryoshka_nested_dims() -> None:
