@@ -130,9 +130,13 @@ def stage_distill(config: MigrationConfig, journal: Journal, plan: MigrationPlan
     if config.mode is Mode.PROJECTION_ONLY:
         result = _projection_only(config, sample, out, plan)
     else:
-        from qdrant_distill.distill import distill
+        from qdrant_distill.distill import distill, for_queries
 
         student_config = config.student.model_copy(update={"dim": config.dim})
+        if config.mode is Mode.PROJECT:
+            # documents keep the projection of their stored vectors: the student only has to encode queries
+            student_config = for_queries(student_config)
+            logger.info("project mode: query-student recipe (fields you set are kept)")
         if config.teacher_model and not student_config.teacher_model:
             student_config = student_config.model_copy(update={"teacher_model": config.teacher_model})
         res = distill(

@@ -172,6 +172,19 @@ def test_query_recipe_keeps_the_best_pseudo_query_state(tiny_model_path, pairs, 
     assert pseudo_query_mrr(queries, targets) == pytest.approx(r.metrics["pseudo_query/mrr@10"], abs=1e-4)
 
 
+def test_for_queries_fills_only_what_the_user_left_unset() -> None:
+    from qdrant_distill.distill import QUERY_RECIPE, for_queries
+
+    plain = for_queries(DistillConfig())
+    assert (plain.head_init.value, plain.pseudo_query_negatives, plain.primary_metric) == (
+        "ridge", "sample", "pseudo_query/mrr@10")
+    assert plain.weights == QUERY_RECIPE["weights"] and plain.weights is not QUERY_RECIPE["weights"]
+    mine = for_queries(DistillConfig(epochs=2, head_init="own_pca"))
+    assert (mine.epochs, mine.head_init.value, mine.lr_head) == (2, "own_pca", QUERY_RECIPE["lr_head"])
+    static = DistillConfig(kind="static")
+    assert for_queries(static) == static
+
+
 def test_bad_inputs_raise_typed_errors(tiny_model_path, pairs, tmp_path) -> None:
     texts, vecs = pairs
     with pytest.raises(InvalidVectors):

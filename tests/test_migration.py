@@ -141,6 +141,11 @@ def test_named_vectors_keep_the_others_and_project_mode(conn, demo_texts, tiny_m
         assert p.vectors["bm25"] == src[i].vectors["bm25"]  # the sparse vector travels unchanged
         np.testing.assert_allclose(p.vectors["dense"], expected[i], atol=1e-5)
     assert encoder_for(conn, "docs").vector_name == "dense"
+    # the student encodes queries only: trained with the query recipe, except what the user set (max_steps...)
+    saved = json.loads((Path(open_journal(tmp_path / "run").student_path) / "distill.json").read_text())
+    assert saved["primary_metric"] == "pseudo_query/mrr@10" and saved["steps"] == 3
+    assert (saved["config"]["head_init"], saved["config"]["pseudo_query_negatives"]) == ("ridge", "sample")
+    assert saved["config"]["batch_size"] == 16  # set by the user, kept
 
 
 class FailingUpserts(QdrantConnector):
