@@ -89,7 +89,7 @@ def migrate(config: MigrationConfig, *, connector: Connector | None = None) -> M
         journal.save()
         sample = stage_sample(config, conn, journal, plan)
         stage_distill(config, journal, plan, sample)
-        stage_gate(config, journal)
+        stage_gate(config, journal, conn=conn, plan=plan)
         stage_create(config, conn, journal, plan)
         stage_reembed(config, conn, journal, plan)
         stage_verify(config, conn, journal, plan)
@@ -152,13 +152,20 @@ def stage_distill(config: MigrationConfig, journal: Journal, plan: MigrationPlan
     journal.advance(Stage.DISTILLED, **result)
 
 
-def stage_gate(config: MigrationConfig, journal: Journal) -> None:
-    """Stop, with nothing written to Qdrant, when the student is below the thresholds."""
+def stage_gate(
+    config: MigrationConfig, journal: Journal, *, conn: Connector | None = None, plan: MigrationPlan | None = None
+) -> None:
+    """Stop, with nothing written to Qdrant, when the student is below the thresholds.
+
+    Labelled queries (``gate.queries``) are answered the way the new collection will answer them: in ``reembed``
+    mode against the student's vectors of the labelled corpus, in the project modes against the projection of the
+    stored vectors of those documents (their ids are point ids of the source; ``conn`` and ``plan`` are needed).
+    """
     if journal.done(Stage.GATED):
         return
     metrics = dict(journal.metrics)
     if config.gate.queries:
-        metrics.update(_labelled_metrics(config, journal))
+        metrics.update(_labelled_metrics(config, journal, conn, plan))
         journal.metrics = metrics
         journal.save()
     failures = []
@@ -353,13 +360,51 @@ def beir_metrics(model: Any, folder: str | Path, *, split: str = "test", batch_s
     return retrieval_metrics(queries, docs, data.qrels, data.query_ids, data.doc_ids)
 
 
-def _labelled_metrics(config: MigrationConfig, journal: Journal) -> dict[str, float]:
+def _labelled_metrics(
+    config: MigrationConfig, journal: Journal, conn: Connector | None, plan: MigrationPlan | None
+) -> dict[str, float]:
+    from qdrant_distill.evaluate import load_beir, retrieval_metrics
     from qdrant_distill.registry import load_model
 
-    assert config.gate.queries is not None
-    metrics = beir_metrics(load_model(journal.student_path), config.gate.queries, split=config.gate.split,
-                           batch_size=config.encode_batch_size)
+    gate = config.gate
+    assert gate.queries is not None
+    model = load_model(journal.student_path)
+    if config.mode is Mode.REEMBED:
+        metrics = beir_metrics(model, gate.queries, split=gate.split, batch_size=config.encode_batch_size)
+    else:
+        if conn is None or plan is None:
+            raise MigrationError(f"a labelled gate in {config.mode.value} mode reads the stored vectors of the "
+                                 "labelled documents: pass conn and plan to stage_gate")
+        data = load_beir(gate.queries, split=gate.split)
+        docs = _stored_projections(conn, plan, journal, data.doc_ids)
+        queries = model.encode(data.queries, batch_size=config.encode_batch_size, normalize_embeddings=True,
+                               show_progress_bar=False)
+        metrics = retrieval_metrics(queries, docs, data.qrels, data.query_ids, data.doc_ids)
     return {f"labelled/{k}": float(v) for k, v in metrics.items()}
+
+
+def _stored_projections(conn: Connector, plan: MigrationPlan, journal: Journal, doc_ids: list[str]) -> np.ndarray:
+    """The labelled documents' stored teacher vectors, projected as project mode writes them (ids are point ids)."""
+    from qdrant_distill.errors import ConfigError
+    from qdrant_distill.projection import PCAProjection
+
+    projection = PCAProjection.load(journal.projection_path)
+    point_ids = [int(d) if d.isdigit() else d for d in doc_ids]
+    wanted = read_vectors([plan.vector_name], plan.vector_name, True)
+    found: dict[str, Any] = {}
+    for start in range(0, len(point_ids), 256):
+        for p in conn.retrieve(plan.source_collection, point_ids[start : start + 256], with_payload=False,
+                               with_vectors=wanted):
+            if p.vectors.get(plan.vector_name) is not None:
+                found[str(p.id)] = p.vectors[plan.vector_name]
+    missing = [d for d in doc_ids if d not in found]
+    if missing:
+        raise ConfigError(
+            f"{len(missing)} of {len(doc_ids)} labelled documents have no stored vector in {plan.source_collection} "
+            f"(first ids: {', '.join(missing[:3])})",
+            hint="in project modes the labelled corpus ids must be point ids of the source collection",
+        )
+    return projection.transform(np.asarray([found[d] for d in doc_ids], dtype=np.float32))
 
 
 def _save_sample(path: Path, sample: Sample) -> None:

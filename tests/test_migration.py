@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 from qdrant_client import models as qm
+from sentence_transformers import SentenceTransformer
 
 from connectors import QdrantConnector
 from connectors.base import UNNAMED, Point
@@ -30,11 +31,14 @@ from qdrant_distill import (
     Stage,
     UnsupportedVectors,
     VectorNotFound,
+    beir_metrics,
     encoder_for,
     finalize,
+    load_beir,
     make_plan,
     migrate,
     open_journal,
+    retrieval_metrics,
     rollback,
     swap,
 )
@@ -277,16 +281,16 @@ def test_a_plain_collection_gets_a_new_alias(conn, demo_texts, tiny_model_path, 
     assert rollback(conn, journal) is None and conn.alias_target("live") is None
 
 
-def write_beir(folder: Path, texts: list[str], *, shift: int = 0, n: int = 40) -> None:
+def write_beir(folder: Path, texts: list[str], *, shift: int = 0, n: int = 40, first_id: int = 0) -> None:
     """A labelled folder whose queries are the documents themselves; query i is judged relevant to document
-    i + shift (shift 0: right labels, so a query ranks its own document first)."""
+    i + shift (shift 0: right labels, so a query ranks its own document first). Document i has id first_id + i."""
     (folder / "qrels").mkdir(parents=True, exist_ok=True)
-    (folder / "corpus.jsonl").write_text("".join(json.dumps({"_id": str(i), "title": "", "text": t}) + "\n"
+    (folder / "corpus.jsonl").write_text("".join(json.dumps({"_id": str(first_id + i), "title": "", "text": t}) + "\n"
                                                  for i, t in enumerate(texts[:n])))
     (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q{i}", "text": t}) + "\n"
                                                   for i, t in enumerate(texts[:n])))
     (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n"
-                                               + "".join(f"q{i}\t{(i + shift) % n}\t1\n" for i in range(n)))
+                                               + "".join(f"q{i}\t{first_id + (i + shift) % n}\t1\n" for i in range(n)))
 
 
 def test_labelled_queries_gate_on_ndcg(conn, demo_texts, tiny_model_path, tmp_path) -> None:
@@ -299,3 +303,27 @@ def test_labelled_queries_gate_on_ndcg(conn, demo_texts, tiny_model_path, tmp_pa
     write_beir(tmp_path / "beir", demo_texts)  # right labels: the rerun measures again and passes
     report = migrate(config(tiny_model_path, tmp_path / "run", gate=gate), connector=conn)
     assert report.stage is Stage.SWAPPED and report.metrics["labelled/ndcg@10"] > 0.9
+
+
+def test_labelled_gate_in_project_mode_answers_from_the_stored_vectors(conn, demo_texts, tiny_model_path,
+                                                                        tmp_path) -> None:
+    """In project mode the documents keep their projected stored vectors: the labelled gate measures exactly that."""
+    teacher = build_source(conn, demo_texts)
+    write_beir(tmp_path / "missing", demo_texts, first_id=10_000)  # ids that are not points of the source
+    gate = GateConfig(min_recall_at_10=0.0, min_spearman=-1.0, min_ndcg_at_10=0.0, queries=str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="40 of 40 labelled documents have no stored vector"):
+        migrate(config(tiny_model_path, tmp_path / "run", mode="project", gate=gate), connector=conn)
+    assert conn.collections() == ["docs_v1"]
+
+    write_beir(tmp_path / "beir", demo_texts)
+    gate = gate.model_copy(update={"queries": str(tmp_path / "beir")})
+    report = migrate(config(tiny_model_path, tmp_path / "run", mode="project", gate=gate), connector=conn)
+    journal = open_journal(tmp_path / "run")
+    student = SentenceTransformer(journal.student_path, device="cpu")
+    data = load_beir(tmp_path / "beir")
+    docs = PCAProjection.load(journal.projection_path).transform(teacher[:40])
+    queries = student.encode(data.queries, normalize_embeddings=True)
+    expected = retrieval_metrics(queries, docs, data.qrels, data.query_ids, data.doc_ids)["ndcg@10"]
+    assert report.metrics["labelled/ndcg@10"] == pytest.approx(expected, abs=1e-5)
+    # the symmetric measure (the student encoding the labelled corpus) would be another, wrong figure here
+    assert beir_metrics(student, tmp_path / "beir")["ndcg@10"] > expected + 0.1
