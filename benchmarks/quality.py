@@ -346,52 +346,43 @@ def run(quick: bool, data: Path, skip: set[str], only: set[str] | None = None) -
     holdout = ([b.docs[i] for i in b.hold_idx], b.teacher_docs[b.hold_idx])
     out_root = Path(os.environ.get("QUALITY_OUT", "/tmp/qdrant-distill-quality"))
 
-    # distilled transformer student (frozen body: the cached MiniLM vectors are its body vectors)
-    if "transformer" in wanted:
-        cfg = transformer_config(quick)
+    def frozen_body_student(cfg: DistillConfig, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+        """Distil a frozen-body MiniLM student (the cached MiniLM vectors are its body vectors); its query vectors,
+        document vectors, projected teacher documents, and the row's extra fields."""
         cache = {b.docs[i]: md[i] for i in range(len(b.docs))}
-        res = distill(train_texts, b.teacher_docs[b.train_idx], cfg, output_dir=out_root / "transformer",
+        res = distill(train_texts, b.teacher_docs[b.train_idx], cfg, output_dir=out_root / name,
                       teacher_id="all-mpnet-base-v2", holdout=holdout, body_cache=cache)
         student = load_student(res.student_path)
         sq = encode(student, b.queries)
         # the body did not change, so the student's document vectors are its head applied to the cached body
         # vectors; checked against real encodings of a sample
         dense = student[len(student) - 2]
-        w = dense.linear.weight.detach().numpy()
-        bias = dense.linear.bias.detach().numpy()
-        sd = md @ w.T + bias
-        sd /= np.linalg.norm(sd, axis=1, keepdims=True)
-        check = np.random.default_rng(1).choice(len(b.docs), 32, replace=False)
-        gap = float(np.abs(encode(student, [b.docs[i] for i in check]) - sd[check]).max())
-        assert gap < 1e-3, f"cached document vectors differ from the student's by {gap}"
-        sts = b.sts_of(student)
-        extra = {"distill_wall_s": res.wall_time_s, "train_size": res.train_size, "steps": res.steps,
-                 "best_step": res.best_step, "holdout_fidelity": res.metrics,
-                 "holdout_fidelity_untrained": res.baseline_metrics, "doc_vectors_check_max_abs": gap}
-        b.add("distilled MiniLM student 128 (frozen body), symmetric", sq, sd, sts=sts, dim=DIM, **extra)
-        b.add("distilled MiniLM student 128 (frozen body), asymmetric (docs = PCA-128 of teacher)", sq,
-              PCAProjection.load(res.projection_path).transform(b.teacher_docs), sts=sts, dim=DIM, **extra)
-        b.partial()
-
-    # the query student for asymmetric use (frozen body: cached MiniLM vectors serve the documents)
-    if "query-student" in wanted:
-        cfg = query_student_config(quick)
-        cache = {b.docs[i]: md[i] for i in range(len(b.docs))}
-        res = distill(train_texts, b.teacher_docs[b.train_idx], cfg, output_dir=out_root / "query-student",
-                      teacher_id="all-mpnet-base-v2", holdout=holdout, body_cache=cache)
-        student = load_student(res.student_path)
-        sq = encode(student, b.queries)
-        dense = student[len(student) - 2]
         sd = md @ dense.linear.weight.detach().numpy().T
         if dense.linear.bias is not None:
             sd = sd + dense.linear.bias.detach().numpy()
         sd /= np.linalg.norm(sd, axis=1, keepdims=True)
+        check = np.random.default_rng(1).choice(len(b.docs), 32, replace=False)
+        gap = float(np.abs(encode(student, [b.docs[i] for i in check]) - sd[check]).max())
+        assert gap < 1e-3, f"cached document vectors differ from the student's by {gap}"
         extra = {"distill_wall_s": res.wall_time_s, "train_size": res.train_size, "steps": res.steps,
                  "best_step": res.best_step, "holdout_fidelity": res.metrics,
-                 "holdout_fidelity_untrained": res.baseline_metrics, "evaluations": res.evaluations}
-        sts = b.sts_of(student)
-        b.add("query student 128, asymmetric (docs = PCA-128 of teacher)", sq, PCAProjection.load(res.projection_path).transform(b.teacher_docs), sts=sts, dim=DIM,
-              **extra)
+                 "holdout_fidelity_untrained": res.baseline_metrics, "evaluations": res.evaluations,
+                 "doc_vectors_check_max_abs": gap, "sts": b.sts_of(student)}
+        return sq, sd, PCAProjection.load(res.projection_path).transform(b.teacher_docs), extra
+
+    if "transformer" in wanted:
+        sq, sd, td, extra = frozen_body_student(transformer_config(quick), "transformer")
+        sts = extra.pop("sts")
+        b.add("distilled MiniLM student 128 (frozen body), symmetric", sq, sd, sts=sts, dim=DIM, **extra)
+        b.add("distilled MiniLM student 128 (frozen body), asymmetric (docs = PCA-128 of teacher)", sq, td,
+              sts=sts, dim=DIM, **extra)
+        b.partial()
+
+    # the query student for asymmetric use: pseudo-queries against every training target
+    if "query-student" in wanted:
+        sq, sd, td, extra = frozen_body_student(query_student_config(quick), "query-student")
+        sts = extra.pop("sts")
+        b.add("query student 128, asymmetric (docs = PCA-128 of teacher)", sq, td, sts=sts, dim=DIM, **extra)
         b.add("query student 128, symmetric", sq, sd, sts=sts, dim=DIM, **extra)
         b.partial()
 

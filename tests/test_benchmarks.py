@@ -34,4 +34,5 @@ def test_quality_quick(tmp_path: Path) -> None:
     result = run("quality.py", tmp_path / "quality.json")
     names = [row["row"] for row in result["rows"]]
     assert result["quick"] and any("teacher" in n for n in names) and any("static" in n for n in names)
+    assert any(n.startswith("query student") for n in names)
     assert all(0.0 <= row["ndcg@10"] <= 1.0 for row in result["rows"])
