@@ -12,7 +12,8 @@ Row groups (for --only and --skip): teacher (the stored vectors and their PCA pr
 the teacher model unloaded, so no speed ratios), teacher-sts (the teacher's STSb encoding only), minilm (MiniLM off
 the shelf and with untrained heads), transformer, pruned (the layer-pruned teacher, trained), pruned-untrained (the
 same pruned teacher + PCA-128 head, no training; not in --quick), query-student (the recipe for asymmetric use:
-the student encodes queries against the projected stored vectors), static.
+the student encodes queries against the projected stored vectors), query-pruned (the same with the layer-pruned
+teacher as query encoder), static.
 
 Prints a table and writes benchmarks/results/quality.json; with --only, the rows computed replace the rows of the
 same name in the output file (or are inserted before the static row), and the other rows are kept as they were.
@@ -47,6 +48,7 @@ from qdrant_distill.distill import (
     LossWeights,
     distill,
     encode,
+    for_queries,
     load_student,
 )
 from qdrant_distill.evaluate import (
@@ -65,7 +67,8 @@ DATA = REPO.parent / "shared" / "data"
 MINILM = REPO / "models" / "all-MiniLM-L6-v2"
 MPNET = REPO / "models" / "all-mpnet-base-v2"
 DIM = 128
-GROUPS = ("teacher", "teacher-sts", "minilm", "transformer", "query-student", "pruned", "pruned-untrained", "static")
+GROUPS = ("teacher", "teacher-sts", "minilm", "transformer", "query-student", "query-pruned", "pruned",
+          "pruned-untrained", "static")
 HOLDOUT_FRACTION = 0.05
 logger = logging.getLogger("benchmarks.quality")
 
@@ -219,6 +222,25 @@ def query_student_config(quick: bool) -> DistillConfig:
     )
 
 
+PRUNED_QUERY_KEEP = 6  # layers of mpnet's 12 kept for the query encoder (~2x faster than the teacher)
+
+
+def pruned_query_config(quick: bool) -> DistillConfig:
+    """The layer-pruned teacher as a query encoder for asymmetric use: the library's recipe (``for_queries``: its
+    PCA head, the body trained on pseudo-queries against every training target, 2 epochs). Only the short
+    pseudo-queries pass through the body, so a pruned teacher is affordable here, unlike the symmetric pruned row."""
+    return for_queries(DistillConfig(
+        kind="pruned",
+        teacher_model=str(MPNET),
+        keep_layers=PRUNED_QUERY_KEEP,
+        dim=DIM,
+        max_steps=2 if quick else None,
+        max_seq_length=128 if quick else 256,
+        encode_batch_size=32,
+        seed=0,
+    ))
+
+
 def static_config(quick: bool) -> DistillConfig:
     return DistillConfig(
         kind="static",
@@ -302,7 +324,8 @@ def run(quick: bool, data: Path, skip: set[str], only: set[str] | None = None) -
                 len(b.hold_idx), len(b.queries), ",".join(g for g in GROUPS if g in wanted))
 
     # the teacher model (its STSb vectors, and the reference for speed) and projections of its stored vectors
-    needs_teacher = bool(wanted & {"teacher", "static", "pruned", "pruned-untrained"}) and "teacher" not in skip
+    needs_teacher = bool(wanted & {"teacher", "static", "pruned", "pruned-untrained", "query-pruned"}) and (
+        "teacher" not in skip)
     teacher = load_body(str(MPNET)) if MPNET.exists() and needs_teacher else None
     if "teacher" in wanted:
         t_sts1 = t_sts2 = None
@@ -385,6 +408,31 @@ def run(quick: bool, data: Path, skip: set[str], only: set[str] | None = None) -
         b.add("query student 128, asymmetric (docs = PCA-128 of teacher)", sq, td, sts=sts, dim=DIM, **extra)
         b.add("query student 128, symmetric", sq, sd, sts=sts, dim=DIM, **extra)
         b.partial()
+
+    # the layer-pruned teacher as the query encoder (asymmetric only: documents keep the projected stored vectors)
+    if "query-pruned" in wanted:
+        if not MPNET.exists():
+            print(f"query-pruned row skipped: no teacher model at {MPNET}", file=sys.stderr)
+        else:
+            cfg = pruned_query_config(quick)
+            res = distill(train_texts, b.teacher_docs[b.train_idx], cfg, output_dir=out_root / "query-pruned",
+                          teacher_id="all-mpnet-base-v2", holdout=holdout)
+            student = load_student(res.student_path)
+            student.max_seq_length = b.seq
+            sq = encode(student, b.queries)
+            extra = {"distill_wall_s": res.wall_time_s, "train_size": res.train_size, "steps": res.steps,
+                     "best_step": res.best_step, "keep_layers": PRUNED_QUERY_KEEP, "holdout_fidelity": res.metrics,
+                     "holdout_fidelity_untrained": res.baseline_metrics, "evaluations": res.evaluations}
+            if teacher is not None:
+                n = 10 if quick else 30
+                p_speed, t_speed = speed(student, b.queries, n), speed(teacher, b.queries, n)
+                extra |= {"pruned_speed": p_speed, "teacher_speed": t_speed,
+                          "speedup_single": p_speed["qd_single_qps"] / t_speed["qd_single_qps"],
+                          "speedup_batched": p_speed["qd_batched_qps"] / t_speed["qd_batched_qps"]}
+            b.add(f"query encoder: pruned mpnet {PRUNED_QUERY_KEEP}/12, asymmetric (docs = PCA-128 of teacher)", sq,
+                  PCAProjection.load(res.projection_path).transform(b.teacher_docs), sts=b.sts_of(student), dim=DIM,
+                  **extra)
+            b.partial()
 
     # layer-pruned teacher: untrained (the pruned body + the PCA-128 of the stored vectors), then trained
     if "pruned-untrained" in wanted:
@@ -482,7 +530,8 @@ def render(result: dict[str, Any]) -> str:
         )
     for r in result["rows"]:
         if "speedup_single" in r and "pruned_speed" in r:
-            lines.append(f"pruned vs teacher speed: single query {r['speedup_single']:.1f}x, batched "
+            lines.append(f"pruned {r.get('keep_layers', '?')}/12 vs teacher speed: single query "
+                         f"{r['speedup_single']:.1f}x, batched "
                          f"{r['speedup_batched']:.1f}x")
         elif "speedup_single" in r:
             lines.append(f"static vs teacher speed: single query {r['speedup_single']:.0f}x "

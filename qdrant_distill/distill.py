@@ -178,29 +178,31 @@ class DistillResult(BaseModel):
 
 
 # measured on SciFact (docs/benchmarks.md, "query student"): for a student that encodes only queries against the
-# PCA of the stored document vectors, a ridge head trained on pseudo-queries contrasted against every training
-# target, kept at its best holdout pseudo-query MRR; 0.558 nDCG@10 against 0.485 for the symmetric recipe
-QUERY_RECIPE: dict[str, Any] = {
-    "head_init": HeadInit.RIDGE,
+# PCA of the stored document vectors, pseudo-queries contrasted against every training target, the kept state chosen
+# by the holdout pseudo-query MRR. Transformer: frozen body, ridge head (0.558 nDCG@10 against 0.485 for the
+# symmetric recipe). Pruned teacher: its PCA head, the body trained on the pseudo-queries only (short inputs).
+_QUERY_COMMON: dict[str, Any] = {
     "weights": LossWeights(mse=0.0, cosine=0.0, contrastive=0.0, kl=0.0, pseudo_query=1.0),
     "pseudo_query_negatives": "sample",
     "primary_metric": QUERY_METRIC,
-    "lr_head": 1e-3,
     "batch_size": 64,
-    "epochs": 8,
     "early_stopping_patience": 3,
 }
+QUERY_RECIPE: dict[str, Any] = {**_QUERY_COMMON, "head_init": HeadInit.RIDGE, "lr_head": 1e-3, "epochs": 8}
+PRUNED_QUERY_RECIPE: dict[str, Any] = {**_QUERY_COMMON, "lr_body": 5e-5, "lr_head": 1e-4, "epochs": 2}
 
 
 def for_queries(config: DistillConfig) -> DistillConfig:
-    """``config`` with the query-student recipe (:data:`QUERY_RECIPE`) in every field the user left unset.
+    """``config`` with the query-student recipe in every field the user left unset.
 
     For asymmetric use (``project`` mode): documents keep the projection of their stored vectors and the student
-    encodes queries only. Other kinds than ``transformer`` are returned unchanged.
+    encodes queries only. Transformer students get :data:`QUERY_RECIPE`, pruned teachers
+    :data:`PRUNED_QUERY_RECIPE`; static students are returned unchanged.
     """
-    if config.kind is not StudentKind.TRANSFORMER or not config.pseudo_queries:
+    recipe = {StudentKind.TRANSFORMER: QUERY_RECIPE, StudentKind.PRUNED: PRUNED_QUERY_RECIPE}.get(config.kind)
+    if recipe is None or not config.pseudo_queries:
         return config
-    update = {k: v.model_copy() if isinstance(v, BaseModel) else v for k, v in QUERY_RECIPE.items()
+    update = {k: v.model_copy() if isinstance(v, BaseModel) else v for k, v in recipe.items()
               if k not in config.model_fields_set}
     return config.model_copy(update=update)
 

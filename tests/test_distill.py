@@ -183,6 +183,9 @@ def test_for_queries_fills_only_what_the_user_left_unset() -> None:
     assert (mine.epochs, mine.head_init.value, mine.lr_head) == (2, "own_pca", QUERY_RECIPE["lr_head"])
     static = DistillConfig(kind="static")
     assert for_queries(static) == static
+    pruned = for_queries(DistillConfig(kind="pruned", teacher_model="t"))
+    assert (pruned.lr_body, pruned.head_init.value, pruned.primary_metric) == (5e-5, "own_pca", "pseudo_query/mrr@10")
+    assert "lr_body" in pruned.model_fields_set  # so the pruned default body rate does not replace it
 
 
 def test_bad_inputs_raise_typed_errors(tiny_model_path, pairs, tmp_path) -> None:
