@@ -227,7 +227,7 @@ PRUNED_QUERY_KEEP = 6  # layers of mpnet's 12 kept for the query encoder (~2x fa
 
 def pruned_query_config(quick: bool) -> DistillConfig:
     """The layer-pruned teacher as a query encoder for asymmetric use: the library's recipe (``for_queries``: its
-    PCA head, the body trained on pseudo-queries against every training target, 2 epochs). Only the short
+    PCA head, the body trained on pseudo-queries against every training target, 3 epochs). Only the short
     pseudo-queries pass through the body, so a pruned teacher is affordable here, unlike the symmetric pruned row."""
     return for_queries(DistillConfig(
         kind="pruned",

@@ -101,16 +101,16 @@ def _migration_overrides(
     alias: str | None, collection: str | None, new_alias: str | None, target: str | None, text_field: str | None,
     text_template: str | None, vector_name: str | None, dim: int | None, mode: str | None, student: str | None,
     student_kind: str | None, teacher: str | None, sample_size: int | None, epochs: int | None,
-    max_steps: int | None, min_recall: float | None, min_spearman: float | None, min_ndcg: float | None,
-    queries: str | None, missing_text: str | None, page_size: int | None, run_dir: str | None, no_progress: bool,
-    qdrant: dict[str, Any],
+    max_steps: int | None, keep_layers: int | None, min_recall: float | None, min_spearman: float | None,
+    min_ndcg: float | None, queries: str | None, missing_text: str | None, page_size: int | None,
+    run_dir: str | None, no_progress: bool, qdrant: dict[str, Any],
 ) -> dict[str, Any]:
     if alias and collection:
         from qdrant_distill.errors import ConfigError
 
         raise ConfigError("give --alias or --collection as the source, not both")
     student_cfg = {k: v for k, v in {"base_model": student, "kind": student_kind, "epochs": epochs,
-                                     "max_steps": max_steps}.items() if v is not None}
+                                     "max_steps": max_steps, "keep_layers": keep_layers}.items() if v is not None}
     gate = {k: v for k, v in {"min_recall_at_10": min_recall, "min_spearman": min_spearman,
                               "min_ndcg_at_10": min_ndcg, "queries": queries}.items() if v is not None}
     return {
@@ -146,6 +146,7 @@ def migrate(
     sample_size: Annotated[Optional[int], typer.Option(help="points sampled for training [default: 5000]")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="training epochs")] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="training step budget")] = None,
+    keep_layers: Annotated[Optional[int], typer.Option(help="pruned student: teacher layers kept")] = None,
     min_recall: Annotated[Optional[float], typer.Option(help="gate: teacher-neighbour recall@10")] = None,
     min_spearman: Annotated[Optional[float], typer.Option(help="gate: Spearman of similarities")] = None,
     min_ndcg: Annotated[Optional[float], typer.Option(help="gate: nDCG@10 on --queries")] = None,
@@ -166,8 +167,8 @@ def migrate(
 
     cfg = _config(config, _migration_overrides(
         alias, collection, new_alias, target, text_field, text_template, vector_name, dim, mode, student,
-        student_kind, teacher, sample_size, epochs, max_steps, min_recall, min_spearman, min_ndcg, queries,
-        missing_text, page_size, run_dir, no_progress, _qdrant(url, api_key, path, grpc)))
+        student_kind, teacher, sample_size, epochs, max_steps, keep_layers, min_recall, min_spearman, min_ndcg,
+        queries, missing_text, page_size, run_dir, no_progress, _qdrant(url, api_key, path, grpc)))
     with _connector(cfg.qdrant) as conn:
         the_plan = make_plan(cfg, conn)
         if dry_run:

@@ -189,7 +189,7 @@ _QUERY_COMMON: dict[str, Any] = {
     "early_stopping_patience": 3,
 }
 QUERY_RECIPE: dict[str, Any] = {**_QUERY_COMMON, "head_init": HeadInit.RIDGE, "lr_head": 1e-3, "epochs": 8}
-PRUNED_QUERY_RECIPE: dict[str, Any] = {**_QUERY_COMMON, "lr_body": 5e-5, "lr_head": 1e-4, "epochs": 2}
+PRUNED_QUERY_RECIPE: dict[str, Any] = {**_QUERY_COMMON, "lr_body": 5e-5, "lr_head": 1e-4, "epochs": 3}
 
 
 def for_queries(config: DistillConfig) -> DistillConfig:

@@ -50,6 +50,7 @@ def test_plan_prints_and_writes_nothing(store: Path, tiny_model_path: Path, tmp_
         (["--alias", "docs", "--text-template", "{nothing}"], "NoTextPayload"),
         (["--alias", "docs", "--config", "/no/such/file.toml"], "ConfigError: cannot read config file"),
         (["--alias", "docs", "--collection", "docs_v1"], "not both"),
+        (["--alias", "docs", "--student-kind", "pruned", "--keep-layers", "0"], "keep_layers"),
     ],
 )
 def test_expected_failures_are_one_red_line(store, tiny_model_path, tmp_path, args, message) -> None:
