@@ -14,7 +14,7 @@ demo: setup
 test: setup
 	.venv/bin/python -m pytest -q
 
-# benchmarks: quick (a few minutes, subsets; also run by the test suite) and full (over an hour on 2 CPU cores)
+# benchmarks: quick (a few minutes, subsets; also run by the test suite) and full (about 2.5 hours on 2 CPU cores)
 bench-quick: setup
 	.venv/bin/python benchmarks/quality.py --quick
 	.venv/bin/python benchmarks/speed.py --quick

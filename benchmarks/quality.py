@@ -4,7 +4,7 @@ The stored teacher vectors (all-mpnet-base-v2, ../shared/data/scifact/teacher_al
 collection's vectors. Students are distilled on corpus documents only (no query, no label) and evaluated on the 300
 test queries at 128 dimensions. Off-the-shelf encodings are cached under benchmarks/cache/.
 
-    python benchmarks/quality.py                  # the full run (~1.5 h on 2 CPU cores)
+    python benchmarks/quality.py                  # the full run (~2.5 h on 2 CPU cores)
     python benchmarks/quality.py --quick          # a smoke test: a corpus subset and tiny budgets (a few minutes)
     python benchmarks/quality.py --only pruned    # some rows only, merged into the existing results file
 
