@@ -165,6 +165,24 @@ def speed(model, queries: list[str], n: int) -> dict[str, float]:
     return out
 
 
+def distill_extra(res: Any) -> dict[str, Any]:
+    """The fields every distilled row records about its distillation."""
+    return {"distill_wall_s": res.wall_time_s, "train_size": res.train_size, "steps": res.steps,
+            "best_step": res.best_step, "holdout_fidelity": res.metrics,
+            "holdout_fidelity_untrained": res.baseline_metrics, "evaluations": res.evaluations}
+
+
+def pruned_speed(student, teacher, queries: list[str], quick: bool) -> dict[str, Any]:
+    """A pruned student's query speed against the teacher's, same run (empty without the teacher)."""
+    if teacher is None:
+        return {}
+    n = 10 if quick else 30
+    p_speed, t_speed = speed(student, queries, n), speed(teacher, queries, n)
+    return {"pruned_speed": p_speed, "teacher_speed": t_speed,
+            "speedup_single": p_speed["qd_single_qps"] / t_speed["qd_single_qps"],
+            "speedup_batched": p_speed["qd_batched_qps"] / t_speed["qd_batched_qps"]}
+
+
 # ---------------------------------------------------------------------------------------------------------- recipes
 def transformer_config(quick: bool) -> DistillConfig:
     """The recipe run here: MiniLM body kept frozen (its body vectors are computed once), the head starting from the
@@ -369,9 +387,9 @@ def run(quick: bool, data: Path, skip: set[str], only: set[str] | None = None) -
     holdout = ([b.docs[i] for i in b.hold_idx], b.teacher_docs[b.hold_idx])
     out_root = Path(os.environ.get("QUALITY_OUT", "/tmp/qdrant-distill-quality"))
 
-    def frozen_body_student(cfg: DistillConfig, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    def frozen_body_student(cfg: DistillConfig, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, dict]:
         """Distil a frozen-body MiniLM student (the cached MiniLM vectors are its body vectors); its query vectors,
-        document vectors, projected teacher documents, and the row's extra fields."""
+        document vectors, projected teacher documents, STSb Spearman and the row's extra fields."""
         cache = {b.docs[i]: md[i] for i in range(len(b.docs))}
         res = distill(train_texts, b.teacher_docs[b.train_idx], cfg, output_dir=out_root / name,
                       teacher_id="all-mpnet-base-v2", holdout=holdout, body_cache=cache)
@@ -387,15 +405,11 @@ def run(quick: bool, data: Path, skip: set[str], only: set[str] | None = None) -
         check = np.random.default_rng(1).choice(len(b.docs), 32, replace=False)
         gap = float(np.abs(encode(student, [b.docs[i] for i in check]) - sd[check]).max())
         assert gap < 1e-3, f"cached document vectors differ from the student's by {gap}"
-        extra = {"distill_wall_s": res.wall_time_s, "train_size": res.train_size, "steps": res.steps,
-                 "best_step": res.best_step, "holdout_fidelity": res.metrics,
-                 "holdout_fidelity_untrained": res.baseline_metrics, "evaluations": res.evaluations,
-                 "doc_vectors_check_max_abs": gap, "sts": b.sts_of(student)}
-        return sq, sd, PCAProjection.load(res.projection_path).transform(b.teacher_docs), extra
+        td = PCAProjection.load(res.projection_path).transform(b.teacher_docs)
+        return sq, sd, td, b.sts_of(student), distill_extra(res) | {"doc_vectors_check_max_abs": gap}
 
     if "transformer" in wanted:
-        sq, sd, td, extra = frozen_body_student(transformer_config(quick), "transformer")
-        sts = extra.pop("sts")
+        sq, sd, td, sts, extra = frozen_body_student(transformer_config(quick), "transformer")
         b.add("distilled MiniLM student 128 (frozen body), symmetric", sq, sd, sts=sts, dim=DIM, **extra)
         b.add("distilled MiniLM student 128 (frozen body), asymmetric (docs = PCA-128 of teacher)", sq, td,
               sts=sts, dim=DIM, **extra)
@@ -403,8 +417,7 @@ def run(quick: bool, data: Path, skip: set[str], only: set[str] | None = None) -
 
     # the query student for asymmetric use: pseudo-queries against every training target
     if "query-student" in wanted:
-        sq, sd, td, extra = frozen_body_student(query_student_config(quick), "query-student")
-        sts = extra.pop("sts")
+        sq, sd, td, sts, extra = frozen_body_student(query_student_config(quick), "query-student")
         b.add("query student 128, asymmetric (docs = PCA-128 of teacher)", sq, td, sts=sts, dim=DIM, **extra)
         b.add("query student 128, symmetric", sq, sd, sts=sts, dim=DIM, **extra)
         b.partial()
@@ -420,15 +433,8 @@ def run(quick: bool, data: Path, skip: set[str], only: set[str] | None = None) -
             student = load_student(res.student_path)
             student.max_seq_length = b.seq
             sq = encode(student, b.queries)
-            extra = {"distill_wall_s": res.wall_time_s, "train_size": res.train_size, "steps": res.steps,
-                     "best_step": res.best_step, "keep_layers": PRUNED_QUERY_KEEP, "holdout_fidelity": res.metrics,
-                     "holdout_fidelity_untrained": res.baseline_metrics, "evaluations": res.evaluations}
-            if teacher is not None:
-                n = 10 if quick else 30
-                p_speed, t_speed = speed(student, b.queries, n), speed(teacher, b.queries, n)
-                extra |= {"pruned_speed": p_speed, "teacher_speed": t_speed,
-                          "speedup_single": p_speed["qd_single_qps"] / t_speed["qd_single_qps"],
-                          "speedup_batched": p_speed["qd_batched_qps"] / t_speed["qd_batched_qps"]}
+            extra = distill_extra(res) | {"keep_layers": PRUNED_QUERY_KEEP}
+            extra |= pruned_speed(student, teacher, b.queries, quick)
             b.add(f"query encoder: pruned mpnet {PRUNED_QUERY_KEEP}/12, asymmetric (docs = PCA-128 of teacher)", sq,
                   PCAProjection.load(res.projection_path).transform(b.teacher_docs), sts=b.sts_of(student), dim=DIM,
                   **extra)
@@ -467,20 +473,13 @@ def run(quick: bool, data: Path, skip: set[str], only: set[str] | None = None) -
             tag = f"mpnet-pruned{PRUNED_KEEP}-{file_digest(weights) if weights.exists() else 'unhashed'}"
             sq, _ = cached_encode(student, f"{tag}-scifact-queries", b.queries, max_seq_length=b.seq)
             sd, took = cached_encode(student, f"{tag}-scifact-docs", b.docs, max_seq_length=b.seq)
-            extra = {"distill_wall_s": res.wall_time_s, "train_size": res.steps * cfg.batch_size,
-                     "pca_fit_size": res.train_size, "steps": res.steps, "best_step": res.best_step,
-                     "stopped_early": res.stopped_early, "keep_layers": PRUNED_KEEP,
-                     "holdout_fidelity": res.metrics, "holdout_fidelity_untrained": res.baseline_metrics,
-                     "evaluations": res.evaluations, "corpus_encode_s": took,
-                     "recipe": {k: cfg.model_dump(mode="json")[k] for k in (
-                         "keep_layers", "max_steps", "batch_size", "lr_body", "lr_head", "weights",
-                         "max_seq_length", "train_max_seq_length", "eval_steps")}}
-            if teacher is not None:
-                n = 10 if quick else 30
-                p_speed, t_speed = speed(student, b.queries, n), speed(teacher, b.queries, n)
-                extra |= {"pruned_speed": p_speed, "teacher_speed": t_speed,
-                          "speedup_single": p_speed["qd_single_qps"] / t_speed["qd_single_qps"],
-                          "speedup_batched": p_speed["qd_batched_qps"] / t_speed["qd_batched_qps"]}
+            extra = distill_extra(res) | {
+                "train_size": res.steps * cfg.batch_size, "pca_fit_size": res.train_size,
+                "stopped_early": res.stopped_early, "keep_layers": PRUNED_KEEP, "corpus_encode_s": took,
+                "recipe": {k: cfg.model_dump(mode="json")[k] for k in (
+                    "keep_layers", "max_steps", "batch_size", "lr_body", "lr_head", "weights",
+                    "max_seq_length", "train_max_seq_length", "eval_steps")}}
+            extra |= pruned_speed(student, teacher, b.queries, quick)
             b.add(f"pruned mpnet {PRUNED_KEEP}/12 layers + PCA-128, body trained, symmetric", sq, sd,
                   sts=b.sts_of(student, tag), dim=DIM, **extra)
             b.partial()
@@ -491,8 +490,7 @@ def run(quick: bool, data: Path, skip: set[str], only: set[str] | None = None) -
                       teacher_id="all-mpnet-base-v2", holdout=holdout)
         student = load_student(res.student_path)
         sq, sd = encode(student, b.queries), encode(student, b.docs)
-        extra: dict[str, Any] = {"distill_wall_s": res.wall_time_s, "train_size": res.train_size, "steps": res.steps,
-                                 "holdout_fidelity": res.metrics, "holdout_fidelity_untrained": res.baseline_metrics}
+        extra = distill_extra(res)
         if teacher is not None:
             s_speed = speed(student, b.queries, 300)
             t_speed = speed(teacher, b.queries, 10 if quick else 30)

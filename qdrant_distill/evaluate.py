@@ -189,7 +189,7 @@ class FidelityEvaluator:
         return self.evaluate_vectors(vecs, query_vecs)
 
     def evaluate_vectors(self, vecs: np.ndarray, query_vecs: np.ndarray | None = None) -> dict[str, float]:
-        targets = self.projected_targets if self.projected_targets is not None else None
+        targets = self.projected_targets
         if targets is not None and targets.shape[1] != vecs.shape[1]:
             targets = None
         out = fidelity(vecs, self.teacher_vectors, k=self.k, projected_targets=targets)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -17,7 +19,7 @@ from pydantic import BaseModel, Field
 from connectors.base import Connector, Sample
 from qdrant_distill._version import __version__
 from qdrant_distill.config import MigrationConfig, Mode
-from qdrant_distill.errors import GateFailed, MigrationError
+from qdrant_distill.errors import ConfigError, GateFailed, MigrationError
 from qdrant_distill.journal import Journal, Stage
 from qdrant_distill.plan import MigrationPlan, make_plan
 from qdrant_distill.reembed import PageConverter, read_vectors, reembed
@@ -350,12 +352,19 @@ def _projection_only(config: MigrationConfig, sample: Sample, out: Path, plan: M
             "metrics": metrics, "baseline_metrics": metrics}
 
 
-def beir_metrics(model: Any, folder: str | Path, *, split: str = "test", batch_size: int = 32) -> dict[str, float]:
-    """nDCG@10, recall@100 and MRR@10 of ``model`` (corpus and queries encoded by it) on a labelled BEIR folder."""
+def beir_metrics(
+    model: Any, folder: str | Path, *, split: str = "test", batch_size: int = 32,
+    doc_vectors: Callable[[list[str]], np.ndarray] | None = None,
+) -> dict[str, float]:
+    """nDCG@10, recall@100 and MRR@10 of ``model`` on a labelled BEIR folder: queries encoded by ``model``, documents
+    too, or given by ``doc_vectors`` (document ids -> vectors) when they do not come from the model."""
     from qdrant_distill.evaluate import load_beir, retrieval_metrics
 
     data = load_beir(folder, split=split)
-    docs = model.encode(data.doc_texts, batch_size=batch_size, normalize_embeddings=True)
+    if doc_vectors is None:
+        docs = model.encode(data.doc_texts, batch_size=batch_size, normalize_embeddings=True)
+    else:
+        docs = doc_vectors(data.doc_ids)
     queries = model.encode(data.queries, batch_size=batch_size, normalize_embeddings=True)
     return retrieval_metrics(queries, docs, data.qrels, data.query_ids, data.doc_ids)
 
@@ -363,29 +372,24 @@ def beir_metrics(model: Any, folder: str | Path, *, split: str = "test", batch_s
 def _labelled_metrics(
     config: MigrationConfig, journal: Journal, conn: Connector | None, plan: MigrationPlan | None
 ) -> dict[str, float]:
-    from qdrant_distill.evaluate import load_beir, retrieval_metrics
     from qdrant_distill.registry import load_model
 
     gate = config.gate
     assert gate.queries is not None
-    model = load_model(journal.student_path)
-    if config.mode is Mode.REEMBED:
-        metrics = beir_metrics(model, gate.queries, split=gate.split, batch_size=config.encode_batch_size)
-    else:
+    doc_vectors: Callable[[list[str]], np.ndarray] | None = None
+    if config.mode is not Mode.REEMBED:
         if conn is None or plan is None:
             raise MigrationError(f"a labelled gate in {config.mode.value} mode reads the stored vectors of the "
                                  "labelled documents: pass conn and plan to stage_gate")
-        data = load_beir(gate.queries, split=gate.split)
-        docs = _stored_projections(conn, plan, journal, data.doc_ids)
-        queries = model.encode(data.queries, batch_size=config.encode_batch_size, normalize_embeddings=True,
-                               show_progress_bar=False)
-        metrics = retrieval_metrics(queries, docs, data.qrels, data.query_ids, data.doc_ids)
+        # the documents answer with their projected stored vectors, as the new collection will
+        doc_vectors = partial(_stored_projections, conn, plan, journal)
+    metrics = beir_metrics(load_model(journal.student_path), gate.queries, split=gate.split,
+                           batch_size=config.encode_batch_size, doc_vectors=doc_vectors)
     return {f"labelled/{k}": float(v) for k, v in metrics.items()}
 
 
 def _stored_projections(conn: Connector, plan: MigrationPlan, journal: Journal, doc_ids: list[str]) -> np.ndarray:
     """The labelled documents' stored teacher vectors, projected as project mode writes them (ids are point ids)."""
-    from qdrant_distill.errors import ConfigError
     from qdrant_distill.projection import PCAProjection
 
     projection = PCAProjection.load(journal.projection_path)

@@ -55,6 +55,12 @@ def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def teacher_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second tiny model (another seed, 48-d, 3 layers) that plays a teacher: pruned students are cut from it."""
+    return build_tiny_model(tmp_path_factory.mktemp("teacher"), hidden=48, layers=3, seed=1)
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tiny_model_path: Path):
     from sentence_transformers import SentenceTransformer
 

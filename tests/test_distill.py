@@ -28,14 +28,9 @@ from qdrant_distill.evaluate import fidelity, pseudo_query_mrr
 from qdrant_distill.projection import PCAProjection
 from qdrant_distill.students import StudentKind, load_body
 from qdrant_distill.training import TrainSettings, _schedule, pseudo_query, train
-from tests.conftest import MINILM, SHARED_DATA, build_tiny_model
+from tests.conftest import MINILM, SHARED_DATA
 
 DIM = 12
-
-
-@pytest.fixture(scope="module")
-def teacher_path(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory.mktemp("teacher"), hidden=48, layers=3, seed=1)
 
 
 @pytest.fixture(scope="module")

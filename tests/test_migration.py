@@ -152,16 +152,14 @@ def test_named_vectors_keep_the_others_and_project_mode(conn, demo_texts, tiny_m
     assert saved["config"]["batch_size"] == 16  # set by the user, kept
 
 
-def test_project_mode_with_a_pruned_teacher_as_query_encoder(conn, demo_texts, tiny_model_path, tmp_path) -> None:
+def test_project_mode_with_a_pruned_teacher_as_query_encoder(conn, demo_texts, tiny_model_path, teacher_path,
+                                                             tmp_path) -> None:
     """The pruned teacher gets the pruned query recipe: its body learns (on pseudo-queries), the user's layers kept."""
-    from tests.conftest import build_tiny_model
-
-    teacher = build_tiny_model(tmp_path / "teacher", hidden=TEACHER_DIM, layers=3, seed=1)
     build_source(conn, demo_texts)
     student = DistillConfig(kind="pruned", keep_layers=2, max_steps=2, head_init_samples=64,
                             early_stopping_patience=None)
     report = migrate(config(tiny_model_path, tmp_path / "run", mode="project", student=student,
-                            teacher_model=str(teacher)), connector=conn)
+                            teacher_model=str(teacher_path)), connector=conn)
     assert report.stage is Stage.SWAPPED
     path = Path(open_journal(tmp_path / "run").student_path)
     saved = json.loads((path / "distill.json").read_text())
