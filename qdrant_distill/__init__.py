@@ -3,7 +3,7 @@
 The public API: configure a :class:`MigrationConfig`, call :func:`migrate`; or use the stages and the distillation
 engine directly. :func:`encoder_for` gives an application the right query encoder for whatever collection an alias
 points to. Errors are importable at once; everything else loads on first use (so ``connectors`` can import the
-errors without importing the core, and ``import qdrant_distill`` stays light).
+errors without importing the core, and ``import qdrant_distill`` stays light: no torch, no sentence-transformers).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from qdrant_distill.errors import (
     NoTextPayload,
     ServerError,
     StudentError,
+    TeacherMismatch,
     UnsupportedVectors,
     VectorNotFound,
     VerificationFailed,
@@ -37,8 +38,9 @@ from qdrant_distill.errors import (
 
 _LAZY = {
     "CollectionEncoder": "qdrant_distill.registry",
-    "DistillConfig": "qdrant_distill.distill",
-    "DistillResult": "qdrant_distill.distill",
+    "DistillConfig": "qdrant_distill.config",
+    "DistillResult": "qdrant_distill.distillation",
+    "Encoder": "qdrant_distill.encoders",
     "FidelityEvaluator": "qdrant_distill.evaluate",
     "GateConfig": "qdrant_distill.config",
     "Journal": "qdrant_distill.journal",
@@ -49,15 +51,15 @@ _LAZY = {
     "Mode": "qdrant_distill.config",
     "PCAProjection": "qdrant_distill.projection",
     "Stage": "qdrant_distill.journal",
-    "StudentKind": "qdrant_distill.students",
-    "beir_metrics": "qdrant_distill.migration",
-    "distill": "qdrant_distill.distill",
+    "StudentKind": "qdrant_distill.config",
+    "beir_metrics": "qdrant_distill.evaluate",
+    "distill": "qdrant_distill.distillation",
     "encoder_for": "qdrant_distill.registry",
     "fidelity": "qdrant_distill.evaluate",
     "finalize": "qdrant_distill.swap",
     "load_beir": "qdrant_distill.evaluate",
     "load_config": "qdrant_distill.config",
-    "load_student": "qdrant_distill.distill",
+    "load_encoder": "qdrant_distill.encoders",
     "make_plan": "qdrant_distill.plan",
     "migrate": "qdrant_distill.migration",
     "open_journal": "qdrant_distill.migration",
@@ -70,8 +72,9 @@ _LAZY = {
 
 if TYPE_CHECKING:  # static checkers see the real names
     from qdrant_distill.registry import CollectionEncoder
-    from qdrant_distill.distill import DistillConfig
-    from qdrant_distill.distill import DistillResult
+    from qdrant_distill.config import DistillConfig
+    from qdrant_distill.distillation import DistillResult
+    from qdrant_distill.encoders import Encoder
     from qdrant_distill.evaluate import FidelityEvaluator
     from qdrant_distill.config import GateConfig
     from qdrant_distill.journal import Journal
@@ -82,15 +85,15 @@ if TYPE_CHECKING:  # static checkers see the real names
     from qdrant_distill.config import Mode
     from qdrant_distill.projection import PCAProjection
     from qdrant_distill.journal import Stage
-    from qdrant_distill.students import StudentKind
-    from qdrant_distill.migration import beir_metrics
-    from qdrant_distill.distill import distill
+    from qdrant_distill.config import StudentKind
+    from qdrant_distill.evaluate import beir_metrics
+    from qdrant_distill.distillation import distill
     from qdrant_distill.registry import encoder_for
     from qdrant_distill.evaluate import fidelity
     from qdrant_distill.swap import finalize
     from qdrant_distill.evaluate import load_beir
     from qdrant_distill.config import load_config
-    from qdrant_distill.distill import load_student
+    from qdrant_distill.encoders import load_encoder
     from qdrant_distill.plan import make_plan
     from qdrant_distill.migration import migrate
     from qdrant_distill.migration import open_journal
@@ -116,6 +119,7 @@ __all__ = [
     "DistillError",
     "DistillResult",
     "EmptyCollection",
+    "Encoder",
     "FidelityEvaluator",
     "GateConfig",
     "GateFailed",
@@ -133,6 +137,7 @@ __all__ = [
     "Stage",
     "StudentError",
     "StudentKind",
+    "TeacherMismatch",
     "UnsupportedVectors",
     "VectorNotFound",
     "VerificationFailed",
@@ -144,7 +149,7 @@ __all__ = [
     "finalize",
     "load_beir",
     "load_config",
-    "load_student",
+    "load_encoder",
     "make_plan",
     "migrate",
     "open_journal",
@@ -156,9 +161,8 @@ __all__ = [
 ]
 
 
-# Functions named like their module (``distill``, ``swap``) are bound now: once a submodule is imported, the package
-# attribute of that name would otherwise be the module.
-from qdrant_distill.distill import distill  # noqa: E402
+# ``swap`` is named like its module: it is bound now (torch-free), since once the submodule is imported the package
+# attribute of that name would otherwise be the module. ``distill`` lives in ``distillation`` and loads lazily.
 from qdrant_distill.swap import swap  # noqa: E402
 
 

@@ -103,14 +103,16 @@ def _migration_overrides(
     student_kind: str | None, teacher: str | None, sample_size: int | None, epochs: int | None,
     max_steps: int | None, keep_layers: int | None, min_recall: float | None, min_spearman: float | None,
     min_ndcg: float | None, queries: str | None, missing_text: str | None, page_size: int | None,
-    run_dir: str | None, no_progress: bool, qdrant: dict[str, Any],
+    run_dir: str | None, no_progress: bool, qdrant: dict[str, Any], label_queries: int | None = None,
+    no_teacher_check: bool = False,
 ) -> dict[str, Any]:
     if alias and collection:
         from qdrant_distill.errors import ConfigError
 
         raise ConfigError("give --alias or --collection as the source, not both")
     student_cfg = {k: v for k, v in {"base_model": student, "kind": student_kind, "epochs": epochs,
-                                     "max_steps": max_steps, "keep_layers": keep_layers}.items() if v is not None}
+                                     "max_steps": max_steps, "keep_layers": keep_layers,
+                                     "label_queries": label_queries}.items() if v is not None}
     gate = {k: v for k, v in {"min_recall_at_10": min_recall, "min_spearman": min_spearman,
                               "min_ndcg_at_10": min_ndcg, "queries": queries}.items() if v is not None}
     return {
@@ -118,7 +120,7 @@ def _migration_overrides(
         "text_template": text_template, "vector_name": vector_name, "dim": dim, "mode": mode,
         "teacher_model": teacher, "sample_size": sample_size, "missing_text": missing_text, "page_size": page_size,
         "run_dir": run_dir, "progress": False if no_progress else None, "student": student_cfg, "gate": gate,
-        "qdrant": qdrant,
+        "qdrant": qdrant, "teacher_check": False if no_teacher_check else None,
     }
 
 
@@ -142,7 +144,12 @@ def migrate(
     mode: Annotated[Optional[str], typer.Option(help="reembed | project | projection-only")] = None,
     student: Annotated[Optional[str], typer.Option(help="student body: model name or path")] = None,
     student_kind: Annotated[Optional[str], typer.Option(help="transformer | pruned | static")] = None,
-    teacher: Annotated[Optional[str], typer.Option(help="teacher model name or path (optional)")] = None,
+    teacher: Annotated[Optional[str], typer.Option(
+        help="the model the stored vectors came from (optional): checked against them in plan")] = None,
+    label_queries: Annotated[Optional[int], typer.Option(
+        help="query-like texts cut from the sample for the teacher to label (needs --teacher)")] = None,
+    no_teacher_check: Annotated[bool, typer.Option(
+        "--no-teacher-check", help="do not compare the teacher's vectors with the stored ones")] = False,
     sample_size: Annotated[Optional[int], typer.Option(help="points sampled for training [default: 5000]")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="training epochs")] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="training step budget")] = None,
@@ -168,7 +175,8 @@ def migrate(
     cfg = _config(config, _migration_overrides(
         alias, collection, new_alias, target, text_field, text_template, vector_name, dim, mode, student,
         student_kind, teacher, sample_size, epochs, max_steps, keep_layers, min_recall, min_spearman, min_ndcg,
-        queries, missing_text, page_size, run_dir, no_progress, _qdrant(url, api_key, path, grpc)))
+        queries, missing_text, page_size, run_dir, no_progress, _qdrant(url, api_key, path, grpc), label_queries,
+        no_teacher_check))
     with _connector(cfg.qdrant) as conn:
         the_plan = make_plan(cfg, conn)
         if dry_run:
@@ -247,16 +255,16 @@ def finalize(run_dir: RunDir, yes: Annotated[bool, typer.Option("--yes", "-y", h
 @app.command()
 @command
 def evaluate(
-    model: Annotated[str, typer.Option(help="model name or path to evaluate")],
+    model: Annotated[str, typer.Option(help="model to evaluate: a sentence-transformers name or folder, or a run's student")],
     beir: Annotated[Path, typer.Option(help="BEIR folder: corpus, queries, qrels/<split>.tsv")],
     split: Annotated[str, typer.Option(help="qrels split")] = "test",
     as_json: AsJson = False, debug: Debug = False,
 ) -> None:
     """nDCG@10, recall@100 and MRR@10 of a model on a labelled BEIR folder (exact cosine search)."""
-    from qdrant_distill.migration import beir_metrics
-    from qdrant_distill.registry import load_model
+    from qdrant_distill.encoders import load_encoder
+    from qdrant_distill.evaluate import beir_metrics
 
-    metrics = beir_metrics(load_model(model), beir, split=split)
+    metrics = beir_metrics(load_encoder(model), beir, split=split)
     _print_json(metrics) if as_json else out.print(
         "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()), highlight=False)
 

@@ -10,16 +10,28 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connectors.base import TextSource
 from connectors.settings import QdrantSettings
-from qdrant_distill.distill import DistillConfig
 from qdrant_distill.errors import ConfigError
+from qdrant_distill.evaluate import PRIMARY_METRIC
+from qdrant_distill.teacher import TEACHER_MIN_COSINE
 
-__all__ = ["GateConfig", "MigrationConfig", "MissingTextPolicy", "Mode", "load_config"]
+__all__ = [
+    "DEFAULT_BASE_MODEL",
+    "DistillConfig",
+    "GateConfig",
+    "HeadInit",
+    "LossWeights",
+    "MigrationConfig",
+    "MissingTextPolicy",
+    "Mode",
+    "StudentKind",
+    "load_config",
+]
 
 ENV_PREFIX = "QDRANT_DISTILL_"
 DEFAULT_DIM = 128
@@ -29,6 +41,116 @@ FINGERPRINT_FIELDS = {
     "source", "target", "alias", "text_field", "text_template", "vector_name", "dim", "mode", "student",
     "teacher_model", "sample_size", "sample_seed",
 }
+
+
+DEFAULT_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class StudentKind(str, enum.Enum):
+    """What the student is: ``transformer`` (a small model + head), ``pruned`` (the teacher with fewer layers +
+    the projection), ``static`` (a bag of token embeddings)."""
+
+    TRANSFORMER = "transformer"
+    PRUNED = "pruned"
+    STATIC = "static"
+
+
+class HeadInit(str, enum.Enum):
+    """How a transformer student's head starts: ``own_pca`` (the body's own uncentred PCA, rotated onto the targets
+    by orthogonal Procrustes), ``ridge`` (least squares from the body's vectors onto the targets), ``random``."""
+
+    OWN_PCA = "own_pca"
+    RIDGE = "ridge"
+    RANDOM = "random"
+
+
+
+class LossWeights(BaseModel):
+    """Weights of the loss terms (0 switches a term off). ``pseudo_query`` needs ``DistillConfig.pseudo_queries``.
+
+    The defaults pull gently: on SciFact every term that fits the teacher's *document* geometry (contrastive, KL,
+    a strong MSE) raised document fidelity but lowered query nDCG (docs/benchmarks.md).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    mse: float = Field(0.3, ge=0)
+    cosine: float = Field(0.0, ge=0)
+    contrastive: float = Field(0.0, ge=0)
+    kl: float = Field(0.0, ge=0)
+    pseudo_query: float = Field(1.0, ge=0)
+
+
+class DistillConfig(BaseModel):
+    """How to distil. Defaults are the recipe measured in docs/benchmarks.md.
+
+    By default a transformer student keeps its body frozen (``lr_body=0``): body vectors are computed once per text,
+    so distillation costs about one encoding pass of the sample, and the head starts from the body's own PCA rotated
+    onto the teacher space (``head_init="own_pca"``). Training the body (``lr_body > 0``, optionally only the top
+    ``trainable_layers``) raises document fidelity but, measured on SciFact, lowered query quality.
+    """
+
+    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+
+    kind: StudentKind = StudentKind.TRANSFORMER
+    base_model: str = DEFAULT_BASE_MODEL
+    teacher_model: str | None = None
+    keep_layers: int | None = Field(None, ge=1, description="pruned: layers kept (default a third, at least 2)")
+    dim: int = Field(128, ge=1)
+    center: bool = False
+    holdout_fraction: float = Field(0.1, ge=0.0, le=0.5)
+    max_holdout: int = Field(1000, ge=2)
+    epochs: int = Field(1, ge=0)
+    max_steps: int | None = Field(None, ge=1)
+    batch_size: int = Field(32, ge=2)
+    lr_body: float = Field(0.0, ge=0, description="0 freezes the body (the measured default)")
+    lr_head: float = Field(3e-4, ge=0)
+    lr_static: float = Field(2e-2, ge=0, description="static: learning rate of the token table")
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    weights: LossWeights = Field(default_factory=LossWeights)
+    temperature: float = Field(0.05, gt=0)
+    matryoshka_dims: tuple[int, ...] | None = None
+    max_seq_length: int | None = Field(256, ge=8)
+    train_max_seq_length: int | None = Field(
+        None, ge=8, description="shorter inputs while training (cheaper); the saved student keeps max_seq_length"
+    )
+    trainable_layers: int | None = Field(
+        None, ge=0, description="transformer/pruned: train only the top n encoder layers (None: the whole body)"
+    )
+    head_init: HeadInit = HeadInit.OWN_PCA
+    head_init_samples: int = Field(2000, ge=2, description="texts encoded by the body to initialise the head")
+    token_source: str = Field("body", pattern="^(body|input)$", description="static: token vectors from")
+    pseudo_queries: bool = True
+    pseudo_query_negatives: Literal["batch", "sample"] = Field(
+        "batch", description="pseudo-query term: negatives from the batch, or every training target (the sample)"
+    )
+    primary_metric: Literal[
+        "fidelity/recall@10", "fidelity/spearman", "pseudo_query/mrr@10", "pseudo_query/self_mrr@10"
+    ] = Field(PRIMARY_METRIC, description="holdout metric for early stopping and the kept state")
+    eval_steps: int | None = Field(None, ge=1, description="evaluate every n steps (default: once per epoch)")
+    early_stopping_patience: int | None = Field(2, ge=1)
+    encode_batch_size: int = Field(64, ge=1)
+    label_queries: int = Field(
+        0, ge=0, description="query-like texts cut from the training sample and labelled by the teacher (needs one)"
+    )
+    seed: int = 0
+    device: str = "cpu"
+
+    @field_validator("matryoshka_dims")
+    @classmethod
+    def _positive_dims(cls, dims: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if dims is not None and any(d < 1 for d in dims):
+            raise ValueError("matryoshka dimensions must be positive")
+        return tuple(sorted(set(dims))) if dims else None
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> DistillConfig:
+        """Validate a mapping; invalid values raise :class:`ConfigError` with pydantic's explanation."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid distillation config: {exc}") from exc
 
 
 class Mode(str, enum.Enum):
@@ -93,7 +215,12 @@ class MigrationConfig(BaseModel):
     dim: int = DEFAULT_DIM
     mode: Mode = Mode.REEMBED
     student: DistillConfig = Field(default_factory=DistillConfig)
-    teacher_model: str | None = Field(None, description="teacher model name/path (projection-only mode, pruned student)")
+    teacher_model: str | None = Field(
+        None, description="the teacher, any load_encoder reference: checked against the stored vectors in plan; "
+        "needed by projection-only mode, pruned students and teacher labels",
+    )
+    teacher_check: bool = Field(True, description="plan: re-encode sampled texts with the teacher and compare")
+    teacher_min_cosine: float = Field(TEACHER_MIN_COSINE, ge=-1, le=1, description="teacher check: minimum mean cosine")
     sample_size: int = Field(DEFAULT_SAMPLE_SIZE, ge=2)
     sample_seed: int | None = None
     gate: GateConfig = Field(default_factory=GateConfig)

@@ -15,7 +15,8 @@ from connectors.base import UNNAMED, Point
 from connectors.qdrant import QdrantConnector
 from qdrant_distill.config import GateConfig, MigrationConfig
 from qdrant_distill.demo_data import load_demo_texts
-from qdrant_distill.distill import DistillConfig
+from qdrant_distill.config import DistillConfig
+from qdrant_distill.encoders import encode_with_progress, load_encoder
 from qdrant_distill.migration import MigrationReport, migrate
 from qdrant_distill.registry import encoder_for
 
@@ -35,12 +36,9 @@ def teacher_vectors(texts: list[str], teacher: str, cache_dir: Path) -> np.ndarr
     cache = cache_dir / f"demo_teacher_{key}.npy"
     if cache.exists():
         return np.load(cache)
-    from sentence_transformers import SentenceTransformer
-
     logger.info("embedding %d demo texts with the teacher %s (once; cached in %s)", len(texts), teacher, cache)
-    model = SentenceTransformer(teacher, device="cpu")
-    vectors = np.asarray(model.encode(texts, batch_size=32, normalize_embeddings=True, show_progress_bar=True),
-                         dtype=np.float32)
+    vectors = encode_with_progress(load_encoder(teacher, batch_size=32), texts, kind="document",
+                                   description="teacher: demo texts")
     cache_dir.mkdir(parents=True, exist_ok=True)
     np.save(cache, vectors)
     return vectors
@@ -99,14 +97,12 @@ def run_demo(
         )
         report = migrate(config, connector=conn)
         # the same queries, answered by the student through the alias and by the teacher on the old collection
-        from sentence_transformers import SentenceTransformer
-
         student_enc = encoder_for(conn, DEMO_ALIAS)
-        teacher_model = SentenceTransformer(teacher, device="cpu")
+        teacher_enc = load_encoder(teacher)
         answers = []
         for query in DEMO_QUERIES:
             by_student = _titles(conn, student_enc.collection, student_enc.encode(query)[0], student_enc.vector_name)
-            by_teacher = _titles(conn, DEMO_COLLECTION, teacher_model.encode(query, normalize_embeddings=True), "")
+            by_teacher = _titles(conn, DEMO_COLLECTION, teacher_enc.encode(query, kind="query")[0], "")
             answers.append((query, by_teacher, by_student))
     return report, answers
 

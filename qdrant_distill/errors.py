@@ -2,7 +2,8 @@
 
     DistillError                      base class; ``str(err)`` is a one-line, actionable message
     ├── ConfigError                   bad configuration: values, files, paths, options that contradict
-    │   └── DimensionError            target dimension < 1 or >= the teacher's
+    │   ├── DimensionError            target dimension < 1 or >= the teacher's
+    │   └── TeacherMismatch           the given teacher (or text template) does not reproduce the stored vectors
     ├── ConnectorError                talking to the vector store failed
     │   ├── ConnectionFailed          unreachable server, refused connection, bad URL (after retries)
     │   ├── AuthenticationFailed      401/403: wrong or missing API key
@@ -46,6 +47,7 @@ __all__ = [
     "NoTextPayload",
     "ServerError",
     "StudentError",
+    "TeacherMismatch",
     "UnsupportedVectors",
     "VectorNotFound",
     "VerificationFailed",
@@ -70,6 +72,11 @@ class ConfigError(DistillError):
 
 class DimensionError(ConfigError):
     """Raised when the target dimension is < 1 or not smaller than the teacher's."""
+
+
+class TeacherMismatch(ConfigError):
+    """Raised by the teacher check when the given teacher, with the configured text template, does not reproduce
+    the stored vectors; ``cosine`` holds the measured mean cosine, ``threshold`` the minimum."""
 
 
 class ConnectorError(DistillError):

@@ -2,8 +2,8 @@
 
 Label-free fidelity (the migration's quality gate) compares a student's vectors with the stored teacher vectors of the
 same held-out points; labelled metrics (nDCG@10, recall@100, MRR@10, STS Spearman) need a BEIR folder or STS pairs.
-Everything here works on arrays; models only appear in :func:`encode`-style helpers that take any object with an
-``encode`` method.
+Everything here works on arrays; where a model appears it is an :class:`~qdrant_distill.encoders.Encoder` (or a model
+in memory, wrapped by :func:`~qdrant_distill.encoders.as_encoder`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import csv
 import gzip
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ __all__ = [
     "BeirDataset",
     "FidelityEvaluator",
     "StsPairs",
+    "beir_metrics",
     "fidelity",
     "load_beir",
     "load_stsb",
@@ -177,15 +178,13 @@ class FidelityEvaluator:
         if self.pseudo_queries is not None and len(self.pseudo_queries) != len(self.texts):
             raise ConfigError(f"{len(self.pseudo_queries)} pseudo-queries for {len(self.texts)} held-out texts")
 
-    def _encode(self, model: Any, texts: list[str]) -> np.ndarray:
-        return np.asarray(
-            model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False),
-            dtype=np.float32,
-        )
-
     def __call__(self, model: Any) -> dict[str, float]:
-        vecs = self._encode(model, self.texts)
-        query_vecs = self._encode(model, self.pseudo_queries) if self.pseudo_queries else None
+        """Metrics of ``model`` (an :class:`~qdrant_distill.encoders.Encoder`, or a model in memory)."""
+        from qdrant_distill.encoders import as_encoder
+
+        encoder = as_encoder(model, batch_size=self.batch_size)
+        vecs = encoder.encode(self.texts, kind="document")
+        query_vecs = encoder.encode(self.pseudo_queries, kind="query") if self.pseudo_queries else None
         return self.evaluate_vectors(vecs, query_vecs)
 
     def evaluate_vectors(self, vecs: np.ndarray, query_vecs: np.ndarray | None = None) -> dict[str, float]:
@@ -305,6 +304,22 @@ def load_beir(folder: str | Path, split: str = "test") -> BeirDataset:
     )
 
 
+def beir_metrics(
+    encoder: Any, folder: str | Path, *, split: str = "test",
+    doc_vectors: Callable[[list[str]], np.ndarray] | None = None,
+) -> dict[str, float]:
+    """nDCG@10, recall@100 and MRR@10 of ``encoder`` on a labelled BEIR folder (exact cosine search): queries
+    encoded as queries, documents as documents, or given by ``doc_vectors`` (document ids -> vectors) when they do
+    not come from the encoder (project modes: the projected stored vectors)."""
+    from qdrant_distill.encoders import as_encoder
+
+    enc = as_encoder(encoder)
+    data = load_beir(folder, split=split)
+    docs = enc.encode(data.doc_texts, kind="document") if doc_vectors is None else doc_vectors(data.doc_ids)
+    queries = enc.encode(data.queries, kind="query")
+    return retrieval_metrics(queries, docs, data.qrels, data.query_ids, data.doc_ids)
+
+
 @dataclass
 class StsPairs:
     sentences1: list[str]
@@ -350,12 +365,13 @@ def sts_spearman(
 ) -> float:
     """Spearman between gold scores and the cosine of each pair.
 
-    Pass a model (anything with ``encode``), or the first sentences' vectors plus ``vecs2``.
+    Pass an encoder (or a model in memory), or the first sentences' vectors plus ``vecs2``.
     """
     if hasattr(model_or_vecs, "encode"):
-        enc = model_or_vecs.encode
-        v1 = np.asarray(enc(pairs.sentences1, batch_size=batch_size, show_progress_bar=False), dtype=np.float32)
-        v2 = np.asarray(enc(pairs.sentences2, batch_size=batch_size, show_progress_bar=False), dtype=np.float32)
+        from qdrant_distill.encoders import as_encoder
+
+        enc = as_encoder(model_or_vecs, batch_size=batch_size)
+        v1, v2 = enc.encode(pairs.sentences1), enc.encode(pairs.sentences2)
     else:
         if vecs2 is None:
             raise ValueError("sts_spearman needs vecs2 when given vectors")

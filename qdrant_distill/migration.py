@@ -19,7 +19,9 @@ from pydantic import BaseModel, Field
 from connectors.base import Connector, Sample
 from qdrant_distill._version import __version__
 from qdrant_distill.config import MigrationConfig, Mode
-from qdrant_distill.errors import ConfigError, GateFailed, MigrationError
+from qdrant_distill.encoders import Encoder, load_encoder
+from qdrant_distill.errors import ConfigError, DimensionError, GateFailed, MigrationError
+from qdrant_distill.evaluate import beir_metrics
 from qdrant_distill.journal import Journal, Stage
 from qdrant_distill.plan import MigrationPlan, make_plan
 from qdrant_distill.reembed import PageConverter, read_vectors, reembed
@@ -27,7 +29,7 @@ from qdrant_distill.swap import METADATA_KEY, finalize, rollback, swap
 from qdrant_distill.swap import mirror_stage
 from qdrant_distill.verify import catch_up, verify
 
-__all__ = ["MigrationReport", "beir_metrics", "migrate", "open_connector", "open_journal", "status"]
+__all__ = ["MigrationReport", "migrate", "open_connector", "open_journal", "query_encoder", "status"]
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +134,7 @@ def stage_distill(config: MigrationConfig, journal: Journal, plan: MigrationPlan
     if config.mode is Mode.PROJECTION_ONLY:
         result = _projection_only(config, sample, out, plan)
     else:
-        from qdrant_distill.distill import distill, for_queries
+        from qdrant_distill.distillation import distill, for_queries
 
         student_config = config.student.model_copy(update={"dim": config.dim})
         if config.mode is Mode.PROJECT:
@@ -298,10 +300,18 @@ def _essentials(config: MigrationConfig, journal: Journal, plan: MigrationPlan) 
         "teacher_dim": plan.teacher_dim,
         "student": journal.student_path,
         "query_model": journal.student_path,
+        "query_projection": journal.projection_path if config.mode is Mode.PROJECTION_ONLY else None,
         "projection": journal.projection_path,
         "metrics": journal.metrics,
         "journal": str(Path(journal.path).resolve()),
     }
+
+
+def query_encoder(config: MigrationConfig, journal: Journal) -> Encoder:
+    """The encoder the new collection answers queries with: the student, or in projection-only mode the teacher
+    followed by the projection."""
+    projection = journal.projection_path if config.mode is Mode.PROJECTION_ONLY else None
+    return load_encoder(journal.student_path, projection=projection, batch_size=config.encode_batch_size)
 
 
 def _converter(config: MigrationConfig, journal: Journal, plan: MigrationPlan) -> PageConverter:
@@ -311,15 +321,8 @@ def _converter(config: MigrationConfig, journal: Journal, plan: MigrationPlan) -
     project = (lambda v: projection.transform(v, normalize=True)) if projection is not None else None
     encode = None
     if config.mode is Mode.REEMBED:
-        from qdrant_distill.registry import load_model
-
-        model = load_model(journal.student_path)
-        batch = config.encode_batch_size
-
-        def encode(texts: list[str]) -> np.ndarray:
-            return model.encode(texts, batch_size=batch, normalize_embeddings=True, show_progress_bar=False,
-                                convert_to_numpy=True)
-
+        student = load_encoder(journal.student_path, batch_size=config.encode_batch_size)
+        encode = partial(student.encode, kind="document")
     return PageConverter(vector_name=plan.vector_name, text=config.text, encode=encode, project=project,
                          missing_text=config.missing_text)
 
@@ -335,45 +338,32 @@ def _pipeline(
 
 
 def _projection_only(config: MigrationConfig, sample: Sample, out: Path, plan: MigrationPlan) -> dict[str, Any]:
-    """Teacher + PCA projection as the query model; fidelity measured on the stored vectors alone."""
-    from sentence_transformers import SentenceTransformer
-
+    """Teacher + PCA projection as the query encoder; fidelity measured on the stored vectors alone."""
     from qdrant_distill.evaluate import fidelity
-    from qdrant_distill.projection import PCAProjection, projection_model
+    from qdrant_distill.projection import PCAProjection
 
+    assert config.teacher_model is not None  # make_plan refuses projection-only mode without a teacher
     projection = PCAProjection.fit(sample.vectors, config.dim, center=config.student.center)
+    teacher = load_encoder(config.teacher_model)
+    if teacher.dim != projection.in_dim:
+        raise DimensionError(f"the teacher encodes {teacher.dim}-d vectors, the stored ones are {projection.in_dim}-d",
+                             hint="--teacher must be the model the collection was indexed with")
     out.mkdir(parents=True, exist_ok=True)
     projection_path = projection.save(out / "projection.npz")
-    teacher = SentenceTransformer(str(config.teacher_model), device="cpu")
-    model = projection_model(teacher, projection)
-    model.save(str(out / "model"))
     metrics = fidelity(projection.transform(sample.vectors), sample.vectors)
-    return {"student_path": str((out / "model").resolve()), "projection_path": str(Path(projection_path).resolve()),
-            "metrics": metrics, "baseline_metrics": metrics}
+    return {"student_path": model_reference(config.teacher_model),
+            "projection_path": str(Path(projection_path).resolve()), "metrics": metrics, "baseline_metrics": metrics}
 
 
-def beir_metrics(
-    model: Any, folder: str | Path, *, split: str = "test", batch_size: int = 32,
-    doc_vectors: Callable[[list[str]], np.ndarray] | None = None,
-) -> dict[str, float]:
-    """nDCG@10, recall@100 and MRR@10 of ``model`` on a labelled BEIR folder: queries encoded by ``model``, documents
-    too, or given by ``doc_vectors`` (document ids -> vectors) when they do not come from the model."""
-    from qdrant_distill.evaluate import load_beir, retrieval_metrics
-
-    data = load_beir(folder, split=split)
-    if doc_vectors is None:
-        docs = model.encode(data.doc_texts, batch_size=batch_size, normalize_embeddings=True)
-    else:
-        docs = doc_vectors(data.doc_ids)
-    queries = model.encode(data.queries, batch_size=batch_size, normalize_embeddings=True)
-    return retrieval_metrics(queries, docs, data.qrels, data.query_ids, data.doc_ids)
+def model_reference(ref: str) -> str:
+    """A model reference as recorded for later readers: a local path made absolute, a hub name kept as it is."""
+    path = Path(ref).expanduser()
+    return str(path.resolve()) if path.exists() else ref
 
 
 def _labelled_metrics(
     config: MigrationConfig, journal: Journal, conn: Connector | None, plan: MigrationPlan | None
 ) -> dict[str, float]:
-    from qdrant_distill.registry import load_model
-
     gate = config.gate
     assert gate.queries is not None
     doc_vectors: Callable[[list[str]], np.ndarray] | None = None
@@ -383,8 +373,7 @@ def _labelled_metrics(
                                  "labelled documents: pass conn and plan to stage_gate")
         # the documents answer with their projected stored vectors, as the new collection will
         doc_vectors = partial(_stored_projections, conn, plan, journal)
-    metrics = beir_metrics(load_model(journal.student_path), gate.queries, split=gate.split,
-                           batch_size=config.encode_batch_size, doc_vectors=doc_vectors)
+    metrics = beir_metrics(query_encoder(config, journal), gate.queries, split=gate.split, doc_vectors=doc_vectors)
     return {f"labelled/{k}": float(v) for k, v in metrics.items()}
 
 

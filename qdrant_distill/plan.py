@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from pydantic import BaseModel, Field
 
-from connectors.base import Connector
+from connectors.base import Connector, Sample
 from qdrant_distill.config import MigrationConfig, Mode
 from qdrant_distill.errors import (
     AliasConflict,
@@ -16,6 +16,7 @@ from qdrant_distill.errors import (
     EmptyCollection,
 )
 from qdrant_distill.journal import JOURNAL_FILE, Journal, Stage
+from qdrant_distill.teacher import TeacherCheck, check_teacher
 
 __all__ = ["MigrationPlan", "make_plan"]
 
@@ -55,6 +56,9 @@ class MigrationPlan(BaseModel):
     other_vectors: list[str] = Field(default_factory=list)
     text: str
     missing_text: str
+    teacher: str | None = None
+    teacher_check: TeacherCheck | None = None
+    label_queries: int = 0
     run_dir: str
     resume_stage: str | None = None
     live_writes: str = LIVE_WRITES
@@ -71,11 +75,25 @@ class MigrationPlan(BaseModel):
             f"mode        {self.mode.value}   student {self.student_kind}: {self.student}",
             f"sample      {self.sample_size:,} points   text: {self.text}   missing text: {self.missing_text}",
             "gate        " + ", ".join(f"{k} >= {v}" for k, v in self.gate.items()),
+            *self._teacher_lines(),
             f"swap        {self.swap}",
             f"run dir     {self.run_dir}" + (f"   (resuming after stage {self.resume_stage})" if self.resume_stage else ""),
         ]
         lines += [f"note        {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+    def _teacher_lines(self) -> list[str]:
+        if not self.teacher:
+            return []
+        check = self.teacher_check
+        checked = (f"checked on {check.texts} points: mean cosine {check.mean_cosine:.4f} (>= {check.threshold})"
+                   if check else "not checked")
+        lines = [f"teacher     {self.teacher}   {checked}"]
+        if self.label_queries:
+            lines.append(f"labels      {self.label_queries:,} query-like texts cut from the sample go to the teacher "
+                         "(cached in the run dir)")
+        return lines
 
 
 def _looks_like_path(name: str) -> bool:
@@ -145,9 +163,14 @@ def make_plan(config: MigrationConfig, connector: Connector) -> MigrationPlan:
         raise ConfigError("projection-only mode needs the teacher model for queries", hint="pass --teacher MODEL")
     _check_model(config.student.base_model, "student model")
     _check_model(config.teacher_model, "teacher model")
+    if config.student.label_queries and not config.teacher_model and config.mode is not Mode.PROJECTION_ONLY:
+        raise ConfigError("teacher labels (--label-queries) need the teacher", hint="pass --teacher MODEL")
+    teacher_check = None
     if not resuming:
-        # fail now, not after training, when the points carry no text
-        connector.sample(info.name, min(TEXT_PROBE, info.points_count), text=config.text, vector_name=spec.name)
+        # fail now, not after training, when the points carry no text or the teacher is not the collection's
+        probe = connector.sample(info.name, min(TEXT_PROBE, info.points_count), text=config.text,
+                                 vector_name=spec.name)
+        teacher_check = _check_teacher(config, probe)
     if config.missing_text.value == "project" and config.mode is Mode.REEMBED:
         notes.append("points without text get the PCA projection of their teacher vector (close to, not in, the "
                      "student's space)")
@@ -175,10 +198,23 @@ def make_plan(config: MigrationConfig, connector: Connector) -> MigrationPlan:
         other_vectors=others,
         text=config.text.describe(),
         missing_text=config.missing_text.value,
+        teacher=config.teacher_model,
+        teacher_check=teacher_check,
+        label_queries=config.student.label_queries if config.mode is not Mode.PROJECTION_ONLY else 0,
         run_dir=str(config.resolved_run_dir()),
         resume_stage=journal.stage.value if resuming else None,
         notes=notes,
     )
+
+
+def _check_teacher(config: MigrationConfig, probe: Sample) -> TeacherCheck | None:
+    """The teacher re-encodes a few sampled texts: its vectors must match the stored ones (see :mod:`.teacher`)."""
+    if not config.teacher_model or not config.teacher_check:
+        return None
+    from qdrant_distill.encoders import load_encoder
+
+    return check_teacher(load_encoder(config.teacher_model), probe.texts, probe.vectors,
+                         threshold=config.teacher_min_cosine)
 
 
 def _created_by(connector: Connector, target: str, journal: Journal) -> bool:

@@ -7,7 +7,6 @@ a collection with the wrong model, before or after a swap or a rollback.
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from connectors.base import Connector
+from qdrant_distill.encoders import Encoder, load_encoder
 from qdrant_distill.errors import ConfigError, StudentError
 
 __all__ = ["CollectionEncoder", "encoder_for"]
@@ -35,30 +35,22 @@ class CollectionEncoder:
     dim: int
     mode: str
     model_path: str
-    model: Any
+    encoder: Encoder
 
-    def encode(self, texts: str | Sequence[str], *, batch_size: int = 32) -> np.ndarray:
-        """Normalised float32 vectors for queries (one row per text; a single string gives one row)."""
-        items = [texts] if isinstance(texts, str) else list(texts)
-        vecs = self.model.encode(items, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False)
-        return np.asarray(vecs, dtype=np.float32)
+    def encode(self, texts: str | Sequence[str]) -> np.ndarray:
+        """Normalised float32 query vectors (one row per text; a single string gives one row)."""
+        return self.encoder.encode(texts, kind="query")
 
-
-@functools.lru_cache(maxsize=8)
-def load_model(path: str) -> Any:
-    from sentence_transformers import SentenceTransformer
-
-    try:
-        return SentenceTransformer(path, device="cpu")
-    except Exception as exc:  # noqa: BLE001 - any loader failure is a student error
-        raise StudentError(f"cannot load the encoder recorded for this collection from {path!r}: {exc}") from exc
+    def describe(self) -> str:
+        return f"{self.collection} ({self.mode}, {self.dim}-d): {self.encoder.describe()}"
 
 
 def encoder_for(connector_or_client: Any, alias_or_collection: str, *, default: str | None = None) -> CollectionEncoder:
     """The encoder for the collection behind ``alias_or_collection`` at this moment.
 
     Accepts a :class:`connectors.base.Connector` or a ``QdrantClient``. A collection without qdrant-distill metadata
-    (say the teacher's original collection after a rollback) uses ``default`` (a model name or path) when given.
+    (say the teacher's original collection after a rollback) uses ``default`` (any reference
+    :func:`~qdrant_distill.encoders.load_encoder` accepts) when given.
     """
     connector = _as_connector(connector_or_client)
     info = connector.describe(alias_or_collection)
@@ -72,7 +64,7 @@ def encoder_for(connector_or_client: Any, alias_or_collection: str, *, default: 
             )
         spec = info.vector(None)
         return CollectionEncoder(info.name, alias_or_collection, spec.name, int(spec.size or 0), "original", default,
-                                 load_model(default))
+                                 _load(default, None))
     return CollectionEncoder(
         collection=info.name,
         requested=alias_or_collection,
@@ -80,8 +72,15 @@ def encoder_for(connector_or_client: Any, alias_or_collection: str, *, default: 
         dim=int(record["dim"]),
         mode=record.get("mode", "reembed"),
         model_path=path,
-        model=load_model(path),
+        encoder=_load(path, record.get("query_projection")),
     )
+
+
+def _load(ref: str, projection: str | None) -> Encoder:
+    try:
+        return load_encoder(ref, projection=projection)
+    except StudentError as exc:
+        raise StudentError(f"cannot load the encoder recorded for this collection: {exc.message}", hint=exc.hint) from exc
 
 
 def _as_connector(obj: Any) -> Connector:

@@ -17,20 +17,17 @@ from __future__ import annotations
 
 import copy
 import logging
-from enum import Enum
 from typing import Any
 
 import numpy as np
 import torch
 
 from qdrant_distill._compat import embedding_dimension, st_models
+from qdrant_distill.config import HeadInit
 from qdrant_distill.errors import DimensionError, StudentError
 from qdrant_distill.projection import PCAProjection
 
 __all__ = [
-    "DEFAULT_BASE_MODEL",
-    "HeadInit",
-    "StudentKind",
     "add_head",
     "body_and_head",
     "fit_head",
@@ -46,27 +43,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_RIDGE_ALPHA = 1e-2
 SIF_A = 1e-3  # smooth inverse frequency constant for static token weights
-
-
-class StudentKind(str, Enum):
-    """What the student is: ``transformer`` (a small model + head), ``pruned`` (the teacher with fewer layers +
-    the projection), ``static`` (a bag of token embeddings)."""
-
-    TRANSFORMER = "transformer"
-    PRUNED = "pruned"
-    STATIC = "static"
-
-
-class HeadInit(str, Enum):
-    """How a transformer student's head starts: ``own_pca`` (the body's own uncentred PCA, rotated onto the targets
-    by orthogonal Procrustes), ``ridge`` (least squares from the body's vectors onto the targets), ``random``."""
-
-    OWN_PCA = "own_pca"
-    RIDGE = "ridge"
-    RANDOM = "random"
 
 
 # ------------------------------------------------------------------------------------------------------------ bodies

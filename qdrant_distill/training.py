@@ -11,7 +11,6 @@ import copy
 import logging
 import math
 import random
-import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from qdrant_distill.errors import StudentError
+from qdrant_distill.pseudo_queries import pseudo_query
 from qdrant_distill.losses import (
     cosine_loss,
     info_nce,
@@ -33,12 +33,10 @@ from qdrant_distill.losses import (
     weighted_sum,
 )
 
-__all__ = ["FrozenBodyForward", "TrainOutcome", "TrainSettings", "pseudo_query", "train"]
+__all__ = ["FrozenBodyForward", "TrainOutcome", "TrainSettings", "train"]
 
 logger = logging.getLogger(__name__)
 
-PSEUDO_QUERY_MAX_CHARS = 300
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 @dataclass
@@ -75,16 +73,6 @@ class TrainOutcome:
     history: list[dict[str, float]]
     evaluations: list[dict[str, float]]
     stopped_early: bool
-
-
-def pseudo_query(text: str, rng: random.Random) -> str:
-    """A query-like cut of a document: its first sentence (often the title) or, half the time, another sentence."""
-    sentences = [s for s in _SENTENCE_END.split(text.strip()) if len(s.split()) >= 3]
-    if not sentences:
-        words = text.split()
-        return " ".join(words[: max(1, min(len(words), 16))])
-    pick = sentences[0] if len(sentences) == 1 or rng.random() < 0.5 else rng.choice(sentences[1:])
-    return pick[:PSEUDO_QUERY_MAX_CHARS]
 
 
 def _forward(model: Any, texts: list[str], device: str) -> torch.Tensor:

@@ -75,6 +75,13 @@ def demo_texts() -> list[str]:
     return [row["text"] for row in load_demo_texts()]
 
 
+def encode(model, texts) -> np.ndarray:
+    """Normalised float32 document vectors of ``texts`` through the encoder seam (a model in memory or an encoder)."""
+    from qdrant_distill.encoders import as_encoder
+
+    return as_encoder(model).encode(texts)
+
+
 def random_unit(n: int, dim: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, dim)).astype(np.float32)

@@ -9,15 +9,9 @@ import random
 import numpy as np
 import pytest
 
-from qdrant_distill.distill import (
-    DISTILL_JSON,
-    DistillConfig,
-    DistillResult,
-    LossWeights,
-    distill,
-    encode,
-    load_student,
-)
+from qdrant_distill.config import DistillConfig, LossWeights
+from qdrant_distill.distillation import DISTILL_JSON, DistillResult, distill
+from qdrant_distill.encoders import load_encoder
 from qdrant_distill.errors import (
     ConfigError,
     DimensionError,
@@ -26,9 +20,11 @@ from qdrant_distill.errors import (
 )
 from qdrant_distill.evaluate import fidelity, pseudo_query_mrr
 from qdrant_distill.projection import PCAProjection
-from qdrant_distill.students import StudentKind, load_body
-from qdrant_distill.training import TrainSettings, _schedule, pseudo_query, train
-from tests.conftest import MINILM, SHARED_DATA
+from qdrant_distill.config import StudentKind
+from qdrant_distill.students import load_body
+from qdrant_distill.pseudo_queries import pseudo_query
+from qdrant_distill.training import TrainSettings, _schedule, train
+from tests.conftest import MINILM, SHARED_DATA, encode
 
 DIM = 12
 
@@ -77,8 +73,8 @@ def test_saved_student_loads_anywhere_with_its_json(transformer_run, pairs) -> N
     out, result = transformer_run
     texts, _ = pairs
     plain = SentenceTransformer(result.student_path, device="cpu")
-    ours = load_student(out)
-    np.testing.assert_allclose(encode(plain, texts[:6]), encode(ours, texts[:6]), atol=1e-6)
+    ours = load_encoder(out)  # the distill() output folder stands for its student
+    np.testing.assert_allclose(encode(plain, texts[:6]), ours.encode(texts[:6]), atol=1e-6)
     vecs = encode(plain, texts[:6])
     assert vecs.dtype == np.float32 and vecs.shape == (6, DIM)
     np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
@@ -92,13 +88,13 @@ def test_saved_student_loads_anywhere_with_its_json(transformer_run, pairs) -> N
 
 def test_reported_metrics_match_the_saved_student(transformer_run, pairs, tiny_model_path) -> None:
     """Holdout is the same seeded split: re-measuring the saved student gives the reported fidelity."""
-    from qdrant_distill.distill import _split
+    from qdrant_distill.distillation import _split
 
     out, result = transformer_run
     texts, vecs = pairs
     vecs = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
     _, hold = _split(len(texts), fast_config(tiny_model_path))
-    student = load_student(out)
+    student = load_encoder(out)
     proj = PCAProjection.load(result.projection_path)
     hold_texts = [texts[i] for i in hold]
     doc_vecs, targets = encode(student, hold_texts), proj.transform(vecs[hold])
@@ -116,12 +112,12 @@ def test_static_and_pruned_kinds(tiny_model_path, teacher_path, pairs, tmp_path)
     texts, vecs = pairs
     static = distill(texts, vecs, fast_config(tiny_model_path, kind="static", lr_static=5e-2), output_dir=tmp_path / "s",
                      progress=False)
-    assert static.kind is StudentKind.STATIC and load_student(static.student_path)
+    assert static.kind is StudentKind.STATIC and load_encoder(static.student_path).dim == DIM
     assert np.mean([h["loss"] for h in static.losses[-3:]]) < np.mean([h["loss"] for h in static.losses[:3]])
     pruned = distill(texts, vecs, fast_config(tiny_model_path, kind="pruned", teacher_model=str(teacher_path),
                                               keep_layers=2, lr_body=1e-4, lr_head=1e-4, epochs=1),
                      output_dir=tmp_path / "p", progress=False)
-    model = load_student(pruned.student_path)
+    model = load_encoder(pruned.student_path).model
     assert model[0].auto_model.config.num_hidden_layers == 2
     # before training, teacher-with-fewer-layers + projection already lands near the projected targets
     assert pruned.baseline_metrics["fidelity/cosine"] > 0.5
@@ -157,18 +153,18 @@ def test_query_recipe_keeps_the_best_pseudo_query_state(tiny_model_path, pairs, 
     scores = {e["step"]: e["pseudo_query/mrr@10"] for e in r.evaluations}
     assert r.metrics["pseudo_query/mrr@10"] == max(scores.values()) == scores[r.best_step]
     # the saved student is the kept state: re-measured on the same holdout it gives the reported metric
-    from qdrant_distill.distill import _split
+    from qdrant_distill.distillation import _split
 
     _, hold = _split(len(texts), cfg)
     hold_texts = [texts[i] for i in hold]
     targets = PCAProjection.load(r.projection_path).transform(vecs[hold])
-    student = load_student(r.student_path)
+    student = load_encoder(r.student_path)
     queries = encode(student, [pseudo_query(t, random.Random(i)) for i, t in enumerate(hold_texts)])
     assert pseudo_query_mrr(queries, targets) == pytest.approx(r.metrics["pseudo_query/mrr@10"], abs=1e-4)
 
 
 def test_for_queries_fills_only_what_the_user_left_unset() -> None:
-    from qdrant_distill.distill import QUERY_RECIPE, for_queries
+    from qdrant_distill.distillation import QUERY_RECIPE, for_queries
 
     plain = for_queries(DistillConfig())
     assert (plain.head_init.value, plain.pseudo_query_negatives, plain.primary_metric) == (
@@ -202,7 +198,7 @@ def test_bad_inputs_raise_typed_errors(tiny_model_path, pairs, tmp_path) -> None
     with pytest.raises(ConfigError):
         DistillConfig.parse({"kind": "nonsense"})
     with pytest.raises(StudentError):
-        load_student(tmp_path / "nothing-here")
+        load_encoder(tmp_path / "nothing-here")
 
 
 def test_schedule_warms_up_then_decays() -> None:
@@ -258,7 +254,7 @@ def test_distil_real_minilm_on_scifact_beats_untrained_head(tmp_path) -> None:
 
 
 def test_a_pruned_body_trains_unless_told_otherwise(teacher_path, pairs) -> None:
-    from qdrant_distill.distill import PRUNED_LR_BODY, _build_student
+    from qdrant_distill.distillation import PRUNED_LR_BODY, _build_student
     from qdrant_distill.projection import PCAProjection
 
     texts, vecs = pairs

@@ -42,7 +42,7 @@ from qdrant_distill import (
     rollback,
     swap,
 )
-from tests.conftest import random_unit
+from tests.conftest import encode, random_unit
 
 N = 240
 TEACHER_DIM = 48
@@ -51,10 +51,10 @@ OPEN_GATE = GateConfig(min_recall_at_10=0.0, min_spearman=-1.0)
 
 
 def build_source(conn: QdrantConnector, texts: list[str], *, name: str = "docs_v1", alias: str | None = "docs",
-                 named: bool = False, n: int = N) -> np.ndarray:
-    """A source collection: real texts, teacher-like vectors, optional named vectors with a sparse one beside."""
-    vectors = random_unit(n, TEACHER_DIM, seed=7)
-    vp = qm.VectorParams(size=TEACHER_DIM, distance=qm.Distance.COSINE)
+                 named: bool = False, n: int = N, vectors: np.ndarray | None = None) -> np.ndarray:
+    """A source collection: real texts, teacher-like (or given) vectors, optional named vectors with a sparse one."""
+    vectors = random_unit(n, TEACHER_DIM, seed=7) if vectors is None else vectors[:n]
+    vp = qm.VectorParams(size=vectors.shape[1], distance=qm.Distance.COSINE)
     conn.client.create_collection(
         name,
         vectors_config={"dense": vp} if named else vp,
@@ -155,7 +155,7 @@ def test_named_vectors_keep_the_others_and_project_mode(conn, demo_texts, tiny_m
 def test_project_mode_with_a_pruned_teacher_as_query_encoder(conn, demo_texts, tiny_model_path, teacher_path,
                                                              tmp_path) -> None:
     """The pruned teacher gets the pruned query recipe: its body learns (on pseudo-queries), the user's layers kept."""
-    build_source(conn, demo_texts)
+    build_source(conn, demo_texts, vectors=encode(SentenceTransformer(str(teacher_path)), demo_texts[:N]))
     student = DistillConfig(kind="pruned", keep_layers=2, max_steps=2, head_init_samples=64,
                             early_stopping_patience=None)
     report = migrate(config(tiny_model_path, tmp_path / "run", mode="project", student=student,

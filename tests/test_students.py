@@ -6,12 +6,10 @@ import numpy as np
 import pytest
 
 from qdrant_distill._compat import embedding_dimension
-from qdrant_distill.distill import encode
+from qdrant_distill.config import HeadInit, StudentKind
 from qdrant_distill.errors import DimensionError, StudentError
 from qdrant_distill.projection import PCAProjection
 from qdrant_distill.students import (
-    HeadInit,
-    StudentKind,
     add_head,
     body_and_head,
     fit_head,
@@ -21,8 +19,9 @@ from qdrant_distill.students import (
     static_student,
     transformer_student,
 )
-from qdrant_distill.training import TrainSettings, pseudo_query, train
-from tests.conftest import build_tiny_model
+from qdrant_distill.pseudo_queries import pseudo_query
+from qdrant_distill.training import TrainSettings, train
+from tests.conftest import build_tiny_model, encode
 
 DIM = 12
 

@@ -1,9 +1,11 @@
-"""Distil a student from (text, stored teacher vector) pairs: the teacher itself never runs.
+"""Distil a student from (text, stored teacher vector) pairs: the teacher need not run.
 
 The recipe, in :func:`distill`:
 
 1. split the pairs into training and held-out points;
 2. fit the teacher space: a PCA of the training teacher vectors to ``config.dim``; the projected vectors are the targets;
+   with a teacher at hand (``label_queries``), query-like cuts of the training texts and their projected teacher
+   vectors join the training pairs (:mod:`qdrant_distill.teacher`; cached in ``output_dir``);
 3. build the student (:mod:`qdrant_distill.students`) with its head initialised from the training pairs;
 4. train it (:mod:`qdrant_distill.training`), measuring holdout fidelity before, during and after;
 5. save the student in sentence-transformers format, the projection, and ``distill.json`` describing both.
@@ -18,20 +20,19 @@ import random
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel
 
 from qdrant_distill._compat import embedding_dimension
-from qdrant_distill.errors import ConfigError, InvalidVectors, StudentError
+from qdrant_distill.config import DistillConfig, HeadInit, LossWeights, StudentKind
+from qdrant_distill.encoders import STUDENT_DIR, as_encoder, load_encoder
+from qdrant_distill.errors import ConfigError, DimensionError, InvalidVectors, StudentError
 from qdrant_distill.evaluate import PRIMARY_METRIC, QUERY_METRIC, FidelityEvaluator, fidelity
 from qdrant_distill.projection import PCAProjection
 from qdrant_distill.students import (
-    DEFAULT_BASE_MODEL,
-    HeadInit,
-    StudentKind,
     add_head,
     body_and_head,
     fit_head,
@@ -41,111 +42,19 @@ from qdrant_distill.students import (
     pruned_student,
     static_student,
 )
-from qdrant_distill.training import FrozenBodyForward, TrainSettings, pseudo_query, train
+from qdrant_distill.pseudo_queries import cut_queries, pseudo_query
+from qdrant_distill.teacher import label_queries
+from qdrant_distill.training import FrozenBodyForward, TrainSettings, train
 
-__all__ = [
-    "DISTILL_JSON",
-    "DistillConfig",
-    "DistillResult",
-    "LossWeights",
-    "distill",
-    "encode",
-    "for_queries",
-    "load_student",
-]
+__all__ = ["DISTILL_JSON", "QUERY_RECIPE", "DistillResult", "distill", "for_queries"]
 
 logger = logging.getLogger(__name__)
 
 DISTILL_JSON = "distill.json"
-STUDENT_DIR = "student"
 PROJECTION_FILE = "projection.npz"
+LABELS_DIR = "teacher_labels"
 MIN_PAIRS = 4
 PRUNED_LR_BODY = 1e-4  # body learning rate of a pruned teacher when none is given (measured in docs/benchmarks.md)
-
-
-class LossWeights(BaseModel):
-    """Weights of the loss terms (0 switches a term off). ``pseudo_query`` needs ``DistillConfig.pseudo_queries``.
-
-    The defaults pull gently: on SciFact every term that fits the teacher's *document* geometry (contrastive, KL,
-    a strong MSE) raised document fidelity but lowered query nDCG (docs/benchmarks.md).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    mse: float = Field(0.3, ge=0)
-    cosine: float = Field(0.0, ge=0)
-    contrastive: float = Field(0.0, ge=0)
-    kl: float = Field(0.0, ge=0)
-    pseudo_query: float = Field(1.0, ge=0)
-
-
-class DistillConfig(BaseModel):
-    """How to distil. Defaults are the recipe measured in docs/benchmarks.md.
-
-    By default a transformer student keeps its body frozen (``lr_body=0``): body vectors are computed once per text,
-    so distillation costs about one encoding pass of the sample, and the head starts from the body's own PCA rotated
-    onto the teacher space (``head_init="own_pca"``). Training the body (``lr_body > 0``, optionally only the top
-    ``trainable_layers``) raises document fidelity but, measured on SciFact, lowered query quality.
-    """
-
-    model_config = ConfigDict(extra="forbid", use_enum_values=False)
-
-    kind: StudentKind = StudentKind.TRANSFORMER
-    base_model: str = DEFAULT_BASE_MODEL
-    teacher_model: str | None = None
-    keep_layers: int | None = Field(None, ge=1, description="pruned: layers kept (default a third, at least 2)")
-    dim: int = Field(128, ge=1)
-    center: bool = False
-    holdout_fraction: float = Field(0.1, ge=0.0, le=0.5)
-    max_holdout: int = Field(1000, ge=2)
-    epochs: int = Field(1, ge=0)
-    max_steps: int | None = Field(None, ge=1)
-    batch_size: int = Field(32, ge=2)
-    lr_body: float = Field(0.0, ge=0, description="0 freezes the body (the measured default)")
-    lr_head: float = Field(3e-4, ge=0)
-    lr_static: float = Field(2e-2, ge=0, description="static: learning rate of the token table")
-    weight_decay: float = Field(0.01, ge=0)
-    warmup_ratio: float = Field(0.1, ge=0, le=1)
-    weights: LossWeights = Field(default_factory=LossWeights)
-    temperature: float = Field(0.05, gt=0)
-    matryoshka_dims: tuple[int, ...] | None = None
-    max_seq_length: int | None = Field(256, ge=8)
-    train_max_seq_length: int | None = Field(
-        None, ge=8, description="shorter inputs while training (cheaper); the saved student keeps max_seq_length"
-    )
-    trainable_layers: int | None = Field(
-        None, ge=0, description="transformer/pruned: train only the top n encoder layers (None: the whole body)"
-    )
-    head_init: HeadInit = HeadInit.OWN_PCA
-    head_init_samples: int = Field(2000, ge=2, description="texts encoded by the body to initialise the head")
-    token_source: str = Field("body", pattern="^(body|input)$", description="static: token vectors from")
-    pseudo_queries: bool = True
-    pseudo_query_negatives: Literal["batch", "sample"] = Field(
-        "batch", description="pseudo-query term: negatives from the batch, or every training target (the sample)"
-    )
-    primary_metric: Literal[
-        "fidelity/recall@10", "fidelity/spearman", "pseudo_query/mrr@10", "pseudo_query/self_mrr@10"
-    ] = Field(PRIMARY_METRIC, description="holdout metric for early stopping and the kept state")
-    eval_steps: int | None = Field(None, ge=1, description="evaluate every n steps (default: once per epoch)")
-    early_stopping_patience: int | None = Field(2, ge=1)
-    encode_batch_size: int = Field(64, ge=1)
-    seed: int = 0
-    device: str = "cpu"
-
-    @field_validator("matryoshka_dims")
-    @classmethod
-    def _positive_dims(cls, dims: tuple[int, ...] | None) -> tuple[int, ...] | None:
-        if dims is not None and any(d < 1 for d in dims):
-            raise ValueError("matryoshka dimensions must be positive")
-        return tuple(sorted(set(dims))) if dims else None
-
-    @classmethod
-    def parse(cls, data: dict[str, Any]) -> DistillConfig:
-        """Validate a mapping; invalid values raise :class:`ConfigError` with pydantic's explanation."""
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            raise ConfigError(f"invalid distillation config: {exc}") from exc
 
 
 class DistillResult(BaseModel):
@@ -161,6 +70,7 @@ class DistillResult(BaseModel):
     center: bool
     explained_variance: float
     train_size: int
+    label_pairs: int = 0
     holdout_size: int
     metrics: dict[str, float]
     baseline_metrics: dict[str, float]
@@ -208,53 +118,6 @@ def for_queries(config: DistillConfig) -> DistillConfig:
 
 
 # ------------------------------------------------------------------------------------------------------------ helpers
-def _static_parts(model: Any) -> Any | None:
-    """The ``StaticEmbedding`` of a model that is only that (plus ``Normalize``), else None."""
-    from qdrant_distill._compat import st_models
-
-    models = st_models()
-    mods = [model[i] for i in range(len(model))] if hasattr(model, "__len__") else []
-    if mods and isinstance(mods[0], models.StaticEmbedding) and all(isinstance(m, models.Normalize) for m in mods[1:]):
-        return mods[0]
-    return None
-
-
-@torch.no_grad()
-def _encode_static(static: Any, texts: list[str]) -> np.ndarray:
-    ids = [enc.ids for enc in static.tokenizer.encode_batch(texts, add_special_tokens=False)]
-    offsets = torch.tensor(np.cumsum([0] + [len(i) for i in ids[:-1]]), dtype=torch.long)
-    flat = torch.tensor([t for i in ids for t in i], dtype=torch.long)
-    vecs = static.embedding(flat, offsets).numpy()
-    return (vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-
-
-def encode(model: Any, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-    """Normalised float32 vectors of ``texts`` (no progress bar).
-
-    A static student is encoded directly (tokenizer, then the embedding bag), without sentence-transformers'
-    per-call overhead, which is most of a static model's single-query latency; the vectors are the same.
-    """
-    if len(texts) == 0:
-        return np.zeros((0, embedding_dimension(model)), dtype=np.float32)
-    static = _static_parts(model)
-    if static is not None:
-        return _encode_static(static, list(texts))
-    vecs = model.encode(
-        list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-    )
-    return np.asarray(vecs, dtype=np.float32)
-
-
-def load_student(path: str | Path, *, device: str = "cpu") -> Any:
-    """Load a saved student: its folder, or the output folder of :func:`distill` (which holds ``student/``)."""
-    path = Path(path)
-    if (path / STUDENT_DIR / "modules.json").exists():
-        path = path / STUDENT_DIR
-    if not (path / "modules.json").exists():
-        raise StudentError(f"no sentence-transformers model in {path}")
-    return load_body(str(path), device=device)
-
-
 def _seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -322,9 +185,26 @@ def _build_student(
             body_vecs = np.stack([body_cache[t] for t in sample]).astype(np.float32)
             body_vecs /= np.maximum(np.linalg.norm(body_vecs, axis=1, keepdims=True), 1e-12)
         else:
-            body_vecs = encode(body, sample, config.encode_batch_size)
+            body_vecs = as_encoder(body, batch_size=config.encode_batch_size).encode(sample)
         weight = fit_head(body_vecs, targets[take], head_init)
     return add_head(body, weight, dim=projection.dim if weight is None else None), config.lr_body, config.lr_head
+
+
+def _teacher_labels(
+    config: DistillConfig, texts: list[str], projection: PCAProjection, output_dir: Path, progress: bool
+) -> tuple[list[str], np.ndarray]:
+    """``config.label_queries`` query-like cuts of ``texts`` and their teacher vectors, projected like the targets."""
+    if not config.label_queries:
+        return [], np.zeros((0, projection.dim), dtype=np.float32)
+    if not config.teacher_model:
+        raise ConfigError("teacher labels (label_queries) need teacher_model", hint="pass --teacher MODEL")
+    teacher = load_encoder(config.teacher_model, batch_size=config.encode_batch_size)
+    queries = cut_queries(texts, config.label_queries, seed=config.seed)
+    vectors = _check_pairs(queries, label_queries(teacher, queries, output_dir / LABELS_DIR, progress=progress))
+    if vectors.shape[1] != projection.in_dim:
+        raise DimensionError(f"the teacher labels {vectors.shape[1]}-d vectors, the stored ones are "
+                             f"{projection.in_dim}-d", hint="--teacher must be the model the collection was indexed with")
+    return queries, projection.transform(vectors)
 
 
 # ------------------------------------------------------------------------------------------------------------ distill
@@ -363,10 +243,12 @@ def distill(
     if len(hold_texts) < 2:
         raise ConfigError("no holdout: fidelity needs at least 2 held-out pairs", hint="raise holdout_fraction")
 
-    # the teacher space and the targets in it
+    # the teacher space and the targets in it; teacher labels (query-like cuts of training texts) join the pairs
     projection = PCAProjection.fit(train_vecs, config.dim, center=config.center)
     targets = projection.transform(train_vecs)
     hold_targets = projection.transform(hold_vecs)
+    label_texts, label_targets = _teacher_labels(config, train_texts, projection, Path(output_dir), progress)
+    train_texts, targets = train_texts + label_texts, np.concatenate([targets, label_targets])
     projection_metrics = fidelity(hold_targets, hold_vecs, projected_targets=hold_targets)
 
     # the student, trained with holdout fidelity as the early-stopping signal
@@ -456,6 +338,7 @@ def distill(
         center=config.center,
         explained_variance=projection.explained_variance_ratio,
         train_size=len(train_texts),
+        label_pairs=len(label_texts),
         holdout_size=len(hold_texts),
         metrics=outcome.metrics,
         baseline_metrics=outcome.baseline_metrics,
