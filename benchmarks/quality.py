@@ -43,14 +43,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from qdrant_distill.distill import (
-    DistillConfig,
-    LossWeights,
-    distill,
-    encode,
-    for_queries,
-    load_student,
-)
+from qdrant_distill import DistillConfig, HeadInit, distill, load_encoder
+from qdrant_distill.config import LossWeights
+from qdrant_distill.distillation import for_queries
+from qdrant_distill.encoders import as_encoder
 from qdrant_distill.evaluate import (
     fidelity,
     load_beir,
@@ -59,7 +55,7 @@ from qdrant_distill.evaluate import (
     sts_spearman,
 )
 from qdrant_distill.projection import PCAProjection
-from qdrant_distill.students import HeadInit, fit_head, load_body
+from qdrant_distill.students import fit_head
 
 CACHE = HERE / "cache"
 RESULTS = HERE / "results"
@@ -80,10 +76,11 @@ def cached_encode(model, tag: str, texts: list[str], *, batch_size: int = 32, ma
     path = CACHE / f"{tag}-seq{max_seq_length}-{digest}.npy"
     if path.exists():
         return np.load(path), 0.0
-    if max_seq_length is not None:
-        model.max_seq_length = max_seq_length
+    enc = as_encoder(model, batch_size=batch_size)
+    if max_seq_length is not None and hasattr(enc, "max_seq_length"):
+        enc.max_seq_length = max_seq_length
     start = time.perf_counter()
-    vecs = encode(model, texts, batch_size)
+    vecs = enc.encode(texts)
     took = time.perf_counter() - start
     CACHE.mkdir(parents=True, exist_ok=True)
     np.save(path, vecs)
@@ -143,17 +140,22 @@ class Bench:
             v1, _ = cached_encode(model, f"{tag}-stsb1", self.sts.sentences1, max_seq_length=self.seq)
             v2, _ = cached_encode(model, f"{tag}-stsb2", self.sts.sentences2, max_seq_length=self.seq)
         else:
-            v1, v2 = encode(model, self.sts.sentences1), encode(model, self.sts.sentences2)
+            enc = as_encoder(model)
+            v1, v2 = enc.encode(self.sts.sentences1), enc.encode(self.sts.sentences2)
         if transform is not None:
             v1, v2 = transform(v1), transform(v2)
         return sts_spearman(v1, self.sts, vecs2=v2)
 
 
-def speed(model, queries: list[str], n: int) -> dict[str, float]:
-    """Queries per second: one call per query and batched, through ``SentenceTransformer.encode`` and through
-    ``qdrant_distill.encode`` (which skips sentence-transformers' per-call overhead for static students)."""
+def speed(model, queries: list[str], n: int, *, st_model=None) -> dict[str, float]:
+    """Queries per second: one call per query and batched, through ``SentenceTransformer.encode`` (``st_model``, or
+    the model under the encoder) and through the encoder (for static students the torch-free path, which skips
+    sentence-transformers' per-call overhead)."""
     out = {}
-    for label, fn in (("st", lambda x: model.encode(x, show_progress_bar=False)), ("qd", lambda x: encode(model, x))):
+    qd = as_encoder(model)
+    st = st_model if st_model is not None else getattr(qd, "model", model)
+    for label, fn in (("st", lambda x: st.encode(x, show_progress_bar=False)),
+                      ("qd", lambda x: qd.encode(x, kind="query"))):
         fn(queries[:2])  # warm-up
         start = time.perf_counter()
         for q in queries[:n]:
@@ -344,7 +346,7 @@ def run(quick: bool, data: Path, skip: set[str], only: set[str] | None = None) -
     # the teacher model (its STSb vectors, and the reference for speed) and projections of its stored vectors
     needs_teacher = bool(wanted & {"teacher", "static", "pruned", "pruned-untrained", "query-pruned"}) and (
         "teacher" not in skip)
-    teacher = load_body(str(MPNET)) if MPNET.exists() and needs_teacher else None
+    teacher = load_encoder(str(MPNET)) if MPNET.exists() and needs_teacher else None
     if "teacher" in wanted:
         t_sts1 = t_sts2 = None
         if teacher is not None and "teacher-sts" in wanted:
@@ -362,7 +364,7 @@ def run(quick: bool, data: Path, skip: set[str], only: set[str] | None = None) -
     # MiniLM off the shelf, with its own PCA, with a ridge head (its vectors also serve the transformer student)
     md = None
     if wanted & {"minilm", "transformer", "query-student"}:
-        minilm = load_body(str(MINILM))
+        minilm = load_encoder(str(MINILM))
         mq, _ = cached_encode(minilm, "minilm-scifact-queries", b.queries, max_seq_length=b.seq)
         md, _ = cached_encode(minilm, "minilm-scifact-docs", b.docs, max_seq_length=b.seq)
     if "minilm" in wanted:
@@ -393,17 +395,17 @@ def run(quick: bool, data: Path, skip: set[str], only: set[str] | None = None) -
         cache = {b.docs[i]: md[i] for i in range(len(b.docs))}
         res = distill(train_texts, b.teacher_docs[b.train_idx], cfg, output_dir=out_root / name,
                       teacher_id="all-mpnet-base-v2", holdout=holdout, body_cache=cache)
-        student = load_student(res.student_path)
-        sq = encode(student, b.queries)
+        student = load_encoder(res.student_path)
+        sq = student.encode(b.queries, kind="query")
         # the body did not change, so the student's document vectors are its head applied to the cached body
         # vectors; checked against real encodings of a sample
-        dense = student[len(student) - 2]
+        dense = student.model[len(student.model) - 2]
         sd = md @ dense.linear.weight.detach().numpy().T
         if dense.linear.bias is not None:
             sd = sd + dense.linear.bias.detach().numpy()
         sd /= np.linalg.norm(sd, axis=1, keepdims=True)
         check = np.random.default_rng(1).choice(len(b.docs), 32, replace=False)
-        gap = float(np.abs(encode(student, [b.docs[i] for i in check]) - sd[check]).max())
+        gap = float(np.abs(student.encode([b.docs[i] for i in check]) - sd[check]).max())
         assert gap < 1e-3, f"cached document vectors differ from the student's by {gap}"
         td = PCAProjection.load(res.projection_path).transform(b.teacher_docs)
         return sq, sd, td, b.sts_of(student), distill_extra(res) | {"doc_vectors_check_max_abs": gap}
@@ -430,9 +432,9 @@ def run(quick: bool, data: Path, skip: set[str], only: set[str] | None = None) -
             cfg = pruned_query_config(quick)
             res = distill(train_texts, b.teacher_docs[b.train_idx], cfg, output_dir=out_root / "query-pruned",
                           teacher_id="all-mpnet-base-v2", holdout=holdout)
-            student = load_student(res.student_path)
+            student = load_encoder(res.student_path)
             student.max_seq_length = b.seq
-            sq = encode(student, b.queries)
+            sq = student.encode(b.queries, kind="query")
             extra = distill_extra(res) | {"keep_layers": PRUNED_QUERY_KEEP}
             extra |= pruned_speed(student, teacher, b.queries, quick)
             b.add(f"query encoder: pruned mpnet {PRUNED_QUERY_KEEP}/12, asymmetric (docs = PCA-128 of teacher)", sq,
@@ -450,7 +452,7 @@ def run(quick: bool, data: Path, skip: set[str], only: set[str] | None = None) -
         else:
             from qdrant_distill.students import pruned_student
 
-            base = teacher if teacher is not None else load_body(str(MPNET))
+            base = (teacher or load_encoder(str(MPNET))).model  # the pruned student is built from the model
             student = pruned_student(base, P, PRUNED_KEEP)
             student.max_seq_length = b.seq
             tag = f"mpnet-pruned{PRUNED_KEEP}-untrained"
@@ -467,7 +469,7 @@ def run(quick: bool, data: Path, skip: set[str], only: set[str] | None = None) -
             cfg = pruned_config(quick)
             res = distill(train_texts, b.teacher_docs[b.train_idx], cfg, output_dir=out_root / "pruned",
                           teacher_id="all-mpnet-base-v2", holdout=holdout)
-            student = load_student(res.student_path)
+            student = load_encoder(res.student_path)
             # encodings cached by the digest of the trained weights: a retrained student is encoded again
             weights = Path(res.student_path) / "model.safetensors"
             tag = f"mpnet-pruned{PRUNED_KEEP}-{file_digest(weights) if weights.exists() else 'unhashed'}"
@@ -488,11 +490,13 @@ def run(quick: bool, data: Path, skip: set[str], only: set[str] | None = None) -
     if "static" in wanted:
         res = distill(train_texts, b.teacher_docs[b.train_idx], static_config(quick), output_dir=out_root / "static",
                       teacher_id="all-mpnet-base-v2", holdout=holdout)
-        student = load_student(res.student_path)
-        sq, sd = encode(student, b.queries), encode(student, b.docs)
+        student = load_encoder(res.student_path)
+        sq, sd = student.encode(b.queries, kind="query"), student.encode(b.docs)
         extra = distill_extra(res)
         if teacher is not None:
-            s_speed = speed(student, b.queries, 300)
+            from sentence_transformers import SentenceTransformer  # the reference path: sentence-transformers' own
+
+            s_speed = speed(student, b.queries, 300, st_model=SentenceTransformer(res.student_path, device="cpu"))
             t_speed = speed(teacher, b.queries, 10 if quick else 30)
             best_teacher_single = max(t_speed["st_single_qps"], t_speed["qd_single_qps"])
             best_teacher_batched = max(t_speed["st_batched_qps"], t_speed["qd_batched_qps"])

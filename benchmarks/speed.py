@@ -34,6 +34,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from connectors.base import UNNAMED, Page, Point, TextSource  # noqa: E402
 from qdrant_distill.config import MissingTextPolicy  # noqa: E402
+from qdrant_distill.encoders import StaticEncoder, as_encoder  # noqa: E402
 from qdrant_distill.reembed import PageConverter, reembed  # noqa: E402
 
 DEBIAN = REPO.parent / "shared" / "data" / "debian_descriptions" / "paragraphs.jsonl.gz"
@@ -66,19 +67,15 @@ def build_models(quick: bool) -> dict[str, Any]:
     """Teacher and students (architectures as distillation makes them)."""
     from sentence_transformers import SentenceTransformer
 
-    from qdrant_distill._compat import st_models
     from qdrant_distill.projection import PCAProjection
-    from qdrant_distill.students import _fast_tokenizer, pruned_student, transformer_student
+    from qdrant_distill.students import pruned_student, transformer_student
 
     rng = np.random.default_rng(0)
     teacher = SentenceTransformer(str(MODELS / "all-mpnet-base-v2"), device="cpu")
     minilm = SentenceTransformer(str(MODELS / "all-MiniLM-L6-v2"), device="cpu")
     q, _ = np.linalg.qr(rng.standard_normal((768, 128)))
     projection = PCAProjection(components=q.T.astype(np.float64), mean=np.zeros(768), explained_variance_ratio=0.0)
-    table = rng.standard_normal((minilm.tokenizer.vocab_size, 128)).astype(np.float32)
-    models = st_models()
-    static = SentenceTransformer(modules=[models.StaticEmbedding(_fast_tokenizer(minilm), embedding_weights=table),
-                                          models.Normalize()], device="cpu")
+    static = build_static()
     return {
         "teacher all-mpnet-base-v2 (768)": teacher,
         "all-MiniLM-L6-v2 (384)": minilm,
@@ -89,17 +86,18 @@ def build_models(quick: bool) -> dict[str, Any]:
 
 
 def encode_speed(model: Any, queries: Sequence[str], docs: Sequence[str], n_queries: int) -> dict[str, float]:
-    """Single-query latency (median, p90) and documents per second, after a warm-up."""
-    model.encode(list(docs[:16]), batch_size=16)
+    """Single-query latency (median, p90) and documents per second through the encoder seam, after a warm-up."""
+    enc = as_encoder(model, batch_size=32)
+    enc.encode(list(docs[:16]))
     for q in queries[:10]:
-        model.encode([q])
+        enc.encode([q], kind="query")
     lat = []
     for q in queries[:n_queries]:
         t = time.perf_counter()
-        model.encode([q], show_progress_bar=False)
+        enc.encode([q], kind="query")
         lat.append((time.perf_counter() - t) * 1000)
     t = time.perf_counter()
-    model.encode(list(docs), batch_size=32, show_progress_bar=False)
+    enc.encode(list(docs))
     docs_s = len(docs) / (time.perf_counter() - t)
     return {"latency_ms_median": statistics.median(lat), "latency_ms_p90": float(np.percentile(lat, 90)),
             "docs_per_s": docs_s}
@@ -134,12 +132,13 @@ class StreamConnector:
 
 def pipeline_vs_raw(model: Any, texts: Sequence[str], batch: int = 64, page_size: int = 256) -> dict[str, float]:
     """Re-embed pipeline points/s against the same model's raw encode points/s on the same texts (one run)."""
+    encoder = as_encoder(model, batch_size=batch)
     t = time.perf_counter()
-    model.encode(list(texts), batch_size=batch, show_progress_bar=False)
+    encoder.encode(list(texts))
     raw = len(texts) / (time.perf_counter() - t)
     conn = StreamConnector(texts, len(texts))
-    enc = lambda xs: model.encode(xs, batch_size=batch, normalize_embeddings=True, show_progress_bar=False)  # noqa: E731
-    conv = PageConverter(vector_name=UNNAMED, text=TextSource(), encode=enc, missing_text=MissingTextPolicy.FAIL)
+    conv = PageConverter(vector_name=UNNAMED, text=TextSource(), encode=encoder.encode,
+                         missing_text=MissingTextPolicy.FAIL)
     stats = reembed(conn, source="s", target="t", converter=conv, vectors=False, page_size=page_size, progress=False)
     return {"page_size": page_size, "raw_points_per_s": raw, "pipeline_points_per_s": stats.points_per_s,
             "ratio": stats.points_per_s / raw}
@@ -152,10 +151,9 @@ def memory_run(n: int, texts: Sequence[str]) -> dict[str, float]:
     rng = np.random.default_rng(0)
     q, _ = np.linalg.qr(rng.standard_normal((768, 128)))
     proj = PCAProjection(components=q.T.astype(np.float64), mean=np.zeros(768), explained_variance_ratio=0.0)
-    model = build_static()
+    encoder = build_static()
     conn = StreamConnector(texts, n)
-    enc = lambda xs: model.encode(xs, batch_size=256, normalize_embeddings=True, show_progress_bar=False)  # noqa: E731
-    conv = PageConverter(vector_name=UNNAMED, text=TextSource(), encode=enc, project=proj.transform)
+    conv = PageConverter(vector_name=UNNAMED, text=TextSource(), encode=encoder.encode, project=proj.transform)
     base, peak, stop = rss_mb(), [rss_mb()], threading.Event()
 
     def watch() -> None:
@@ -172,16 +170,14 @@ def memory_run(n: int, texts: Sequence[str]) -> dict[str, float]:
 
 
 def build_static() -> Any:
-    from sentence_transformers import SentenceTransformer
+    """A static student of MiniLM's vocabulary (random 128-d table): what load_encoder gives for a static student."""
+    from tokenizers import Tokenizer
 
-    from qdrant_distill._compat import st_models
-    from qdrant_distill.students import _fast_tokenizer
-
-    minilm = SentenceTransformer(str(MODELS / "all-MiniLM-L6-v2"), device="cpu")
-    table = np.random.default_rng(0).standard_normal((minilm.tokenizer.vocab_size, 128)).astype(np.float32)
-    models = st_models()
-    return SentenceTransformer(modules=[models.StaticEmbedding(_fast_tokenizer(minilm), embedding_weights=table),
-                                        models.Normalize()], device="cpu")
+    tokenizer = Tokenizer.from_file(str(MODELS / "all-MiniLM-L6-v2" / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    table = np.random.default_rng(0).standard_normal((tokenizer.get_vocab_size(), 128)).astype(np.float32)
+    return StaticEncoder(tokenizer, table, name="static student (random table)")
 
 
 def project_vs_writes(n: int, texts: Sequence[str]) -> dict[str, float]:
@@ -222,7 +218,7 @@ def distill_time(n: int, quick: bool) -> dict[str, float]:
     """Wall time of distilling MiniLM on ``n`` SciFact documents (stored mpnet vectors), per 1k samples."""
     import gzip as gz
 
-    from qdrant_distill.distill import DistillConfig, distill
+    from qdrant_distill import DistillConfig, distill
 
     data = np.load(REPO.parent / "shared" / "data" / "scifact" / "teacher_all-mpnet-base-v2.npz")
     by_id = {}

@@ -172,6 +172,15 @@ class SentenceTransformerEncoder:
 
         return embedding_dimension(self.model)
 
+    @property
+    def max_seq_length(self) -> int:
+        """Tokens kept per text (longer texts are truncated); settable."""
+        return self.model.max_seq_length
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int) -> None:
+        self.model.max_seq_length = value
+
     def encode(self, texts: str | Sequence[str], *, kind: EncodeKind = "document") -> np.ndarray:
         items = _as_list(texts)
         if not items:

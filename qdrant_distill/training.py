@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class TrainSettings:
-    """What the loop needs from :class:`qdrant_distill.distill.DistillConfig`, as plain values."""
+    """What the loop needs from :class:`qdrant_distill.config.DistillConfig`, as plain values."""
 
     epochs: int = 1
     max_steps: int | None = None

@@ -1,0 +1,90 @@
+"""Admin commands and a static student's query path need neither torch nor sentence-transformers: a child process
+that cannot import them imports the package and the connectors, runs status | rollback | swap | finalize on a real
+migrated collection, and answers a query through the alias with the static student."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from connectors import QdrantConnector
+from qdrant_distill import DistillConfig, GateConfig, MigrationConfig, Stage, migrate
+from tests.conftest import REPO, encode
+
+BLOCKED = ("torch", "sentence_transformers", "transformers")
+
+CHILD = textwrap.dedent('''
+    import importlib.abc, json, sys
+
+    class Blocker(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in BLOCKED:
+                raise ImportError(f"blocked in this test: {name}")
+            return None
+
+    sys.meta_path.insert(0, Blocker())
+    import connectors, qdrant_distill as qd
+    from qdrant_distill import config, errors
+    from qdrant_distill.cli import app
+    from typer.testing import CliRunner
+
+    names = [n for n in qd.__all__ if n not in {"distill", "DistillResult", "FidelityEvaluator"}]
+    resolved = [n for n in names if getattr(qd, n) is not None]
+    runner = CliRunner()
+    outputs = {}
+
+    def cli(verb, *extra):
+        result = runner.invoke(app, [verb, RUN_DIR, *extra])
+        outputs[verb] = [result.exit_code, result.output]
+
+    cli("status")
+    cli("rollback", "--path", STORE)
+    cli("swap", "--path", STORE)
+    conn = connectors.QdrantConnector.open(path=STORE)
+    enc = qd.encoder_for(conn, "docs")
+    hits = conn.search(enc.collection, enc.encode("a large natural stream of water")[0], limit=3,
+                       vector_name=enc.vector_name or None)
+    conn.close()
+    cli("finalize", "--path", STORE, "--yes")
+    loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+    print(json.dumps({"resolved": len(resolved), "names": len(names), "outputs": outputs, "loaded": loaded,
+                      "encoder": enc.describe(), "hits": len(hits)}))
+''')
+
+
+def test_admin_commands_and_a_static_query_path_import_no_torch(tmp_path: Path, demo_texts, tiny_model,
+                                                                tiny_model_path) -> None:
+    store, run_dir = tmp_path / "store", tmp_path / "run"
+    texts = demo_texts[:200]
+    with QdrantConnector.open(path=str(store)) as conn:
+        from qdrant_client import models as qm
+
+        from connectors.base import UNNAMED, Point
+
+        vectors = encode(tiny_model, texts)
+        conn.client.create_collection("docs_v1", vectors_config=qm.VectorParams(size=32,
+                                                                               distance=qm.Distance.COSINE))
+        conn.upsert("docs_v1", [Point(id=i, payload={"text": t}, vectors={UNNAMED: v})
+                                for i, (t, v) in enumerate(zip(texts, vectors))])
+        conn.create_alias("docs", "docs_v1")
+        config = MigrationConfig(
+            source="docs", dim=8, sample_size=150, run_dir=str(run_dir), progress=False, teacher_model=str(tiny_model_path),
+            student=DistillConfig(kind="static", base_model=str(tiny_model_path), max_steps=2),
+            gate=GateConfig(min_recall_at_10=0.0, min_spearman=-1.0),
+        )
+        assert migrate(config, connector=conn).stage is Stage.SWAPPED
+    script = f"BLOCKED = {BLOCKED!r}\nSTORE = {str(store)!r}\nRUN_DIR = {str(run_dir)!r}\n{CHILD}"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["loaded"] == [] and report["resolved"] == report["names"]
+    outputs = report["outputs"]
+    assert {verb: code for verb, (code, _) in outputs.items()} == dict.fromkeys(
+        ("status", "rollback", "swap", "finalize"), 0), outputs
+    assert "swapped" in outputs["status"][1] and "docs_v1" in outputs["rollback"][1]
+    assert "dropped docs_v1" in outputs["finalize"][1]
+    # the query path after the swap: the static student, read from its files by numpy
+    assert report["hits"] == 3 and "static" in report["encoder"] and "numpy" in report["encoder"]
