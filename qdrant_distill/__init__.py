@@ -43,6 +43,7 @@ _LAZY = {
     "Encoder": "qdrant_distill.encoders",
     "FidelityEvaluator": "qdrant_distill.evaluate",
     "GateConfig": "qdrant_distill.config",
+    "HeadInit": "qdrant_distill.config",
     "Journal": "qdrant_distill.journal",
     "MigrationConfig": "qdrant_distill.config",
     "MigrationPlan": "qdrant_distill.plan",
@@ -77,6 +78,7 @@ if TYPE_CHECKING:  # static checkers see the real names
     from qdrant_distill.encoders import Encoder
     from qdrant_distill.evaluate import FidelityEvaluator
     from qdrant_distill.config import GateConfig
+    from qdrant_distill.config import HeadInit
     from qdrant_distill.journal import Journal
     from qdrant_distill.config import MigrationConfig
     from qdrant_distill.plan import MigrationPlan
@@ -123,6 +125,7 @@ __all__ = [
     "FidelityEvaluator",
     "GateConfig",
     "GateFailed",
+    "HeadInit",
     "InvalidVectors",
     "Journal",
     "MigrationConfig",

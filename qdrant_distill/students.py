@@ -49,11 +49,16 @@ SIF_A = 1e-3  # smooth inverse frequency constant for static token weights
 
 # ------------------------------------------------------------------------------------------------------------ bodies
 def load_body(name_or_path: str, *, device: str = "cpu", max_seq_length: int | None = None) -> Any:
-    """Load a sentence-transformers model; every failure becomes a :class:`StudentError`."""
+    """A fresh sentence-transformers model to build a student from (training changes it, so it is never the
+    cached model :func:`~qdrant_distill.encoders.load_encoder` shares); every failure becomes a
+    :class:`StudentError`."""
     from sentence_transformers import SentenceTransformer
 
+    from qdrant_distill._quiet import quiet_loading
+
     try:
-        model = SentenceTransformer(str(name_or_path), device=device)
+        with quiet_loading():
+            model = SentenceTransformer(str(name_or_path), device=device)
     except Exception as exc:
         raise StudentError(
             f"cannot load the model {name_or_path!r}: {exc}",

@@ -25,7 +25,8 @@ SERVER = "{server}"  # replaced by the URL of a fake server answering 401 or 403
 STATUS = {"401": 401, "403": 403}
 
 # (case, arguments, typed error). Cases with a --url run without --path; "{dir}" is a folder, "{bad}" a config file
-# that is not UTF-8, "{syntax}" one that is not TOML, "{unknown}" one with an unknown key.
+# that is not UTF-8, "{syntax}" one that is not TOML, "{unknown}" one with an unknown key; "{teacher}" and
+# "{student}" are the tiny 48-d teacher model and the tiny 32-d student model (neither made the stored vectors).
 CASES: list[tuple[str, list[str], str]] = [
     ("missing alias", ["--alias", "ghost"], "CollectionNotFound"),
     ("missing collection", ["--collection", "ghost"], "CollectionNotFound"),
@@ -61,6 +62,9 @@ CASES: list[tuple[str, list[str], str]] = [
     ("config file with an unknown key", ["--alias", "docs", "--config", "{unknown}"], "ConfigError"),
     ("student path does not exist", ["--alias", "docs", "--student", "./no/such/model"], "ConfigError"),
     ("--alias and --collection", ["--alias", "docs", "--collection", "docs_v1"], "ConfigError"),
+    ("teacher that did not make the stored vectors", ["--alias", "docs", "--teacher", "{teacher}"], "TeacherMismatch"),
+    ("teacher of another dimension", ["--alias", "docs", "--teacher", "{student}"], "TeacherMismatch"),
+    ("teacher labels without a teacher", ["--alias", "docs", "--label-queries", "10"], "ConfigError"),
 ]
 
 
@@ -106,10 +110,11 @@ def store(demo_texts: list[str]) -> Iterator[dict[str, Any]]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def argv(case_args: list[str], store: dict[str, Any], tiny_model_path: Path, run_dir: Path) -> list[str]:
+def argv(case_args: list[str], store: dict[str, Any], tiny_model_path: Path, run_dir: Path,
+         teacher_path: Path | None = None) -> list[str]:
     root = store["root"]
     files = {"{dir}": root / "dir.toml", "{bad}": root / "bad.toml", "{syntax}": root / "syntax.toml",
-             "{unknown}": root / "unknown.toml"}
+             "{unknown}": root / "unknown.toml", "{teacher}": teacher_path, "{student}": tiny_model_path}
     out = []
     for a in case_args:
         if a.startswith(SERVER):
@@ -125,14 +130,14 @@ def argv(case_args: list[str], store: dict[str, Any], tiny_model_path: Path, run
 @pytest.mark.parametrize("command", ["plan", "migrate"])
 @pytest.mark.parametrize(("case", "args", "error"), CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_refused_with_one_typed_line_and_changes_nothing(
-    case, args, error, command, store, tiny_model_path, tmp_path, monkeypatch
+    case, args, error, command, store, tiny_model_path, teacher_path, tmp_path, monkeypatch
 ) -> None:
     no_sleep_retries(monkeypatch)
     monkeypatch.delenv("QDRANT_API_KEY", raising=False)
     monkeypatch.delenv("QDRANT_URL", raising=False)
     run_dir = tmp_path / "run"
     extra = ["--yes"] if command == "migrate" else []
-    result = CliRunner().invoke(app, [command, *extra, *argv(args, store, tiny_model_path, run_dir)])
+    result = CliRunner().invoke(app, [command, *extra, *argv(args, store, tiny_model_path, run_dir, teacher_path)])
 
     assert result.exit_code == 1, result.output
     errors = [line for line in result.stderr.splitlines() if "error:" in line]

@@ -1,0 +1,120 @@
+"""The encoder seam's figures: what an admin command costs without torch, and what the teacher check sees.
+
+    .venv/bin/python benchmarks/encoders.py            # full (about a minute; the teacher rows need mpnet + SciFact)
+    .venv/bin/python benchmarks/encoders.py --quick    # fewer repeats
+
+1. ``qdrant-distill status RUN_DIR``: wall time and peak RSS of the whole command (median of runs, fresh processes).
+2. The teacher check on SciFact: stored vectors = all-mpnet-base-v2 of "{title} {text}" (the shared teacher file);
+   the mean / lowest cosine the check measures for the right teacher and template, other templates, and the teacher
+   with layers removed. The check refuses below ``TEACHER_MIN_COSINE``.
+
+Prints a table and writes benchmarks/results/encoders.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gzip
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from qdrant_distill import load_encoder  # noqa: E402
+from qdrant_distill.encoders import as_encoder  # noqa: E402
+from qdrant_distill.teacher import TEACHER_CHECK_TEXTS, TEACHER_MIN_COSINE  # noqa: E402
+
+SCIFACT = REPO.parent / "shared" / "data" / "scifact"
+MPNET = REPO / "models" / "all-mpnet-base-v2"
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def status_cost(runs: int) -> dict[str, float]:
+    """Median wall time and peak RSS of ``qdrant-distill status`` on a journal, each run a fresh process."""
+    from qdrant_distill.journal import Journal
+
+    with tempfile.TemporaryDirectory() as tmp:
+        Journal.open(Path(tmp), {"source": "docs"}).save()
+        walls, peaks = [], []
+        for _ in range(runs):
+            start = time.perf_counter()
+            child = subprocess.run(
+                [sys.executable, "-c", "import resource, sys; from qdrant_distill.cli import main; sys.argv = "
+                 f"['qdrant-distill', 'status', {tmp!r}]\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
+                 "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)"],
+                capture_output=True, text=True, check=True, cwd=REPO)
+            walls.append(time.perf_counter() - start)
+            peaks.append(int(child.stderr.strip().splitlines()[-1]) / 1024)
+            imported = subprocess.run([sys.executable, "-c", "import sys, qdrant_distill.cli, qdrant_distill.migration;"
+                                       "print(int('torch' in sys.modules))"], capture_output=True, text=True,
+                                      check=True, cwd=REPO).stdout.strip()
+    return {"wall_s_median": statistics.median(walls), "peak_rss_mb_median": statistics.median(peaks),
+            "runs": runs, "torch_imported": imported == "1"}
+
+
+def teacher_rows() -> list[dict[str, Any]]:
+    """Cosines the teacher check measures on SciFact's first 16 documents for right and wrong teachers/templates."""
+    from qdrant_distill.students import prune_layers
+    from qdrant_distill.teacher import _cosines
+
+    with gzip.open(SCIFACT / "corpus.jsonl.gz", "rt", encoding="utf-8") as fh:
+        docs = [json.loads(line) for _, line in zip(range(TEACHER_CHECK_TEXTS), fh)]
+    stored = np.load(SCIFACT / "teacher_all-mpnet-base-v2.npz")["doc_vecs"][: len(docs)]
+    teacher = load_encoder(MPNET)
+    cases = [
+        ("all-mpnet-base-v2, template {title} {text} (as indexed)", teacher, "{title} {text}"),
+        ("all-mpnet-base-v2, template {title}. {text}", teacher, "{title}. {text}"),
+        ("all-mpnet-base-v2, template {text}", teacher, "{text}"),
+        ("all-mpnet-base-v2, template {title}", teacher, "{title}"),
+    ]
+    for keep in (11, 8, 4):
+        pruned = copy.deepcopy(teacher.model)
+        prune_layers(pruned, keep)
+        cases.append((f"all-mpnet-base-v2 with {keep} of 12 layers, template as indexed", as_encoder(pruned),
+                      "{title} {text}"))
+    rows = []
+    for name, encoder, template in cases:
+        cos = _cosines(encoder.encode([template.format(**d) for d in docs]), stored)
+        rows.append({"case": name, "mean_cosine": float(cos.mean()), "min_cosine": float(cos.min()),
+                     "accepted": bool(cos.mean() >= TEACHER_MIN_COSINE)})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=None, help="JSON output (default benchmarks/results/encoders.json)")
+    args = parser.parse_args()
+    out: dict[str, Any] = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "quick": args.quick,
+                           "threshold": TEACHER_MIN_COSINE}
+    out["status"] = status_cost(3 if args.quick else 7)
+    if MPNET.exists() and SCIFACT.exists():
+        out["teacher_check"] = teacher_rows()
+    path = args.out or RESULTS / ("encoders_quick.json" if args.quick else "encoders.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2), encoding="utf-8")
+    s = out["status"]
+    print(f"qdrant-distill status: {s['wall_s_median']:.2f} s, peak RSS {s['peak_rss_mb_median']:.0f} MB "
+          f"(median of {s['runs']}; torch imported: {s['torch_imported']})")
+    for row in out.get("teacher_check", []):
+        print(f"{row['case']:<62} mean {row['mean_cosine']:.4f}  lowest {row['min_cosine']:.4f}  "
+              f"{'accepted' if row['accepted'] else 'refused'}")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
