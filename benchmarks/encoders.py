@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/encoders.py            # full (about a minute; the teacher rows need mpnet + SciFact)
     .venv/bin/python benchmarks/encoders.py --quick    # fewer repeats
 
-1. ``qdrant-distill status RUN_DIR``: wall time and peak RSS of the whole command (median of runs, fresh processes).
+1. ``qdrant-distill status RUN_DIR``: wall time and peak RSS of the whole command (median of runs, fresh processes),
+   with the code of ``--baseline`` (default: the commit before the encoder seam) and with this checkout, in one run.
 2. The teacher check on SciFact: stored vectors = all-mpnet-base-v2 of "{title} {text}" (the shared teacher file);
    the mean / lowest cosine the check measures for the right teacher and template, other templates, and the teacher
    with layers removed. The check refuses below ``TEACHER_MIN_COSINE``.
@@ -40,30 +41,47 @@ from qdrant_distill.teacher import TEACHER_CHECK_TEXTS, TEACHER_MIN_COSINE  # no
 
 SCIFACT = REPO.parent / "shared" / "data" / "scifact"
 MPNET = REPO / "models" / "all-mpnet-base-v2"
+BASELINE = "f10d343"  # the last commit before the encoder seam: `import qdrant_distill` imported torch
 RESULTS = REPO / "benchmarks" / "results"
 
 
-def status_cost(runs: int) -> dict[str, float]:
-    """Median wall time and peak RSS of ``qdrant-distill status`` on a journal, each run a fresh process."""
+def status_cost(runs: int, code: Path) -> dict[str, float]:
+    """Median wall time and peak RSS of ``qdrant-distill status`` on a journal, each run a fresh process, with the
+    package from the checkout ``code``."""
     from qdrant_distill.journal import Journal
 
+    command = ("import resource, sys\nfrom qdrant_distill.cli import main\nsys.argv = ['qdrant-distill', 'status', "
+               "sys.argv[1]]\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
+               "print(int('torch' in sys.modules), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
     with tempfile.TemporaryDirectory() as tmp:
         Journal.open(Path(tmp), {"source": "docs"}).save()
-        walls, peaks = [], []
+        walls, peaks, torch_seen = [], [], []
         for _ in range(runs):
             start = time.perf_counter()
-            child = subprocess.run(
-                [sys.executable, "-c", "import resource, sys; from qdrant_distill.cli import main; sys.argv = "
-                 f"['qdrant-distill', 'status', {tmp!r}]\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
-                 "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)"],
-                capture_output=True, text=True, check=True, cwd=REPO)
+            child = subprocess.run([sys.executable, "-c", command, tmp], capture_output=True, text=True, check=True,
+                                   cwd=code, env={**os.environ, "PYTHONPATH": str(code)})
             walls.append(time.perf_counter() - start)
-            peaks.append(int(child.stderr.strip().splitlines()[-1]) / 1024)
-            imported = subprocess.run([sys.executable, "-c", "import sys, qdrant_distill.cli, qdrant_distill.migration;"
-                                       "print(int('torch' in sys.modules))"], capture_output=True, text=True,
-                                      check=True, cwd=REPO).stdout.strip()
+            torch_flag, peak = child.stderr.strip().splitlines()[-1].split()
+            peaks.append(int(peak) / 1024)
+            torch_seen.append(torch_flag == "1")
     return {"wall_s_median": statistics.median(walls), "peak_rss_mb_median": statistics.median(peaks),
-            "runs": runs, "torch_imported": imported == "1"}
+            "runs": runs, "torch_imported": any(torch_seen)}
+
+
+def status_before_and_after(runs: int, baseline: str) -> dict[str, Any]:
+    """``status`` with the code of ``baseline`` (a git revision, checked out into a temporary worktree) and with
+    this checkout, alternating in one run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        old = Path(tmp) / "baseline"
+        subprocess.run(["git", "worktree", "add", "--detach", str(old), baseline], cwd=REPO, check=True,
+                       capture_output=True)
+        try:
+            before, after = status_cost(runs, old), status_cost(runs, REPO)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=REPO, capture_output=True)
+    return {"baseline": baseline, "before": before, "after": after,
+            "speedup": before["wall_s_median"] / after["wall_s_median"],
+            "rss_ratio": before["peak_rss_mb_median"] / after["peak_rss_mb_median"]}
 
 
 def teacher_rows() -> list[dict[str, Any]]:
@@ -98,18 +116,23 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=None, help="JSON output (default benchmarks/results/encoders.json)")
+    parser.add_argument("--baseline", default=BASELINE, help="git revision to compare `status` with")
     args = parser.parse_args()
     out: dict[str, Any] = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "quick": args.quick,
                            "threshold": TEACHER_MIN_COSINE}
-    out["status"] = status_cost(3 if args.quick else 7)
+    out["status"] = status_before_and_after(3 if args.quick else 7, args.baseline)
     if MPNET.exists() and SCIFACT.exists():
         out["teacher_check"] = teacher_rows()
     path = args.out or RESULTS / ("encoders_quick.json" if args.quick else "encoders.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2), encoding="utf-8")
     s = out["status"]
-    print(f"qdrant-distill status: {s['wall_s_median']:.2f} s, peak RSS {s['peak_rss_mb_median']:.0f} MB "
-          f"(median of {s['runs']}; torch imported: {s['torch_imported']})")
+    for label in ("before", "after"):
+        r = s[label]
+        print(f"qdrant-distill status, {label:<6} ({s['baseline'] if label == 'before' else 'this checkout'}): "
+              f"{r['wall_s_median']:.2f} s, peak RSS {r['peak_rss_mb_median']:.0f} MB (median of {r['runs']}; "
+              f"torch imported: {r['torch_imported']})")
+    print(f"status: {s['speedup']:.1f}x faster, {s['rss_ratio']:.1f}x less memory")
     for row in out.get("teacher_check", []):
         print(f"{row['case']:<62} mean {row['mean_cosine']:.4f}  lowest {row['min_cosine']:.4f}  "
               f"{'accepted' if row['accepted'] else 'refused'}")
