@@ -258,21 +258,10 @@ def _static_parts(model: Any) -> Any | None:
 
 @functools.lru_cache(maxsize=8)
 def _sentence_transformer(ref: str, device: str, max_seq_length: int | None) -> Any:
-    from sentence_transformers import SentenceTransformer
+    """The shared (cached) model behind a reference; students to train get their own copy from ``load_body``."""
+    from qdrant_distill.students import load_body
 
-    from qdrant_distill._quiet import quiet_loading
-
-    try:
-        with quiet_loading():
-            model = SentenceTransformer(ref, device=device)
-    except Exception as exc:  # noqa: BLE001 - any loader failure is one typed error
-        raise StudentError(
-            f"cannot load the model {ref!r}: {type(exc).__name__}: {exc}",
-            hint="give a local sentence-transformers folder or a model name reachable from this machine",
-        ) from exc
-    if max_seq_length is not None and hasattr(model[0], "max_seq_length"):
-        model.max_seq_length = max_seq_length
-    return model
+    return load_body(ref, device=device, max_seq_length=max_seq_length)
 
 
 def _resolve(ref: str | Path) -> str:

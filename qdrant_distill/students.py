@@ -61,7 +61,7 @@ def load_body(name_or_path: str, *, device: str = "cpu", max_seq_length: int | N
             model = SentenceTransformer(str(name_or_path), device=device)
     except Exception as exc:
         raise StudentError(
-            f"cannot load the model {name_or_path!r}: {exc}",
+            f"cannot load the model {str(name_or_path)!r}: {type(exc).__name__}: {exc}",
             hint="give a local sentence-transformers folder or a model name reachable from this machine",
         ) from exc
     if max_seq_length is not None and hasattr(model[0], "max_seq_length"):
