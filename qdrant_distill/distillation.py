@@ -27,6 +27,7 @@ import torch
 from pydantic import BaseModel
 
 from qdrant_distill._compat import embedding_dimension
+from qdrant_distill._quiet import quiet_loading
 from qdrant_distill.config import DistillConfig, HeadInit, LossWeights, StudentKind
 from qdrant_distill.encoders import STUDENT_DIR, as_encoder, load_encoder
 from qdrant_distill.errors import ConfigError, DimensionError, InvalidVectors, StudentError
@@ -323,7 +324,8 @@ def distill(
     # save the student, the projection and what they are
     student_path = output_dir / STUDENT_DIR
     try:
-        model.save(str(student_path))
+        with quiet_loading():
+            model.save(str(student_path))
     except Exception as exc:
         raise StudentError(f"cannot save the student to {student_path}: {exc}") from exc
     projection_path = projection.save(output_dir / PROJECTION_FILE)
