@@ -1,4 +1,4 @@
-"""The ``qdrant-distill`` command line: plan | migrate | status | swap | rollback | finalize | evaluate | demo.
+"""The ``qdrant-distill`` command line: plan | migrate | status | swap | rollback | finalize | serve | evaluate | demo.
 
 Each command loads its configuration, calls one library function and renders the result. Results go to stdout (a
 table, or JSON with ``--json``); logs and progress bars go to stderr. Expected failures print one red line and exit 1;
@@ -150,6 +150,9 @@ def migrate(
         help="query-like texts cut from the sample for the teacher to label (needs --teacher)")] = None,
     no_teacher_check: Annotated[bool, typer.Option(
         "--no-teacher-check", help="do not compare the teacher's vectors with the stored ones")] = False,
+    embeddings_api_key: Annotated[Optional[str], typer.Option(
+        "--embeddings-api-key", envvar="QDRANT_DISTILL_EMBEDDINGS_API_KEY", show_default=False,
+        help="API key of an HTTP teacher (prefer the QDRANT_DISTILL_EMBEDDINGS_API_KEY variable)")] = None,
     sample_size: Annotated[Optional[int], typer.Option(help="points sampled for training [default: 5000]")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="training epochs")] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="training step budget")] = None,
@@ -176,7 +179,7 @@ def migrate(
         alias, collection, new_alias, target, text_field, text_template, vector_name, dim, mode, student,
         student_kind, teacher, sample_size, epochs, max_steps, keep_layers, min_recall, min_spearman, min_ndcg,
         queries, missing_text, page_size, run_dir, no_progress, _qdrant(url, api_key, path, grpc), label_queries,
-        no_teacher_check))
+        no_teacher_check) | {"embeddings_api_key": embeddings_api_key})
     with _connector(cfg.qdrant) as conn:
         the_plan = make_plan(cfg, conn)
         if dry_run:
@@ -250,6 +253,31 @@ def finalize(run_dir: RunDir, yes: Annotated[bool, typer.Option("--yes", "-y", h
         raise typer.Exit(1)
     dropped = _alias_command(run_dir, "finalize", url, api_key, path, grpc)
     out.print(f"finalized; dropped {dropped}" if dropped else "finalized; nothing to drop")
+
+
+@app.command()
+@command
+def serve(
+    alias: Annotated[str, typer.Option("--alias", help="the alias (or collection) whose query encoder answers")],
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    require_key: Annotated[Optional[str], typer.Option(
+        "--require-key", envvar="QDRANT_DISTILL_SERVE_API_KEY", show_default=False,
+        help="clients must send this key as a bearer token (prefer the QDRANT_DISTILL_SERVE_API_KEY variable)")] = None,
+    default_model: Annotated[Optional[str], typer.Option(
+        help="encoder of a collection without qdrant-distill metadata (the original one, after a rollback)")] = None,
+    max_inputs: Annotated[Optional[int], typer.Option(help="texts a request [default: 2048]")] = None,
+    max_bytes: Annotated[Optional[int], typer.Option(help="bytes a request [default: 8 MiB]")] = None,
+    url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False, debug: Debug = False,
+) -> None:
+    """Serve the alias's query encoder over HTTP (OpenAI /v1/embeddings, TEI /embed); follows swap and rollback."""
+    from connectors.settings import QdrantSettings
+    from qdrant_distill.serve import ServeSettings, run
+
+    limits = {k: v for k, v in {"max_inputs": max_inputs, "max_bytes": max_bytes}.items() if v is not None}
+    settings = ServeSettings(alias=alias, api_key=require_key, default_model=default_model, **limits)
+    with _connector(QdrantSettings(**_qdrant(url, api_key, path, grpc))) as conn:
+        run(conn, settings, host=host, port=port, log_level="info" if debug else "warning")
 
 
 @app.command()

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from connectors.base import TextSource
 from connectors.settings import QdrantSettings
@@ -218,6 +218,9 @@ class MigrationConfig(BaseModel):
     teacher_model: str | None = Field(
         None, description="the teacher, any load_encoder reference: checked against the stored vectors in plan; "
         "needed by projection-only mode, pruned students and teacher labels",
+    )
+    embeddings_api_key: SecretStr | None = Field(
+        None, description="API key of an HTTP teacher (openai+https://...); never printed, logged or stored",
     )
     teacher_check: bool = Field(True, description="plan: re-encode sampled texts with the teacher and compare")
     teacher_min_cosine: float = Field(TEACHER_MIN_COSINE, ge=-1, le=1, description="teacher check: minimum mean cosine")

@@ -264,6 +264,14 @@ def _sentence_transformer(ref: str, device: str, max_seq_length: int | None) -> 
     return load_body(ref, device=device, max_seq_length=max_seq_length)
 
 
+def _load_http(ref: object, normalize: bool) -> Encoder | None:
+    """An embeddings endpoint (``openai+http...``, ``tei+http...``, ``ollama+http...``, see
+    :mod:`connectors.http_embeddings`), or None for any other reference."""
+    from connectors.http_embeddings import is_http_reference, open_encoder
+
+    return open_encoder(ref, normalize=normalize) if is_http_reference(ref) else None  # type: ignore[arg-type]
+
+
 def _resolve(ref: str | Path) -> str:
     """A distill() output folder stands for the student it holds; everything else is taken as given."""
     path = Path(ref).expanduser()
@@ -287,7 +295,10 @@ def load_encoder(
     encoder (returned as it is). ``projection`` (a :class:`PCAProjection` or its ``.npz``) puts a projection on top.
     Models are cached: loading the same reference twice costs nothing.
     """
-    if isinstance(ref, (str, Path)):
+    http = _load_http(ref, normalize)
+    if http is not None:
+        encoder = http
+    elif isinstance(ref, (str, Path)):
         resolved = _resolve(ref)
         encoder = _load_static(Path(resolved).expanduser(), resolved, normalize)
         if encoder is None:

@@ -7,7 +7,9 @@
     ├── ConnectorError                talking to the vector store failed
     │   ├── ConnectionFailed          unreachable server, refused connection, bad URL (after retries)
     │   ├── AuthenticationFailed      401/403: wrong or missing API key
-    │   └── ServerError               any other error answered by the server (4xx that is not ours, 5xx after retries)
+    │   ├── ServerError               any other error answered by the server (4xx that is not ours, 5xx after retries)
+    │   ├── ModelNotFound             an embeddings endpoint does not know the model (404)
+    │   └── MalformedAnswer           an embeddings endpoint answered what is not embeddings (not JSON, wrong count, NaN)
     ├── CollectionError               the data in Qdrant does not allow the operation
     │   ├── CollectionNotFound        no collection or alias of that name
     │   ├── CollectionExists          refusing to overwrite an existing collection
@@ -43,7 +45,9 @@ __all__ = [
     "EmptyCollection",
     "GateFailed",
     "InvalidVectors",
+    "MalformedAnswer",
     "MigrationError",
+    "ModelNotFound",
     "NoTextPayload",
     "ServerError",
     "StudentError",
@@ -93,6 +97,15 @@ class AuthenticationFailed(ConnectorError):
 
 class ServerError(ConnectorError):
     """Raised for any other error the server answered with; ``status`` holds the code when known."""
+
+
+class ModelNotFound(ConnectorError):
+    """Raised when an embeddings endpoint answers 404: it does not serve the model (or the path) asked for."""
+
+
+class MalformedAnswer(ConnectorError):
+    """Raised when an embeddings endpoint answers something that is not the embeddings asked for: not JSON (an HTML
+    page), fewer or more vectors than texts, non-finite numbers, vectors of different sizes."""
 
 
 class CollectionError(DistillError):

@@ -114,6 +114,10 @@ def _existing_journal(config: MigrationConfig) -> Journal | None:
 
 def make_plan(config: MigrationConfig, connector: Connector) -> MigrationPlan:
     """Describe the migration and check everything that can be checked without writing."""
+    if config.embeddings_api_key is not None:  # an HTTP teacher's key, for every stage that loads the teacher
+        from connectors.http_embeddings import set_api_key
+
+        set_api_key(config.embeddings_api_key)
     journal = _existing_journal(config)
     resuming = journal is not None and bool(journal.source_collection)
     if resuming:  # after a swap the alias points at the target: the journal knows the real source

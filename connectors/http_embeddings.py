@@ -1,0 +1,392 @@
+"""Embedding models behind HTTP (httpx): OpenAI-compatible, Hugging Face TEI and Ollama endpoints.
+
+A reference names the API, the endpoint and the model, and reads the same on the command line and in TOML::
+
+    openai+https://api.openai.com/v1?model=text-embedding-3-small&dimensions=512
+    openai+http://127.0.0.1:8000?model=docs          (qdrant-distill serve, vLLM, infinity, TEI's /v1 route)
+    tei+http://127.0.0.1:8080
+    ollama+http://127.0.0.1:11434?model=nomic-embed-text
+
+Query options: ``model``, ``dimensions`` (sent to OpenAI, checked for all), ``batch`` (texts a request), ``tokens``
+(approximate tokens a request), ``in_flight`` (requests at once), ``timeout`` (seconds), ``attempts``, ``wait_max``
+(seconds: the longest wait between attempts, Retry-After included). The API key
+never goes into a reference (references are written to journals and collection metadata): it comes from
+``EmbeddingsSettings(api_key=...)``, :func:`set_api_key` (the CLI's ``--embeddings-api-key``), or the environment
+(``QDRANT_DISTILL_EMBEDDINGS_API_KEY``; ``OPENAI_API_KEY`` for ``openai``), and is sent only as a bearer token.
+
+:class:`HttpEncoder` is an :class:`~qdrant_distill.encoders.Encoder`: ``load_encoder`` returns one for these
+references. Texts go out in batches (by count and an approximate token budget; a batch refused with 413/422 is split
+and the smaller size kept), a bounded number at once over one connection pool; connection errors, timeouts, 429 and
+5xx are retried (``Retry-After`` honoured, every retry logged). Importing this module does not import httpx.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import math
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from tenacity import Retrying, before_sleep_log, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from connectors._http_providers import Provider, embeddings_path, read_answer, request_body
+from qdrant_distill.errors import (
+    AuthenticationFailed,
+    ConfigError,
+    ConnectionFailed,
+    DimensionError,
+    MalformedAnswer,
+    ModelNotFound,
+    ServerError,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = [
+    "API_KEY_ENV",
+    "EmbeddingsSettings",
+    "HttpEncoder",
+    "Provider",
+    "approx_tokens",
+    "is_http_reference",
+    "open_encoder",
+    "plan_batches",
+    "set_api_key",
+]
+
+logger = logging.getLogger(__name__)
+
+API_KEY_ENV = "QDRANT_DISTILL_EMBEDDINGS_API_KEY"
+OPENAI_KEY_ENV = "OPENAI_API_KEY"
+DEFAULT_BATCH = {Provider.OPENAI: 2048, Provider.TEI: 32, Provider.OLLAMA: 32}  # OpenAI: 2,048 inputs a request
+DEFAULT_TOKENS = {Provider.OPENAI: 300_000, Provider.TEI: None, Provider.OLLAMA: None}  # OpenAI: 300k tokens a request
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+SPLIT_STATUS = frozenset({413, 422})  # TEI: batch larger than its max_client_batch_size / max_batch_tokens
+_OPTIONS = {"model": "model", "dimensions": "dimensions", "batch": "batch_size", "tokens": "max_tokens",
+            "in_flight": "in_flight", "timeout": "timeout", "attempts": "attempts", "wait_max": "wait_max"}
+_SECRET_OPTIONS = {"api_key", "key", "token", "apikey", "api-key"}
+_process_key: SecretStr | None = None
+
+
+def set_api_key(key: str | SecretStr | None) -> None:
+    """The key for endpoints whose settings carry none (the CLI's ``--embeddings-api-key``; None forgets it)."""
+    global _process_key
+    _process_key = SecretStr(key) if isinstance(key, str) else key
+
+
+def is_http_reference(ref: object) -> bool:
+    """Whether ``ref`` names an embeddings endpoint (``openai+http...``, ``tei+http...``, ``ollama+http...``)."""
+    return isinstance(ref, str) and any(ref.startswith(f"{p.value}+http") for p in Provider)
+
+
+def approx_tokens(text: str) -> int:
+    """A cautious token estimate (about 3 bytes a token; English runs nearer 4): never over an API's budget."""
+    return len(text.encode("utf-8", "surrogatepass")) // 3 + 1
+
+
+def plan_batches(texts: Sequence[str], max_items: int, max_tokens: int | None) -> list[tuple[int, int]]:
+    """Consecutive ``(start, stop)`` ranges of at most ``max_items`` texts and ``max_tokens`` estimated tokens (a
+    single text over the budget goes alone: the endpoint truncates it or says why not)."""
+    batches, start, tokens = [], 0, 0
+    for i, text in enumerate(texts):
+        cost = approx_tokens(text)
+        if i > start and (i - start >= max_items or (max_tokens is not None and tokens + cost > max_tokens)):
+            batches.append((start, i))
+            start, tokens = i, 0
+        tokens += cost
+    if start < len(texts):
+        batches.append((start, len(texts)))
+    return batches
+
+
+# ----------------------------------------------------------------------------------------------------------- settings
+class EmbeddingsSettings(BaseModel):
+    """One endpoint and model. ``reference`` is its key-free name (the encoder's ``name``, safe to record)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    provider: Provider
+    url: str = Field(description="base URL: scheme, host, port and any path prefix (e.g. https://host/v1)")
+    model: str | None = None
+    dimensions: int | None = Field(default=None, gt=0)
+    api_key: SecretStr | None = None
+    batch_size: int | None = Field(default=None, gt=0, description="texts a request [default: by provider]")
+    max_tokens: int | None = Field(default=None, gt=0, description="approximate tokens a request [by provider]")
+    in_flight: int = Field(default=4, gt=0, description="requests at once over the connection pool")
+    timeout: float = Field(default=60.0, gt=0)
+    attempts: int = Field(default=6, gt=0)
+    wait_max: float = Field(default=20.0, ge=0, description="cap of a backoff wait and of an honoured Retry-After")
+
+    @model_validator(mode="after")
+    def _check(self) -> EmbeddingsSettings:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"bad embeddings URL {self.url!r}", hint="expected http(s)://host[:port][/path]")
+        if parts.username or parts.password or parts.query:
+            raise ConfigError("an embeddings URL holds no credentials or query",
+                              hint=f"give the key by --embeddings-api-key or {API_KEY_ENV}")
+        if self.provider is not Provider.TEI and not self.model:
+            raise ConfigError(f"the {self.provider.value} endpoint {self.url} needs a model",
+                              hint=f"add ?model=NAME: {self.provider.value}+{self.url}?model=NAME")
+        return self
+
+    @classmethod
+    def from_reference(cls, ref: str, **overrides: Any) -> EmbeddingsSettings:
+        """Parse ``provider+http(s)://host[:port][/path]?model=...&...`` (see the module docstring)."""
+        provider, _, url = ref.partition("+")
+        parts = urlsplit(url)
+        options = dict(parse_qsl(parts.query, keep_blank_values=True))
+        secret = _SECRET_OPTIONS & {k.lower() for k in options}
+        if secret:
+            raise ConfigError("an embeddings reference holds no API key (it is recorded in journals and metadata)",
+                              hint=f"give it by --embeddings-api-key or {API_KEY_ENV}")
+        unknown = sorted(set(options) - set(_OPTIONS))
+        if unknown:
+            raise ConfigError(f"unknown option {unknown[0]!r} in the embeddings reference {ref!r}",
+                              hint="options: " + ", ".join(_OPTIONS))
+        fields = {_OPTIONS[k]: v for k, v in options.items()}
+        try:
+            return cls(provider=provider, url=urlunsplit(parts._replace(query="", fragment="")), **fields,
+                       **overrides)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(map(str, first["loc"])) or "reference"
+            raise ConfigError(f"bad embeddings reference {ref!r}: {where}: {first['msg']}",
+                              hint="expected openai|tei|ollama+http(s)://host[:port][/path][?model=NAME]") from None
+
+    @property
+    def reference(self) -> str:
+        options = {"model": self.model, "dimensions": self.dimensions}
+        query = "&".join(f"{k}={v}" for k, v in options.items() if v is not None)
+        return f"{self.provider.value}+{self.url}" + (f"?{query}" if query else "")
+
+    @property
+    def endpoint(self) -> str:
+        """The URL requests go to."""
+        parts = urlsplit(self.url)
+        return urlunsplit(parts._replace(path=embeddings_path(self.provider, parts.path)))
+
+    def key(self) -> SecretStr | None:
+        """The API key: the settings', else the process's (:func:`set_api_key`), else the environment's."""
+        if self.api_key is not None:
+            return self.api_key
+        if _process_key is not None:
+            return _process_key
+        names = [API_KEY_ENV] + ([OPENAI_KEY_ENV] if self.provider is Provider.OPENAI else [])
+        value = next((os.environ[n] for n in names if os.environ.get(n)), None)
+        return SecretStr(value) if value else None
+
+
+# ------------------------------------------------------------------------------------------------------------ retries
+class _Retryable(Exception):
+    """A transient answer (429, 5xx): retried; ``retry_after`` in seconds when the server said."""
+
+    def __init__(self, status: int, retry_after: float | None) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.retry_after = retry_after
+
+
+def _retry_after(value: str | None) -> float | None:
+    """``Retry-After`` in seconds (a number; an HTTP date counts as unknown)."""
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and math.isfinite(seconds) and seconds >= 0 else None
+
+
+class _Wait:
+    """Honour ``Retry-After`` (capped at ``cap``), else back off exponentially with jitter; records every wait."""
+
+    def __init__(self, cap: float, fallback: Callable[[Any], float] | None = None) -> None:
+        self.cap = cap
+        self.fallback = fallback or wait_random_exponential(multiplier=0.5, max=cap)
+        self.waits: list[float] = []
+
+    def __call__(self, state: Any) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        hinted = getattr(exc, "retry_after", None)
+        seconds = min(hinted, self.cap) if hinted is not None else float(self.fallback(state))
+        self.waits.append(seconds)
+        return seconds
+
+
+# ------------------------------------------------------------------------------------------------------------ encoder
+class HttpEncoder:
+    """An :class:`~qdrant_distill.encoders.Encoder` over an embeddings endpoint. ``close()`` ends its connections.
+
+    ``wait`` replaces the backoff (tests pass ``tenacity.wait_none()``); ``Retry-After`` is honoured up to
+    ``settings.wait_max``. ``retries`` counts the retries fired and ``waits`` lists their waits.
+    """
+
+    def __init__(self, settings: EmbeddingsSettings, *, normalize: bool = True, wait: Any = None) -> None:
+        import httpx
+
+        self.settings = settings
+        self.normalize = normalize
+        self._wait = _Wait(settings.wait_max, wait)
+        self._batch = settings.batch_size or DEFAULT_BATCH[settings.provider]
+        self._tokens = settings.max_tokens or DEFAULT_TOKENS[settings.provider]
+        self._dim = settings.dimensions
+        self._lock = threading.Lock()
+        self.retries = 0
+        key = settings.key()
+        headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
+        limits = httpx.Limits(max_connections=settings.in_flight, max_keepalive_connections=settings.in_flight)
+        self._client = httpx.Client(headers=headers, limits=limits, timeout=httpx.Timeout(settings.timeout))
+
+    @property
+    def name(self) -> str:
+        return self.settings.reference
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:  # asked before any text was encoded: one probe request
+            self.encode(["dimension probe"])
+        assert self._dim is not None
+        return self._dim
+
+    @property
+    def waits(self) -> list[float]:
+        return self._wait.waits
+
+    def describe(self) -> str:
+        key = "key set" if self.settings.key() else "no key"
+        dim = f"{self._dim}-d, " if self._dim else ""
+        return f"{self.settings.provider.value} endpoint {self.settings.endpoint} model {self.settings.model or '-'} " \
+               f"({dim}http, {key})"
+
+    def encode(self, texts: str | Sequence[str], *, kind: str = "document") -> np.ndarray:
+        """Float32 ``[n, dim]``; ``kind`` is accepted for the interface (these APIs take no query/document flag)."""
+        items = [texts] if isinstance(texts, str) else list(texts)
+        if not items:
+            return np.zeros((0, self._dim or 0), dtype=np.float32)
+        batches = plan_batches(items, self._batch, self._tokens)
+        if len(batches) == 1:
+            parts = [self._encode_batch(items)]
+        else:
+            with ThreadPoolExecutor(max_workers=min(self.settings.in_flight, len(batches))) as pool:
+                parts = list(pool.map(lambda r: self._encode_batch(items[r[0]:r[1]]), batches))
+        vectors = np.concatenate(parts)
+        self._check_dim(vectors.shape[1])
+        if self.normalize:
+            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        return vectors.astype(np.float32, copy=False)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> HttpEncoder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- one batch --------------------------------------------------------------------------------------------------
+
+    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+        """One request (retried); a batch the endpoint finds too large is split in two, and the smaller size kept."""
+        response = self._post(texts)
+        if response.status_code in SPLIT_STATUS and len(texts) > 1:
+            half = len(texts) // 2
+            with self._lock:
+                if half < self._batch:
+                    logger.info("%s refused a batch of %d texts (%d): batches of %d from now on",
+                                self.settings.endpoint, len(texts), response.status_code, half)
+                    self._batch = half
+            return np.concatenate([self._encode_batch(texts[:half]), self._encode_batch(texts[half:])])
+        self._raise_for_status(response)
+        return read_answer(self.settings.provider, self._json(response), len(texts), where=self.settings.endpoint)
+
+    def _post(self, texts: list[str]) -> httpx.Response:
+        import httpx
+
+        body = request_body(self.settings.provider, texts, model=self.settings.model,
+                            dimensions=self.settings.dimensions)
+
+        def attempt() -> httpx.Response:
+            response = self._client.post(self.settings.endpoint, json=body)
+            if response.status_code in TRANSIENT_STATUS:
+                response.read()
+                raise _Retryable(response.status_code, _retry_after(response.headers.get("retry-after")))
+            return response
+
+        def count(state: Any) -> None:
+            with self._lock:
+                self.retries += 1
+
+        retrying = Retrying(
+            retry=retry_if_exception_type((httpx.TransportError, _Retryable)),
+            stop=stop_after_attempt(self.settings.attempts),
+            wait=self._wait,
+            reraise=True,
+            before_sleep=lambda state: (count(state), before_sleep_log(logger, logging.WARNING)(state)),
+        )
+        try:
+            return retrying(attempt)
+        except _Retryable as exc:
+            raise ServerError(f"{self.settings.endpoint} answered {exc.status} {self.settings.attempts} times",
+                              hint="the endpoint is overloaded or down; try later", status=exc.status) from None
+        except httpx.TransportError as exc:
+            raise ConnectionFailed(f"cannot reach the embeddings endpoint {self.settings.endpoint} "
+                                   f"({type(exc).__name__}, {self.settings.attempts} attempts)",
+                                   hint="check the URL and that the server is running") from None
+
+    def _raise_for_status(self, response: httpx.Response) -> None:
+        status, where = response.status_code, self.settings.endpoint
+        if status < 400:
+            return
+        if status in (401, 403):
+            raise AuthenticationFailed(f"the embeddings endpoint {where} refused the credentials ({status})",
+                                       hint=f"check the API key (--embeddings-api-key or {API_KEY_ENV})", status=status)
+        if status == 404:
+            raise ModelNotFound(f"{where} does not serve the model {self.settings.model or '(default)'!r} (404)",
+                                hint="check the model name and the URL's path", status=status)
+        raise ServerError(f"{where} answered {status}: {self._detail(response)}", status=status)
+
+    def _json(self, response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            kind = response.headers.get("content-type", "no content-type").split(";")[0]
+            raise MalformedAnswer(f"{self.settings.endpoint} answered {kind}, not JSON: "
+                                  f"{self._detail(response)!r}", hint="is the URL an embeddings API?") from None
+
+    def _detail(self, response: httpx.Response, limit: int = 120) -> str:
+        text = " ".join(response.text.split())
+        key = self.settings.key()
+        if key and key.get_secret_value():
+            text = text.replace(key.get_secret_value(), "**********")
+        return text if len(text) <= limit else text[: limit - 3] + "..."
+
+    def _check_dim(self, dim: int) -> None:
+        with self._lock:
+            if self.settings.dimensions is not None and dim != self.settings.dimensions:
+                raise DimensionError(f"{self.name} answered {dim}-d vectors, {self.settings.dimensions}-d asked for",
+                                     hint="the model does not support dimensions=; drop it or pick another model")
+            if self._dim is not None and dim != self._dim:
+                raise MalformedAnswer(f"{self.settings.endpoint} answered {dim}-d vectors after {self._dim}-d ones")
+            self._dim = dim
+
+
+def open_encoder(ref: str, *, normalize: bool = True) -> HttpEncoder:
+    """The encoder of a reference, shared per process (one connection pool per endpoint, model and key)."""
+    settings = EmbeddingsSettings.from_reference(ref)
+    key = settings.key()
+    fingerprint = hashlib.sha256(key.get_secret_value().encode()).hexdigest() if key else ""
+    return _shared_encoder(settings.reference, settings, normalize, fingerprint)
+
+
+@functools.lru_cache(maxsize=8)
+def _shared_encoder(reference: str, settings: EmbeddingsSettings, normalize: bool, fingerprint: str) -> HttpEncoder:
+    return HttpEncoder(settings, normalize=normalize)

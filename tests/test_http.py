@@ -1,0 +1,321 @@
+"""``qdrant-distill serve`` over a real migrated collection, and teachers over HTTP, with real parts only:
+
+- serve as a real uvicorn process on a loopback port; the HTTP connector and the official ``openai`` client against
+  it; bad requests each answered with one line (401, 400, 404, 413), never a traceback;
+- serve in this process (uvicorn in a thread, the embedded store being single-process) following a rollback and a
+  swap without a restart;
+- a teacher behind serve: the plan's teacher check, teacher labels and a projection-only migration through it, and
+  through a loopback proxy that answers 429 + Retry-After, 503, resets and stalls: equal to the fault-free run.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from connectors import QdrantConnector
+from connectors.base import UNNAMED, Point
+from connectors.http_embeddings import EmbeddingsSettings, HttpEncoder, set_api_key
+from qdrant_distill import DistillConfig, GateConfig, MigrationConfig, Stage, encoder_for, make_plan, migrate
+from qdrant_distill.encoders import load_encoder
+from qdrant_distill.errors import DistillError, MalformedAnswer, ServerError, TeacherMismatch
+from qdrant_distill.migration import rollback_run, swap_run
+from qdrant_distill.serve import COLLECTION_HEADER, AliasEncoders, ServeSettings, create_app
+from qdrant_distill.teacher import label_queries
+from tests.conftest import REPO, encode
+from tests.connectors.fake_embeddings import fake_endpoint
+from tests.test_migration import snapshot
+
+KEY = f"serve-{secrets.token_hex(8)}"
+QUERIES = [f"what is a {w}?" for w in ("river", "tree", "bank", "star", "song", "stone", "king", "bird")] * 5
+MAX_INPUTS = 64
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen | None = None, headers: dict | None = None) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"serve exited {proc.returncode}: {proc.stderr.read()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/health", headers=headers, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("serve did not come up")
+
+
+def build_store(path: Path, texts: list[str], vectors: np.ndarray) -> QdrantConnector:
+    from qdrant_client import models as qm
+
+    memory = path.name == ":memory:"
+    conn = QdrantConnector.open(location=":memory:") if memory else QdrantConnector.open(path=str(path))
+    conn.client.create_collection("docs_v1", vectors_config=qm.VectorParams(size=vectors.shape[1],
+                                                                           distance=qm.Distance.COSINE))
+    conn.upsert("docs_v1", [Point(id=i, payload={"text": t}, vectors={UNNAMED: v})
+                            for i, (t, v) in enumerate(zip(texts, vectors))])
+    conn.create_alias("docs", "docs_v1")
+    return conn
+
+
+@pytest.fixture(scope="module")
+def migrated(tmp_path_factory, demo_texts, tiny_model, tiny_model_path) -> dict[str, Any]:
+    """A real migration (static student, 8-d) on an embedded store, a copy of it for the in-process server, and the
+    vectors the served encoders must give: the student's (after the swap) and the teacher's (after a rollback)."""
+    root = tmp_path_factory.mktemp("http")
+    texts = list(dict.fromkeys(demo_texts))[:200]
+    conn = build_store(root / "store", texts, encode(tiny_model, texts))
+    config = MigrationConfig(
+        source="docs", dim=8, sample_size=150, run_dir=str(root / "run"), progress=False,
+        student=DistillConfig(kind="static", base_model=str(tiny_model_path), max_steps=2),
+        gate=GateConfig(min_recall_at_10=0.0, min_spearman=-1.0),
+    )
+    assert migrate(config, connector=conn).stage is Stage.SWAPPED
+    current = encoder_for(conn, "docs")
+    conn.close()  # the embedded store is single-process: serve opens it next
+    shutil.copytree(root / "store", root / "store2")
+    shutil.copytree(root / "run", root / "run2")
+    teacher = load_encoder(str(tiny_model_path))
+    return {"store": root / "store", "store2": root / "store2", "run2": root / "run2", "texts": texts,
+            "collection": current.collection, "student": current.encode(QUERIES),
+            "teacher": teacher.encode(QUERIES, kind="query"), "teacher_docs": teacher.encode(texts)}
+
+
+@pytest.fixture(scope="module")
+def served(migrated, tiny_model_path) -> Iterator[str]:
+    """``qdrant-distill serve`` as a real process on the first store."""
+    port = free_port()
+    cmd = [str(Path(sys.executable).parent / "qdrant-distill"), "serve", "--path", str(migrated["store"]),
+           "--alias", "docs", "--port", str(port), "--max-inputs", str(MAX_INPUTS), "--max-bytes", "100000"]
+    env = os.environ | {"QDRANT_DISTILL_SERVE_API_KEY": KEY}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            _, stderr = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, stderr = proc.communicate()
+        assert "Traceback" not in stderr and KEY not in stderr, stderr[-2000:]
+
+
+def http_encoder(url: str, provider: str = "openai", **options: Any) -> HttpEncoder:
+    model = "docs" if provider == "openai" else None
+    return HttpEncoder(EmbeddingsSettings(provider=provider, url=url, model=model, api_key=KEY, **options))
+
+
+# ------------------------------------------------------------------------------------------------- serve (process)
+@pytest.mark.parametrize("provider", ["openai", "tei"])
+def test_the_http_connector_gets_the_served_students_vectors(served, migrated, provider) -> None:
+    with http_encoder(served, provider, batch_size=6, in_flight=3) as enc:
+        got = enc.encode(QUERIES, kind="query")
+    np.testing.assert_allclose(got, migrated["student"], atol=1e-6)
+    assert got.shape == (len(QUERIES), 8)
+
+
+def test_the_official_openai_client_talks_to_serve(served, migrated) -> None:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{served}/v1", api_key=KEY, max_retries=0)
+    for fmt in ("float", "base64"):
+        answer = client.embeddings.create(model="docs", input=QUERIES[:10], encoding_format=fmt)
+        rows = [np.frombuffer(base64.b64decode(d.embedding), "<f4") if fmt == "base64" else d.embedding
+                for d in answer.data]  # asked for base64 explicitly, the client hands the strings over as they are
+        got = np.array(rows, dtype=np.float32)
+        np.testing.assert_allclose(got, migrated["student"][:10], atol=1e-6)
+    default = client.embeddings.create(model="docs", input=QUERIES[0])  # the client asks for base64 by default
+    np.testing.assert_allclose(default.data[0].embedding, migrated["student"][0], atol=1e-6)
+    assert {m.id for m in client.models.list()} == {"docs", migrated["collection"]}
+    health = httpx.get(f"{served}/health").json()
+    assert health["status"] == "ok" and health["collection"] == migrated["collection"] and health["dim"] == 8
+
+
+@pytest.mark.parametrize("case, status", [
+    ("no key", 401), ("wrong key", 401), ("bad json", 400), ("not strings", 400), ("empty", 400),
+    ("too many inputs", 413), ("too many bytes", 413), ("unknown model", 404), ("wrong dimensions", 400),
+    ("no route", 404),
+])
+def test_bad_requests_get_one_line_and_no_traceback(served, case, status) -> None:
+    headers = {"authorization": f"Bearer {KEY}"}
+    body: Any = {"model": "docs", "input": ["a river"]}
+    path = "/v1/embeddings"
+    if case == "no key":
+        headers = {}
+    elif case == "wrong key":
+        headers = {"authorization": "Bearer not-the-key"}
+    elif case == "not strings":
+        body["input"] = [1, 2]
+    elif case == "empty":
+        body["input"] = []
+    elif case == "too many inputs":
+        body["input"] = ["a"] * (MAX_INPUTS + 1)
+    elif case == "too many bytes":
+        body["input"] = ["a river " * 20_000]
+    elif case == "unknown model":
+        body["model"] = "text-embedding-3-small"
+    elif case == "wrong dimensions":
+        body["dimensions"] = 256
+    elif case == "no route":
+        path = "/v2/things"
+    if case == "bad json":
+        answer = httpx.post(served + path, content=b'{"input": ["a"', headers=headers)
+    else:
+        answer = httpx.post(served + path, json=body, headers=headers)
+    message = answer.json()["error"]["message"]
+    assert answer.status_code == status and "\n" not in message and "Traceback" not in answer.text
+    assert KEY not in answer.text
+
+
+def test_the_connector_says_which_line_serve_refused(served) -> None:
+    from qdrant_distill.errors import AuthenticationFailed, ModelNotFound
+
+    with HttpEncoder(EmbeddingsSettings(provider="openai", url=served, model="docs", api_key="wrong")) as enc, \
+            pytest.raises(AuthenticationFailed, match="refused the credentials"):
+        enc.encode("x")
+    with HttpEncoder(EmbeddingsSettings(provider="openai", url=served, model="nope", api_key=KEY)) as enc, \
+            pytest.raises(ModelNotFound, match="does not serve the model 'nope'"):
+        enc.encode("x")
+
+
+# ------------------------------------------------------------------------------------------------- serve (in-process)
+class InProcessServer:
+    """uvicorn in a thread, serving an app over a connector this process holds."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> InProcessServer:
+        self.thread.start()
+        wait_healthy(self.url)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def live(migrated, tiny_model_path) -> Iterator[tuple[QdrantConnector, InProcessServer]]:
+    conn = QdrantConnector.open(path=str(migrated["store2"]))
+    settings = ServeSettings(alias="docs", default_model=str(tiny_model_path))
+    with InProcessServer(create_app(AliasEncoders(conn, "docs", default=settings.default_model), settings)) as srv:
+        yield conn, srv
+    conn.close()
+
+
+def test_serve_follows_a_rollback_and_a_swap_without_a_restart(live, migrated) -> None:
+    conn, srv = live
+
+    def ask() -> tuple[str, np.ndarray]:
+        answer = httpx.post(f"{srv.url}/v1/embeddings", json={"model": "docs", "input": QUERIES})
+        vectors = np.array([d["embedding"] for d in answer.json()["data"]], dtype=np.float32)
+        return answer.headers[COLLECTION_HEADER], vectors
+
+    collection, vectors = ask()
+    assert collection == migrated["collection"]
+    np.testing.assert_allclose(vectors, migrated["student"], atol=1e-6)
+    rollback_run(migrated["run2"], conn)  # the alias back on the original: its teacher (--default-model) answers
+    collection, vectors = ask()
+    assert collection == "docs_v1" and vectors.shape[1] == 32
+    np.testing.assert_allclose(vectors, migrated["teacher"], atol=1e-5)
+    swap_run(migrated["run2"], conn)
+    collection, vectors = ask()
+    assert collection == migrated["collection"]
+    np.testing.assert_allclose(vectors, migrated["student"], atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------- a teacher over HTTP
+def teacher_migration(tmp: Path, texts: list[str], vectors: np.ndarray, teacher: str) -> tuple[Any, str, np.ndarray]:
+    conn = build_store(Path(":memory:"), texts, vectors)
+    config = MigrationConfig(
+        source="docs", dim=8, sample_size=150, sample_seed=1, run_dir=str(tmp), progress=False, mode="projection-only",
+        teacher_model=teacher, gate=GateConfig(min_recall_at_10=0.0, min_spearman=-1.0),
+    )
+    check = make_plan(config, conn).teacher_check  # the teacher over HTTP reproduces the stored vectors
+    assert check is not None and check.mean_cosine > 0.999 and "http" in check.teacher
+    report = migrate(config, connector=conn)
+    enc = encoder_for(conn, "docs")
+    state = snapshot(conn, enc.collection)
+    query_vectors = enc.encode(QUERIES)
+    conn.close()
+    return report, state, query_vectors
+
+
+def test_a_teacher_behind_serve_checks_labels_and_migrates_through_faults(live, migrated, tiny_model_path,
+                                                                          tmp_path) -> None:
+    conn, srv = live
+    rollback_run(migrated["run2"], conn)  # serve answers with the original collection's model: the teacher
+    try:
+        direct = f"openai+{srv.url}?model=docs&wait_max=0.05&timeout=2"
+        texts = migrated["texts"]
+        cuts = [t.split(" ")[0] + " " + t.split(" ")[-1] for t in texts[:100]]
+        clean_labels = label_queries(load_encoder(direct), cuts, tmp_path / "labels-clean", progress=False)
+        in_process = load_encoder(str(tiny_model_path)).encode(cuts, kind="query")
+        np.testing.assert_allclose(clean_labels, in_process, atol=1e-5)
+        clean = teacher_migration(tmp_path / "clean", texts, migrated["teacher_docs"], direct)
+        assert clean[0].stage is Stage.SWAPPED and clean[0].mode.value == "projection-only"
+        with fake_endpoint() as proxy:
+            proxy.upstream = srv.url
+            proxy.faults = [(429, "0.01"), 503, "reset", "stall", 502]
+            flaky = f"openai+{proxy.url}?model=docs&wait_max=0.05&timeout=0.5&batch=32"
+            labels = label_queries(load_encoder(flaky), cuts, tmp_path / "labels-flaky", progress=False)
+            proxy.faults = [503, (429, "0.01"), "reset", "stall"]
+            faulty = teacher_migration(tmp_path / "faulty", texts, migrated["teacher_docs"], flaky)
+            assert not proxy.faults  # every fault was met
+        np.testing.assert_allclose(labels, clean_labels, atol=1e-6)
+        assert faulty[1] == clean[1]  # the new collection: same ids, payloads, vectors
+        np.testing.assert_allclose(faulty[2], clean[2], atol=1e-6)  # the teacher over HTTP + PCA answers queries
+        assert faulty[0].metrics == clean[0].metrics
+    finally:
+        swap_run(migrated["run2"], conn)
+
+
+@pytest.mark.parametrize("fault, error, says", [
+    (None, TeacherMismatch, "encodes 12-d vectors, the stored ones are 32-d"),
+    ("html", MalformedAnswer, "answered text/html, not JSON"),
+    ("fewer", MalformedAnswer, "answered 15 vectors for 16 texts"),
+    (500, ServerError, "answered 500 2 times"),
+])
+def test_a_bad_http_teacher_is_one_line_and_nothing_is_written(migrated, tmp_path, fault, error, says) -> None:
+    texts = migrated["texts"]
+    conn = build_store(Path(":memory:"), texts, migrated["teacher_docs"])
+    with fake_endpoint() as endpoint:
+        endpoint.faults = [fault] * 2
+        config = MigrationConfig(
+            source="docs", dim=8, sample_size=150, run_dir=str(tmp_path / "run"), progress=False,
+            mode="projection-only", teacher_model=f"openai+{endpoint.url}?model=m&attempts=2&wait_max=0.01",
+        )
+        with pytest.raises(DistillError) as info:
+            migrate(config, connector=conn)
+    assert isinstance(info.value, error) and says in str(info.value) and "\n" not in str(info.value)
+    assert conn.collections() == ["docs_v1"] and not (tmp_path / "run").exists()
+    conn.close()
