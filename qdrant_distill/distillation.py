@@ -18,13 +18,14 @@ import logging
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from qdrant_distill._compat import embedding_dimension
 from qdrant_distill._quiet import quiet_loading
@@ -45,7 +46,7 @@ from qdrant_distill.students import (
 )
 from qdrant_distill.pseudo_queries import cut_queries, pseudo_query
 from qdrant_distill.teacher import label_queries
-from qdrant_distill.training import FrozenBodyForward, TrainSettings, train
+from qdrant_distill.training import FrozenBodyForward, TrainOutcome, TrainSettings, train
 
 __all__ = ["DISTILL_JSON", "QUERY_RECIPE", "DistillResult", "distill", "for_queries"]
 
@@ -76,6 +77,7 @@ class DistillResult(BaseModel):
     metrics: dict[str, float]
     baseline_metrics: dict[str, float]
     projection_metrics: dict[str, float]
+    selection: dict[str, Any] = Field(default_factory=dict)
     primary_metric: str = PRIMARY_METRIC
     query_metric: str = QUERY_METRIC
     wall_time_s: float
@@ -146,49 +148,127 @@ def _split(n: int, config: DistillConfig) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[size:]), np.sort(order[:size])
 
 
+@dataclass
+class _Pairs:
+    """Training and held-out (text, unit teacher vector) pairs."""
+
+    train_texts: list[str]
+    train_vecs: np.ndarray
+    hold_texts: list[str]
+    hold_vecs: np.ndarray
+
+
+@dataclass
+class _Space:
+    """The teacher space: the projection, the training targets in it (teacher labels included), the holdout's."""
+
+    projection: PCAProjection
+    texts: list[str]
+    targets: np.ndarray
+    hold_targets: np.ndarray
+    label_pairs: int
+
+
+@dataclass
+class _Student:
+    """The untrained student, its learning rates, and the heads it could start from (name -> weight)."""
+
+    model: Any
+    lr_body: float
+    lr_head: float
+    heads: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _pairs(texts: Sequence[str], vectors: np.ndarray, config: DistillConfig,
+           holdout: tuple[Sequence[str], np.ndarray] | None) -> _Pairs:
+    """Checked pairs, split into training and held-out ones (or the held-out pairs given)."""
+    texts = list(texts)
+    vecs = _check_pairs(texts, vectors)
+    if holdout is not None:
+        pairs = _Pairs(texts, vecs, list(holdout[0]), _check_pairs(list(holdout[0]), holdout[1]))
+        if pairs.hold_vecs.shape[1] != vecs.shape[1]:
+            raise InvalidVectors(
+                f"holdout vectors are {pairs.hold_vecs.shape[1]}-d, training ones {vecs.shape[1]}-d")
+    else:
+        train_idx, hold_idx = _split(len(texts), config)
+        pairs = _Pairs([texts[i] for i in train_idx], vecs[train_idx], [texts[i] for i in hold_idx], vecs[hold_idx])
+    if len(pairs.train_texts) < MIN_PAIRS:
+        raise ConfigError(f"{len(pairs.train_texts)} training pairs: at least {MIN_PAIRS} are needed")
+    if len(pairs.hold_texts) < 2:
+        raise ConfigError("no holdout: fidelity needs at least 2 held-out pairs", hint="raise holdout_fraction")
+    return pairs
+
+
+def _teacher_space(config: DistillConfig, pairs: _Pairs, output_dir: Path, progress: bool) -> _Space:
+    """The PCA of the training teacher vectors; targets are the projected vectors, teacher labels joining them."""
+    projection = PCAProjection.fit(pairs.train_vecs, config.dim, center=config.center)
+    targets = projection.transform(pairs.train_vecs)
+    label_texts, label_targets = _teacher_labels(config, pairs.train_texts, projection, output_dir, progress)
+    return _Space(projection, pairs.train_texts + label_texts, np.concatenate([targets, label_targets]),
+                  projection.transform(pairs.hold_vecs), len(label_texts))
+
+
 def _build_student(
     config: DistillConfig,
     texts: list[str],
     targets: np.ndarray,
     projection: PCAProjection,
     body_cache: dict[str, np.ndarray] | None = None,
-) -> tuple[Any, float, float]:
-    """The untrained student and the learning rates of its body and head."""
+) -> _Student:
+    """The untrained student, the learning rates of its body and head, and (transformer) the heads it could have."""
     kind = StudentKind(config.kind)
     if kind is StudentKind.PRUNED:
-        if not config.teacher_model:
-            raise ConfigError("a pruned student needs teacher_model", hint="pass the teacher's name or path")
-        teacher = load_body(config.teacher_model, device=config.device, max_seq_length=config.max_seq_length)
-        if embedding_dimension(teacher) != projection.in_dim:
-            raise ConfigError(
-                f"teacher_model encodes {embedding_dimension(teacher)}-d vectors but the stored ones are "
-                f"{projection.in_dim}-d: it is not the collection's teacher"
-            )
-        n_layers = len(teacher[0].auto_model.encoder.layer) if hasattr(teacher[0], "auto_model") else 0
-        keep = config.keep_layers or max(2, n_layers // 3)
-        # removing layers damages the body (holdout recall@10 0.285 untrained on SciFact): unless the user chose a
-        # body learning rate, the pruned body trains (the frozen-body default suits only intact transformer bodies)
-        lr_body = config.lr_body if "lr_body" in config.model_fields_set else PRUNED_LR_BODY
-        logger.info("pruned student: %d of %d layers kept; body learning rate %g", keep, n_layers, lr_body)
-        return pruned_student(teacher, projection, keep), lr_body, config.lr_head
+        return _pruned(config, projection)
     body = load_body(config.base_model, device=config.device, max_seq_length=config.max_seq_length)
     if kind is StudentKind.STATIC:
-        model = static_student(body, texts, targets, token_source=config.token_source)
-        return model, config.lr_static, 0.0
+        return _Student(static_student(body, texts, targets, token_source=config.token_source), config.lr_static, 0.0)
     # transformer: the head starts from the body's vectors of (a sample of) the training texts
     head_init = HeadInit(config.head_init)
-    weight = None
-    if head_init is not HeadInit.RANDOM:
-        rng = np.random.default_rng(config.seed)
-        take = np.sort(rng.permutation(len(texts))[: config.head_init_samples])
-        sample = [texts[i] for i in take]
-        if body_cache and all(t in body_cache for t in sample):
-            body_vecs = np.stack([body_cache[t] for t in sample]).astype(np.float32)
-            body_vecs /= np.maximum(np.linalg.norm(body_vecs, axis=1, keepdims=True), 1e-12)
-        else:
-            body_vecs = as_encoder(body, batch_size=config.encode_batch_size).encode(sample)
-        weight = fit_head(body_vecs, targets[take], head_init)
-    return add_head(body, weight, dim=projection.dim if weight is None else None), config.lr_body, config.lr_head
+    if head_init is HeadInit.RANDOM:
+        return _Student(add_head(body, None, dim=projection.dim), config.lr_body, config.lr_head)
+    rng = np.random.default_rng(config.seed)
+    take = np.sort(rng.permutation(len(texts))[: config.head_init_samples])
+    body_vecs = _body_vectors(body, [texts[i] for i in take], config, body_cache)
+    heads = _heads(body_vecs, targets[take], head_init)
+    return _Student(add_head(body, heads[head_init.value]), config.lr_body, config.lr_head, heads)
+
+
+def _pruned(config: DistillConfig, projection: PCAProjection) -> _Student:
+    if not config.teacher_model:
+        raise ConfigError("a pruned student needs teacher_model", hint="pass the teacher's name or path")
+    teacher = load_body(config.teacher_model, device=config.device, max_seq_length=config.max_seq_length)
+    if embedding_dimension(teacher) != projection.in_dim:
+        raise ConfigError(
+            f"teacher_model encodes {embedding_dimension(teacher)}-d vectors but the stored ones are "
+            f"{projection.in_dim}-d: it is not the collection's teacher"
+        )
+    n_layers = len(teacher[0].auto_model.encoder.layer) if hasattr(teacher[0], "auto_model") else 0
+    keep = config.keep_layers or max(2, n_layers // 3)
+    # removing layers damages the body (holdout recall@10 0.285 untrained on SciFact): unless the user chose a
+    # body learning rate, the pruned body trains (the frozen-body default suits only intact transformer bodies)
+    lr_body = config.lr_body if "lr_body" in config.model_fields_set else PRUNED_LR_BODY
+    logger.info("pruned student: %d of %d layers kept; body learning rate %g", keep, n_layers, lr_body)
+    return _Student(pruned_student(teacher, projection, keep), lr_body, config.lr_head)
+
+
+def _body_vectors(body: Any, texts: list[str], config: DistillConfig,
+                  body_cache: dict[str, np.ndarray] | None) -> np.ndarray:
+    if body_cache and all(t in body_cache for t in texts):
+        vecs = np.stack([body_cache[t] for t in texts]).astype(np.float32)
+        return vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+    return as_encoder(body, batch_size=config.encode_batch_size).encode(texts)
+
+
+def _heads(body_vecs: np.ndarray, targets: np.ndarray, first: HeadInit) -> dict[str, np.ndarray]:
+    """Every non-random head fitted on the body's vectors: the chosen one, and the others as plain baselines."""
+    heads = {}
+    for mode in (HeadInit.OWN_PCA, HeadInit.RIDGE):
+        try:
+            heads[mode.value] = fit_head(body_vecs, targets, mode)
+        except DimensionError:
+            if mode is first:
+                raise
+    return heads
 
 
 def _teacher_labels(
@@ -204,8 +284,131 @@ def _teacher_labels(
     vectors = _check_pairs(queries, label_queries(teacher, queries, output_dir / LABELS_DIR, progress=progress))
     if vectors.shape[1] != projection.in_dim:
         raise DimensionError(f"the teacher labels {vectors.shape[1]}-d vectors, the stored ones are "
-                             f"{projection.in_dim}-d", hint="--teacher must be the model the collection was indexed with")
+                             f"{projection.in_dim}-d", hint="--teacher must be the model the collection was indexed "
+                             "with")
     return queries, projection.transform(vectors)
+
+
+# ----------------------------------------------------------------------------------------------------------- training
+@dataclass
+class _Run:
+    """What the training loop works with: parameters by part, the forward pass, and the holdout evaluation."""
+
+    body_params: list[Any]
+    head_params: list[Any]
+    forward: Any
+    evaluate: Callable[[Any], dict[str, float]]
+    frozen: bool
+
+
+def _run(config: DistillConfig, student: _Student, pairs: _Pairs, space: _Space,
+         body_cache: dict[str, np.ndarray] | None) -> _Run:
+    """Freeze what does not learn and build the holdout evaluation (on cached body vectors for a frozen body)."""
+    model = student.model
+    # one deterministic query-like cut per held-out text: the query-side metrics (pseudo_query/*)
+    hold_queries = [pseudo_query(t, random.Random(config.seed + i)) for i, t in enumerate(pairs.hold_texts)]
+    evaluator = FidelityEvaluator(
+        pairs.hold_texts, pairs.hold_vecs, projected_targets=space.hold_targets,
+        batch_size=config.encode_batch_size, primary_metric=config.primary_metric, pseudo_queries=hold_queries,
+    )
+    body_params, head_params = body_and_head(model)
+    frozen = config.kind is not StudentKind.STATIC and (student.lr_body == 0 or config.trainable_layers == 0)
+    if not frozen:
+        if config.trainable_layers is not None and config.kind is not StudentKind.STATIC:
+            body_params = freeze_lower_layers(model, config.trainable_layers)
+        return _Run(body_params, head_params, None, _full_length_evaluate(config, model, evaluator), False)
+    # only the head learns: body vectors are computed once per text and reused by every epoch and evaluation
+    for p in body_params:
+        p.requires_grad_(False)
+    forward = FrozenBodyForward(model, head_start(model), device=config.device,
+                                batch_size=config.encode_batch_size, cache=body_cache)
+
+    @torch.no_grad()
+    def evaluate(_: Any) -> dict[str, float]:
+        docs = forward(pairs.hold_texts).detach().cpu().numpy()
+        return evaluator.evaluate_vectors(docs, forward(hold_queries).detach().cpu().numpy())
+
+    return _Run([], head_params, forward, evaluate, True)
+
+
+def _full_length_evaluate(config: DistillConfig, model: Any, evaluator: FidelityEvaluator) -> Callable:
+    """Holdout fidelity at the length the student will be used with (training may use shorter inputs)."""
+    full_length = model.max_seq_length
+    if not config.train_max_seq_length or full_length == math.inf:
+        return evaluator
+    model.max_seq_length = config.train_max_seq_length
+
+    def evaluate(m: Any) -> dict[str, float]:
+        m.max_seq_length = full_length
+        try:
+            return evaluator(m)
+        finally:
+            m.max_seq_length = config.train_max_seq_length
+
+    return evaluate
+
+
+def _settings(config: DistillConfig, student: _Student, run: _Run, n_pairs: int) -> TrainSettings:
+    # a frozen body evaluates on cached vectors, nearly free: four times an epoch, so a run that cannot gain stops
+    # within the first epoch
+    eval_steps = config.eval_steps
+    if eval_steps is None and run.frozen:
+        eval_steps = max(1, math.ceil(n_pairs / max(2, config.batch_size)) // 4)
+    return TrainSettings(
+        epochs=config.epochs, max_steps=config.max_steps, batch_size=config.batch_size, lr_body=student.lr_body,
+        lr_head=student.lr_head, weight_decay=0.0 if config.kind is StudentKind.STATIC else config.weight_decay,
+        warmup_ratio=config.warmup_ratio, weights=config.weights.model_dump(), temperature=config.temperature,
+        matryoshka_dims=config.matryoshka_dims, pseudo_queries=config.pseudo_queries,
+        pseudo_query_negatives=config.pseudo_query_negatives, eval_steps=eval_steps,
+        early_stopping_patience=config.early_stopping_patience, primary_metric=config.primary_metric,
+        seed=config.seed, device=config.device,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------- selection
+def _select(config: DistillConfig, student: _Student, run: _Run, outcome: TrainOutcome) -> dict[str, Any]:
+    """Keep the best of the trained state, the untrained start and the plain heads (frozen body only), by the
+    primary holdout metric; the model is left in the chosen state. Returns what was compared and what won."""
+    key = config.primary_metric
+    # train() already kept the better of its best step and the untrained start (reported, not chosen again here)
+    trained_name = "trained" if outcome.best_step > 0 else "untrained"
+    candidates = {trained_name: outcome.metrics}
+    dense = _dense(student.model) if run.frozen else None
+    kept = None
+    if dense is not None:
+        bias = dense.linear.bias
+        kept = (dense.linear.weight.detach().clone(), None if bias is None else bias.detach().clone())
+        for name, weight in student.heads.items():
+            _set_head(dense, weight)
+            candidates[f"{name} head"] = run.evaluate(student.model)
+    best = max(candidates, key=lambda n: candidates[n].get(key, -math.inf))
+    if outcome.best_step > 0:
+        candidates["untrained"] = outcome.baseline_metrics
+    if dense is not None and best.endswith(" head"):
+        _set_head(dense, student.heads[best[: -len(" head")]])
+    elif kept is not None:
+        dense.linear.weight.data.copy_(kept[0])
+        if kept[1] is not None:
+            dense.linear.bias.data.copy_(kept[1])
+    ranked = sorted((c[key] for n, c in candidates.items() if n != best and key in c), reverse=True)
+    margin = candidates[best].get(key, math.nan) - (ranked[0] if ranked else math.nan)
+    logger.info("kept the %s state: %s %.4f (%s)", best, key, candidates[best].get(key, math.nan),
+                ", ".join(f"{n} {c.get(key, math.nan):.4f}" for n, c in candidates.items() if n != best))
+    return {"primary_metric": key, "chosen": best, "margin": margin,
+            "candidates": {n: dict(c) for n, c in candidates.items()}}
+
+
+def _dense(model: Any) -> Any | None:
+    """The student's head ``Dense`` module (the one before ``Normalize``), if it has exactly one."""
+    mods = [model[i] for i in range(head_start(model), len(model))]
+    dense = [m for m in mods if hasattr(m, "linear")]
+    return dense[0] if len(dense) == 1 else None
+
+
+def _set_head(dense: Any, weight: np.ndarray) -> None:
+    dense.linear.weight.data.copy_(torch.as_tensor(np.asarray(weight, dtype=np.float32)))
+    if dense.linear.bias is not None:
+        dense.linear.bias.data.zero_()
 
 
 # ------------------------------------------------------------------------------------------------------------ distill
@@ -228,145 +431,53 @@ def distill(
     """
     started = time.perf_counter()
     _seed(config.seed)
-    texts = list(texts)
-    vectors = _check_pairs(texts, teacher_vectors)
-    if holdout is not None:
-        train_texts, train_vecs = texts, vectors
-        hold_texts, hold_vecs = list(holdout[0]), _check_pairs(list(holdout[0]), holdout[1])
-        if hold_vecs.shape[1] != vectors.shape[1]:
-            raise InvalidVectors(f"holdout vectors are {hold_vecs.shape[1]}-d, training ones {vectors.shape[1]}-d")
-    else:
-        train_idx, hold_idx = _split(len(texts), config)
-        train_texts, train_vecs = [texts[i] for i in train_idx], vectors[train_idx]
-        hold_texts, hold_vecs = [texts[i] for i in hold_idx], vectors[hold_idx]
-    if len(train_texts) < MIN_PAIRS:
-        raise ConfigError(f"{len(train_texts)} training pairs: at least {MIN_PAIRS} are needed")
-    if len(hold_texts) < 2:
-        raise ConfigError("no holdout: fidelity needs at least 2 held-out pairs", hint="raise holdout_fraction")
-
-    # the teacher space and the targets in it; teacher labels (query-like cuts of training texts) join the pairs
-    projection = PCAProjection.fit(train_vecs, config.dim, center=config.center)
-    targets = projection.transform(train_vecs)
-    hold_targets = projection.transform(hold_vecs)
-    label_texts, label_targets = _teacher_labels(config, train_texts, projection, Path(output_dir), progress)
-    train_texts, targets = train_texts + label_texts, np.concatenate([targets, label_targets])
-    projection_metrics = fidelity(hold_targets, hold_vecs, projected_targets=hold_targets)
-
-    # the student, trained with holdout fidelity as the early-stopping signal
-    model, lr_body, lr_head = _build_student(config, train_texts, targets, projection, body_cache)
-    # one deterministic query-like cut per held-out text: the query-side metrics (pseudo_query/*)
-    hold_queries = [pseudo_query(t, random.Random(config.seed + i)) for i, t in enumerate(hold_texts)]
-    evaluator = FidelityEvaluator(
-        hold_texts, hold_vecs, projected_targets=hold_targets, batch_size=config.encode_batch_size,
-        primary_metric=config.primary_metric, pseudo_queries=hold_queries,
-    )
-    body_params, head_params = body_and_head(model)
-    forward = None
-    frozen = config.kind is not StudentKind.STATIC and (lr_body == 0 or config.trainable_layers == 0)
-    if frozen:
-        # only the head learns: body vectors are computed once per text and reused by every epoch
-        for p in body_params:
-            p.requires_grad_(False)
-        body_params = []
-        forward = FrozenBodyForward(model, head_start(model), device=config.device,
-                                    batch_size=config.encode_batch_size, cache=body_cache)
-    elif config.trainable_layers is not None and config.kind is not StudentKind.STATIC:
-        body_params = freeze_lower_layers(model, config.trainable_layers)
-    full_length = model.max_seq_length
-
-    def evaluate(m: Any) -> dict[str, float]:
-        # holdout fidelity at the length the student will be used with
-        if config.train_max_seq_length and full_length != math.inf and not frozen:
-            m.max_seq_length = full_length
-            try:
-                return evaluator(m)
-            finally:
-                m.max_seq_length = config.train_max_seq_length
-        return evaluator(m)
-
-    if config.train_max_seq_length and full_length != math.inf and not frozen:
-        model.max_seq_length = config.train_max_seq_length
-    settings = TrainSettings(
-        epochs=config.epochs,
-        max_steps=config.max_steps,
-        batch_size=config.batch_size,
-        lr_body=lr_body,
-        lr_head=lr_head,
-        weight_decay=0.0 if config.kind is StudentKind.STATIC else config.weight_decay,
-        warmup_ratio=config.warmup_ratio,
-        weights=config.weights.model_dump(),
-        temperature=config.temperature,
-        matryoshka_dims=config.matryoshka_dims,
-        pseudo_queries=config.pseudo_queries,
-        pseudo_query_negatives=config.pseudo_query_negatives,
-        eval_steps=config.eval_steps,
-        early_stopping_patience=config.early_stopping_patience,
-        primary_metric=evaluator.primary_metric,
-        seed=config.seed,
-        device=config.device,
-    )
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    outcome = train(
-        model,
-        train_texts,
-        targets,
-        settings,
-        body_params=body_params,
-        head_params=head_params,
-        evaluate=evaluate,
-        progress=progress,
-        forward=forward,
-    )
+    pairs = _pairs(texts, teacher_vectors, config, holdout)
+    # the teacher space, the targets in it (teacher labels included) and the untrained student
+    space = _teacher_space(config, pairs, output_dir, progress)
+    student = _build_student(config, space.texts, space.targets, space.projection, body_cache)
+    # train with the holdout as the early-stopping signal, then keep the best of trained, untrained and plain heads
+    run = _run(config, student, pairs, space, body_cache)
+    full_length = student.model.max_seq_length
+    outcome = train(student.model, space.texts, space.targets, _settings(config, student, run, len(space.texts)),
+                    body_params=run.body_params, head_params=run.head_params, evaluate=run.evaluate,
+                    progress=progress, forward=run.forward)
     if full_length != math.inf:
-        model.max_seq_length = full_length
+        student.model.max_seq_length = full_length
+    selection = _select(config, student, run, outcome)
+    return _save(config, student.model, space, pairs, outcome, selection, output_dir, teacher_id, started)
 
-    # save the student, the projection and what they are
+
+def _save(config: DistillConfig, model: Any, space: _Space, pairs: _Pairs, outcome: TrainOutcome,
+          selection: dict[str, Any], output_dir: Path, teacher_id: str, started: float) -> DistillResult:
+    """Save the student, the projection and ``distill.json`` describing both."""
+    output_dir.mkdir(parents=True, exist_ok=True)
     student_path = output_dir / STUDENT_DIR
     try:
         with quiet_loading():
             model.save(str(student_path))
     except Exception as exc:
         raise StudentError(f"cannot save the student to {student_path}: {exc}") from exc
-    projection_path = projection.save(output_dir / PROJECTION_FILE)
+    projection = space.projection
     result = DistillResult(
-        student_path=str(student_path),
-        projection_path=str(projection_path),
-        kind=config.kind,
-        base_model=config.teacher_model if config.kind is StudentKind.PRUNED else config.base_model,
-        dim=projection.dim,
-        teacher_dim=projection.in_dim,
-        teacher_id=teacher_id,
-        center=config.center,
-        explained_variance=projection.explained_variance_ratio,
-        train_size=len(train_texts),
-        label_pairs=len(label_texts),
-        holdout_size=len(hold_texts),
-        metrics=outcome.metrics,
-        baseline_metrics=outcome.baseline_metrics,
-        projection_metrics=projection_metrics,
-        wall_time_s=time.perf_counter() - started,
-        steps=outcome.steps,
-        best_step=outcome.best_step,
-        epochs_run=outcome.epochs_run,
-        stopped_early=outcome.stopped_early,
-        losses=outcome.history,
-        evaluations=outcome.evaluations,
-        config=config.model_dump(mode="json"),
+        student_path=str(student_path), projection_path=str(projection.save(output_dir / PROJECTION_FILE)),
+        kind=config.kind, base_model=config.teacher_model if config.kind is StudentKind.PRUNED else config.base_model,
+        dim=projection.dim, teacher_dim=projection.in_dim, teacher_id=teacher_id, center=config.center,
+        explained_variance=projection.explained_variance_ratio, train_size=len(space.texts),
+        label_pairs=space.label_pairs, holdout_size=len(pairs.hold_texts),
+        metrics=selection["candidates"][selection["chosen"]], baseline_metrics=outcome.baseline_metrics,
+        projection_metrics=fidelity(space.hold_targets, pairs.hold_vecs, projected_targets=space.hold_targets),
+        selection=selection, wall_time_s=time.perf_counter() - started, steps=outcome.steps,
+        best_step=outcome.best_step, epochs_run=outcome.epochs_run, stopped_early=outcome.stopped_early,
+        losses=outcome.history, evaluations=outcome.evaluations, config=config.model_dump(mode="json"),
         primary_metric=config.primary_metric,
     )
     text = json.dumps(result.model_dump(mode="json"), indent=2)
     for where in (output_dir / DISTILL_JSON, student_path / DISTILL_JSON):
         where.write_text(text, encoding="utf-8")
-    logger.info(
-        "distilled a %s student (%d -> %d dims) in %.0f s: %s %.4f (untrained %.4f, projection %.4f)",
-        config.kind.value,
-        projection.in_dim,
-        projection.dim,
-        result.wall_time_s,
-        config.primary_metric,
-        result.metrics.get(config.primary_metric, float("nan")),
-        result.baseline_metrics.get(config.primary_metric, float("nan")),
-        projection_metrics.get(config.primary_metric, float("nan")),
-    )
+    key = config.primary_metric
+    logger.info("distilled a %s student (%d -> %d dims) in %.0f s: kept %s, %s %.4f (untrained %.4f, projection "
+                "%.4f)", config.kind.value, projection.in_dim, projection.dim, result.wall_time_s,
+                selection["chosen"], key, result.metrics.get(key, math.nan), result.baseline_metrics.get(key, math.nan),
+                result.projection_metrics.get(key, math.nan))
     return result

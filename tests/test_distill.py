@@ -261,8 +261,31 @@ def test_a_pruned_body_trains_unless_told_otherwise(teacher_path, pairs) -> None
     projection = PCAProjection.fit(vecs, DIM)
     default = DistillConfig(kind="pruned", teacher_model=str(teacher_path), keep_layers=2, dim=DIM)
     assert default.lr_body == 0.0  # the frozen-body default of transformer students
-    _, lr_body, _ = _build_student(default, texts, projection.transform(vecs), projection)
-    assert lr_body == PRUNED_LR_BODY
+    assert _build_student(default, texts, projection.transform(vecs), projection).lr_body == PRUNED_LR_BODY
     chosen = default.model_copy(update={"lr_body": 0.0})  # an explicit choice is kept
     chosen.model_fields_set.add("lr_body")
-    assert _build_student(chosen, texts, projection.transform(vecs), projection)[1] == 0.0
+    assert _build_student(chosen, texts, projection.transform(vecs), projection).lr_body == 0.0
+
+
+def test_the_holdout_keeps_the_best_of_trained_untrained_and_plain_heads(tiny_model_path, pairs, tmp_path) -> None:
+    """Frozen body: the trained head, the untrained start and the plain heads (own PCA, ridge) are compared on the
+    holdout; the best is saved, and the report says which won and by how much."""
+    from qdrant_distill.distillation import _split
+
+    texts, vecs = pairs
+    cfg = fast_config(tiny_model_path, lr_body=0.0, lr_head=1e-9, max_steps=4, eval_steps=2)  # cannot gain
+    result = distill(texts, vecs, cfg, output_dir=tmp_path / "sel", progress=False)
+    sel, key = result.selection, result.primary_metric
+    assert {"own_pca head", "ridge head"} <= set(sel["candidates"]) and sel["primary_metric"] == key
+    selectable = {n: c[key] for n, c in sel["candidates"].items() if n != "untrained" or result.best_step == 0}
+    assert sel["chosen"] == max(selectable, key=selectable.get)
+    assert result.metrics == sel["candidates"][sel["chosen"]]
+    others = [v for n, v in selectable.items() if n != sel["chosen"]]
+    assert sel["margin"] == pytest.approx(result.metrics[key] - max(others))
+    # the saved student is the chosen state: re-measured on the same holdout it gives the reported figures
+    norm = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+    _, hold = _split(len(texts), cfg)
+    student = load_encoder(result.student_path)
+    targets = PCAProjection.load(result.projection_path).transform(norm[hold])
+    again = fidelity(student.encode([texts[i] for i in hold]), norm[hold], projected_targets=targets)
+    assert again[key] == pytest.approx(result.metrics[key], abs=1e-4)
