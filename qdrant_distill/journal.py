@@ -64,6 +64,7 @@ class Journal(BaseModel):
     projection_path: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
     baseline_metrics: dict[str, float] = Field(default_factory=dict)
+    selection: dict[str, Any] = Field(default_factory=dict)  # the holdout's comparison of trained and plain states
     checkpoint: Any = None  # scroll offset of the next page to re-embed
     reembed_finished: bool = False  # the last page is written (checkpoint is None again)
     points_written: int = 0

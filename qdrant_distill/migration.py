@@ -54,6 +54,7 @@ class MigrationReport(BaseModel):
     student_path: str | None
     metrics: dict[str, float] = Field(default_factory=dict)
     baseline_metrics: dict[str, float] = Field(default_factory=dict)
+    selection: dict[str, Any] = Field(default_factory=dict)
     gate: dict[str, float] = Field(default_factory=dict)
     verify: dict[str, Any] = Field(default_factory=dict)
     catch_up: dict[str, int] = Field(default_factory=dict)
@@ -152,6 +153,7 @@ def stage_distill(config: MigrationConfig, journal: Journal, plan: MigrationPlan
             "projection_path": str(Path(res.projection_path).resolve()) if res.projection_path else None,
             "metrics": dict(res.metrics),
             "baseline_metrics": dict(res.baseline_metrics),
+            "selection": dict(res.selection),
         }
     journal.advance(Stage.DISTILLED, **result)
 
@@ -428,6 +430,7 @@ def _report(config: MigrationConfig, plan: MigrationPlan, journal: Journal) -> M
         stage=journal.stage, mode=config.mode, dim=config.dim, teacher_dim=plan.teacher_dim, points=plan.points,
         points_written=journal.points_written, skipped=len(journal.skipped_ids), sample_size=journal.sample_size,
         student_path=journal.student_path, metrics=journal.metrics, baseline_metrics=journal.baseline_metrics,
+        selection=journal.selection,
         gate=config.gate.thresholds(), verify=journal.verify, catch_up=journal.catch_up,
         previous_target=journal.previous_target, vector_bytes_before=plan.vector_bytes_before,
         vector_bytes_after=plan.vector_bytes_after, seconds=seconds, journal=journal.path, notes=notes,

@@ -34,6 +34,8 @@ def report_table(report: MigrationReport) -> Table:
         gate = report.gate.get(key)
         extra = (f"   (untrained {base:.4f})" if base is not None else "") + (f"   gate >= {gate}" if gate else "")
         table.add_row(key, f"{value:.4f}{extra}")
+    if report.selection:
+        table.add_row("kept", selection_line(report.selection))
     if report.verify:
         table.add_row("verify", ", ".join(f"{k} {v}" for k, v in report.verify.items()))
     if report.catch_up:
@@ -45,6 +47,15 @@ def report_table(report: MigrationReport) -> Table:
     for note in report.notes:
         table.add_row("note", note)
     return table
+
+
+def selection_line(selection: dict[str, Any]) -> str:
+    """Which state the holdout kept, by how much, against what."""
+    key, chosen = selection["primary_metric"], selection["chosen"]
+    others = ", ".join(f"{name} {m.get(key, float('nan')):.4f}" for name, m in selection["candidates"].items()
+                       if name != chosen)
+    return (f"{chosen}: {key} {selection['candidates'][chosen].get(key, float('nan')):.4f} "
+            f"({selection['margin']:+.4f} over the next best; {others})")
 
 
 def journal_table(journal: Journal) -> Table:

@@ -36,3 +36,12 @@ def test_quality_quick(tmp_path: Path) -> None:
     assert result["quick"] and any("teacher" in n for n in names) and any("static" in n for n in names)
     assert any(n.startswith("query student") for n in names)
     assert all(0.0 <= row["ndcg@10"] <= 1.0 for row in result["rows"])
+
+
+@pytest.mark.skipif(not (REPO / "models" / "all-MiniLM-L6-v2").exists(),
+                    reason="needs models/all-MiniLM-L6-v2 (scripts/setup.sh)")
+def test_http_teacher_quick(tmp_path: Path) -> None:
+    result = run("http_teacher.py", tmp_path / "http.json")
+    rows = result["rows"]
+    assert len(rows) == 4 and all(row["texts_per_s"] > 0 for row in rows.values())
+    assert all(row["min_cosine_vs_in_process"] > 0.999 for row in list(rows.values())[1:])

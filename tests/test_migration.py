@@ -115,6 +115,12 @@ def test_migrate_end_to_end_then_rollback_swap_and_finalize(conn, demo_texts, ti
     assert {len(p.vectors[UNNAMED]) for p in dst.values()} == {DIM}
     assert report.verify["missing"] == 0 and report.verify["min_cosine"] > 0.99
     assert report.vector_bytes_after * TEACHER_DIM == report.vector_bytes_before * DIM
+    # the report says which state the holdout kept, against the untrained start and the plain heads
+    assert report.selection["chosen"] in report.selection["candidates"]
+    assert report.metrics == report.selection["candidates"][report.selection["chosen"]]
+    from qdrant_distill.render import report_table, selection_line
+
+    assert report.selection["chosen"] in selection_line(report.selection) and report_table(report).row_count > 10
 
     meta = conn.describe(report.target).metadata["qdrant_distill"]
     assert meta["dim"] == DIM and meta["mode"] == "reembed" and meta["source"] == "docs_v1"

@@ -200,3 +200,31 @@ def test_the_key_comes_from_settings_the_process_or_the_environment(endpoint: Fa
     set_api_key("from-the-flag")
     assert sent() == "Bearer from-the-flag"
     assert sent(api_key="from-settings") == "Bearer from-settings"
+
+
+def test_an_http_encoder_needs_no_torch(endpoint: FakeEndpoint) -> None:
+    """A process that cannot import torch or sentence-transformers encodes through the seam over HTTP."""
+    import json
+    import subprocess
+    import sys
+    import textwrap
+
+    from tests.conftest import REPO
+
+    child = textwrap.dedent(f'''
+        import importlib.abc, json, sys
+
+        class Blocker(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("torch", "sentence_transformers", "transformers"):
+                    raise ImportError(name)
+                return None
+
+        sys.meta_path.insert(0, Blocker())
+        import qdrant_distill as qd
+        enc = qd.load_encoder("tei+{endpoint.url}")
+        print(json.dumps(enc.encode(["a", "b"]).tolist()))
+    ''')
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    np.testing.assert_allclose(json.loads(done.stdout), expected(["a", "b"]), atol=1e-6)

@@ -120,3 +120,69 @@ def test_the_api_key_never_leaks(how, demo_texts, tiny_model_path, tmp_path, fas
     FIGURES.setdefault("secrets: places searched", {})[how] = (
         f"{len(outputs)} command outputs, {len(records.lines)} log records, {len(blobs)} files, "
         f"{len(metadata)} collection configs")
+
+
+@pytest.mark.parametrize("how", ["flag", "env", "config"])
+def test_an_http_teachers_key_never_leaks(how, demo_texts, tmp_path, fast_tmp, records, monkeypatch) -> None:
+    """The key of a teacher behind an embeddings API (``--teacher openai+http://...``) reaches the endpoint as a bearer
+    token and nowhere else: a projection-only migration through it, a refusing endpoint, an unreachable one."""
+    from connectors.http_embeddings import set_api_key
+    from tests.connectors.fake_embeddings import fake_endpoint
+    from tests.test_migration import TEACHER_DIM
+
+    for name in ("QDRANT_DISTILL_EMBEDDINGS_API_KEY", "OPENAI_API_KEY", "QDRANT_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    key = f"sk-{secrets.token_hex(16)}"
+    fragments = [key, key[3:19], key[-16:]]
+    store, run_dir = fast_tmp / "qdrant", tmp_path / "run"
+    with QdrantConnector.open(path=str(store)) as conn:
+        build_source(conn, demo_texts)
+    if how == "flag":
+        key_args, env = ["--embeddings-api-key", key], {}
+    elif how == "env":
+        key_args, env = [], {"QDRANT_DISTILL_EMBEDDINGS_API_KEY": key}
+    else:
+        (tmp_path / "input").mkdir()
+        (tmp_path / "input" / "config.toml").write_text(f'embeddings_api_key = "{key}"\n')
+        key_args, env = ["--config", str(tmp_path / "input" / "config.toml")], {}
+    runner = CliRunner()
+    outputs: list[str] = []
+
+    def cli(*args: str, code: int = 0) -> Any:
+        result = runner.invoke(app, [*args, *key_args], env=env)
+        outputs.append(result.output + (result.stderr or ""))
+        if result.exception and not isinstance(result.exception, SystemExit):
+            outputs.append(repr(result.exception))
+        assert result.exit_code == code, result.output
+        return result
+
+    common = ["--path", str(store), "--dim", "16", "--sample-size", "100", "--mode", "projection-only",
+              "--min-recall", "0", "--min-spearman", "-1", "--run-dir", str(run_dir), "--no-progress", "--debug",
+              "--no-teacher-check"]
+    try:
+        with fake_endpoint() as endpoint:
+            endpoint.dim = TEACHER_DIM
+            teacher = f"openai+{endpoint.url}?model=teacher-model&wait_max=0.01&attempts=2"
+            cli("migrate", "--alias", "docs", "--teacher", teacher, "--yes", *common)
+            assert endpoint.requests and {r["auth"] for r in endpoint.requests} == {f"Bearer {key}"}
+            for status in (401, 403):
+                endpoint.faults = [status]
+                failed = cli("plan", "--alias", "docs", "--teacher", teacher, "--dim", "16", "--path", str(store),
+                             "--run-dir", str(tmp_path / "other"), "--debug", code=1)
+                assert "AuthenticationFailed" in failed.stderr and endpoint.url in failed.stderr
+        cli("plan", "--alias", "docs", "--teacher", "openai+http://127.0.0.1:9?model=m&attempts=2&wait_max=0.01",
+            "--dim", "16", "--path", str(store), "--run-dir", str(tmp_path / "other"), "--debug", code=1)
+    finally:
+        set_api_key(None)  # the process-wide key the CLI set for the teacher
+    with QdrantConnector.open(path=str(store)) as conn:
+        metadata = [repr(conn.client.get_collection(c).config) for c in conn.collections()]
+    assert any("openai+http" in m for m in metadata)  # the reference is recorded, without its key
+    haystacks = {"cli output": "\n".join(outputs), "logs": "\n".join(records.lines), "metadata": "\n".join(metadata)}
+    blobs = dict(files_text(run_dir)) | dict(files_text(store))
+    for fragment in fragments:
+        for where, text in haystacks.items():
+            assert fragment not in text, f"key found in {where}"
+        for path, blob in blobs.items():
+            assert fragment.encode() not in blob, f"key found in {path}"
+    FIGURES.setdefault("secrets: HTTP teacher, places searched", {})[how] = (
+        f"{len(outputs)} command outputs, {len(records.lines)} log records, {len(blobs)} files")
