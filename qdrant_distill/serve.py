@@ -9,14 +9,16 @@ Routes (Starlette under uvicorn):
     GET  /health          {"status": "ok", "collection": ..., "model": ...}
 
 Every answer carries ``x-qdrant-distill-collection``: the collection whose encoder made the vectors (query it). The
-alias is resolved on each request (one cheap alias lookup); the encoder of each collection is loaded once, so after
-``swap`` or ``rollback`` the next request gets the new model without a restart. Limits: inputs and bytes a request
-(413), bad JSON or shape (400), an optional API key (401; ``/health`` is open to probes), errors answered as one
-line, never a traceback.
+alias is resolved on each encode (one cheap alias lookup); the encoder of each collection is loaded once, so after
+``swap`` or ``rollback`` the next request gets the new model without a restart. Requests that wait together are
+encoded in one call (:class:`Batcher`): many small requests cost what one large one does. Limits: inputs and bytes
+a request (413), bad JSON or shape (400), an optional API key (401; ``/health`` is open to probes), errors answered
+as one line, never a traceback.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import logging
@@ -30,12 +32,23 @@ from connectors.base import Connector
 from qdrant_distill.errors import DistillError
 from qdrant_distill.registry import CollectionEncoder, encoder_for
 
-__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_INPUTS", "AliasEncoders", "ServeSettings", "create_app", "run"]
+__all__ = [
+    "DEFAULT_MAX_BATCH",
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_INPUTS",
+    "AliasEncoders",
+    "Batcher",
+    "ServeSettings",
+    "create_app",
+    "run",
+]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_INPUTS = 2048  # as OpenAI
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
+DEFAULT_MAX_BATCH = 256  # texts of waiting requests merged into one encode call (on 2 cores, 32-text passes cost
+                         # about twice as much a text as 64-text ones: small requests alone would waste the model)
 COLLECTION_HEADER = "x-qdrant-distill-collection"
 
 
@@ -50,7 +63,7 @@ class ServeSettings(BaseModel):
                                                                 "metadata (say the original, after a rollback)")
     max_inputs: int = Field(default=DEFAULT_MAX_INPUTS, gt=0)
     max_bytes: int = Field(default=DEFAULT_MAX_BYTES, gt=0)
-    max_concurrent: int = Field(default=1, gt=0, description="encodes at once (one uses every core)")
+    max_batch: int = Field(default=DEFAULT_MAX_BATCH, gt=0, description="texts of concurrent requests encoded together")
 
 
 class AliasEncoders:
@@ -73,6 +86,63 @@ class AliasEncoders:
                 self._cache[cached.collection] = cached
                 logger.info("serving %s", cached.describe())
             return cached
+
+
+class Batcher:
+    """Encodes the texts of requests that wait together in one call (as TEI batches its clients): one encode at a
+    time, of up to ``max_batch`` texts (a larger request goes alone); each request gets its rows back, with the
+    collection whose encoder made them."""
+
+    def __init__(self, encoders: AliasEncoders, max_batch: int) -> None:
+        self.encoders = encoders
+        self.max_batch = max_batch
+        self._queue: list[tuple[list[str], str, asyncio.Future[Any]]] = []
+        self._worker: asyncio.Task[None] | None = None
+
+    async def encode(self, texts: list[str], kind: str) -> tuple[CollectionEncoder, np.ndarray]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((texts, kind, future))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._drain())
+        return await future
+
+    def _take(self) -> list[tuple[list[str], str, asyncio.Future[Any]]]:
+        """The oldest waiting request, and the later ones of the same kind that fit beside it."""
+        group = [self._queue.pop(0)]
+        size, kind, index = len(group[0][0]), group[0][1], 0
+        while index < len(self._queue):
+            texts, other, _ = self._queue[index]
+            if other == kind and size + len(texts) <= self.max_batch:
+                group.append(self._queue.pop(index))
+                size += len(texts)
+            else:
+                index += 1
+        return group
+
+    def _run(self, texts: list[str], kind: str) -> tuple[CollectionEncoder, np.ndarray]:
+        current = self.encoders.current()
+        return current, current.encoder.encode(texts, kind=kind)  # type: ignore[arg-type]
+
+    async def _drain(self) -> None:
+        import anyio
+
+        while self._queue:
+            group = [item for item in self._take() if not item[2].done()]  # a client that left is skipped
+            if not group:
+                continue
+            try:
+                current, vectors = await anyio.to_thread.run_sync(
+                    self._run, [t for texts, _, _ in group for t in texts], group[0][1])
+            except Exception as exc:  # noqa: BLE001 - handed to every request of the group, answered there
+                for _, _, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            start = 0
+            for texts, _, future in group:
+                if not future.done():
+                    future.set_result((current, vectors[start : start + len(texts)]))
+                start += len(texts)
 
 
 # ------------------------------------------------------------------------------------------------------------ the app
@@ -103,7 +173,7 @@ def create_app(encoders: AliasEncoders, settings: ServeSettings) -> Any:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    limiter = anyio.CapacityLimiter(settings.max_concurrent)
+    batcher = Batcher(encoders, settings.max_batch)
 
     def refused(exc: _Refused) -> JSONResponse:
         return JSONResponse({"error": {"message": exc.message, "type": exc.kind, "code": exc.status}},
@@ -138,16 +208,14 @@ def create_app(encoders: AliasEncoders, settings: ServeSettings) -> Any:
 
     async def encode(texts: list[str], kind: str, model: Any = None,
                      dimensions: Any = None) -> tuple[CollectionEncoder, np.ndarray]:
-        def work() -> tuple[CollectionEncoder, np.ndarray]:
-            current = encoders.current()
+        if model is not None or dimensions is not None:
+            current = await anyio.to_thread.run_sync(encoders.current)
             if model not in (None, encoders.alias, current.collection):
                 raise _Refused(404, f"model {model!r} is not served here; this server serves {encoders.alias!r}",
                                "model_not_found")
             if dimensions not in (None, current.dim):
                 raise _Refused(400, f"{encoders.alias!r} answers {current.dim}-d vectors, not {dimensions}-d")
-            return current, current.encoder.encode(texts, kind=kind)  # type: ignore[arg-type]
-
-        return await anyio.to_thread.run_sync(work, limiter=limiter)
+        return await batcher.encode(texts, kind)
 
     def guarded(handler: Any, *, open_to_all: bool = False) -> Any:
         async def endpoint(request: Request) -> Any:
@@ -186,7 +254,7 @@ def create_app(encoders: AliasEncoders, settings: ServeSettings) -> Any:
         return JSONResponse(vectors.tolist(), headers={COLLECTION_HEADER: current.collection})
 
     async def models(request: Request) -> JSONResponse:
-        current = await anyio.to_thread.run_sync(encoders.current, limiter=limiter)
+        current = await anyio.to_thread.run_sync(encoders.current)
         entries = [{"id": name, "object": "model", "owned_by": "qdrant-distill"}
                    for name in dict.fromkeys([encoders.alias, current.collection])]
         return JSONResponse({"object": "list", "data": entries}, headers={COLLECTION_HEADER: current.collection})

@@ -87,8 +87,9 @@ def add_head(body: Any, weight: np.ndarray | None, bias: np.ndarray | None = Non
         out_features=out_dim,
         bias=True,
         activation_function=torch.nn.Identity(),
-        init_weight=None if weight is None else torch.as_tensor(np.asarray(weight, dtype=np.float32)),
-        init_bias=torch.zeros(out_dim) if bias is None else torch.as_tensor(np.asarray(bias, dtype=np.float32)),
+        # copies: the head trains in place and must not write into the caller's arrays
+        init_weight=None if weight is None else torch.tensor(np.asarray(weight, dtype=np.float32)),
+        init_bias=torch.zeros(out_dim) if bias is None else torch.tensor(np.asarray(bias, dtype=np.float32)),
     )
     model = SentenceTransformer(modules=[*_modules(body), dense, models.Normalize()], device=str(body.device))
     model.max_seq_length = body.max_seq_length

@@ -277,6 +277,8 @@ def test_the_holdout_keeps_the_best_of_trained_untrained_and_plain_heads(tiny_mo
     result = distill(texts, vecs, cfg, output_dir=tmp_path / "sel", progress=False)
     sel, key = result.selection, result.primary_metric
     assert {"own_pca head", "ridge head"} <= set(sel["candidates"]) and sel["primary_metric"] == key
+    # the plain own-PCA head is the untrained start (training must not have written into it)
+    assert sel["candidates"]["own_pca head"] == pytest.approx(sel["candidates"]["untrained"], abs=1e-6)
     assert result.metrics == sel["candidates"][sel["chosen"]]
     incumbent = sel["candidates"]["trained" if result.best_step else "untrained"]
     for name, metrics in sel["candidates"].items():  # whatever beat the kept state lost on the query side

@@ -227,7 +227,9 @@ class InProcessServer:
 def live(migrated, tiny_model_path) -> Iterator[tuple[QdrantConnector, InProcessServer]]:
     conn = QdrantConnector.open(path=str(migrated["store2"]))
     settings = ServeSettings(alias="docs", default_model=str(tiny_model_path))
-    with InProcessServer(create_app(AliasEncoders(conn, "docs", default=settings.default_model), settings)) as srv:
+    encoders = AliasEncoders(conn, "docs", default=settings.default_model)
+    with InProcessServer(create_app(encoders, settings)) as srv:
+        srv.encoders = encoders  # type: ignore[attr-defined]
         yield conn, srv
     conn.close()
 
@@ -319,3 +321,26 @@ def test_a_bad_http_teacher_is_one_line_and_nothing_is_written(migrated, tmp_pat
     assert isinstance(info.value, error) and says in str(info.value) and "\n" not in str(info.value)
     assert conn.collections() == ["docs_v1"] and not (tmp_path / "run").exists()
     conn.close()
+
+
+def test_concurrent_small_requests_are_encoded_together_and_each_gets_its_rows(live, migrated) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    conn, srv = live
+    calls: list[int] = []
+    current = srv.encoders.current().encoder  # the one the server uses
+    original = current.encode
+
+    def counting(texts, **kw):  # the real encoder, counted: how many encode calls the requests cost
+        calls.append(len(texts))
+        return original(texts, **kw)
+
+    current.encode = counting
+    try:
+        with httpx.Client() as client, ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda q: client.post(f"{srv.url}/embed", json={"inputs": [q]}).json(),
+                                    QUERIES))
+    finally:
+        del current.encode
+    np.testing.assert_allclose(np.array([a[0] for a in answers], np.float32), migrated["student"], atol=1e-6)
+    assert sum(calls) == len(QUERIES) and len(calls) < len(QUERIES)

@@ -183,3 +183,12 @@ def test_freeze_lower_layers_leaves_top_layers_trainable(tmp_path) -> None:
     assert {id(p) for p in params} == top
     assert not auto.get_input_embeddings().weight.requires_grad
     assert all(p.requires_grad == (id(p) in top) for p in auto.parameters())
+
+
+def test_add_head_copies_the_weight_it_is_given(tiny_model) -> None:
+    """Training the head must not write into the caller's array (the plain heads are compared after training)."""
+    weight = np.ones((5, 32), dtype=np.float32)
+    model = add_head(tiny_model, weight)
+    dense = model[len(model) - 2]
+    dense.linear.weight.data.mul_(3.0)
+    assert np.all(weight == 1.0)
