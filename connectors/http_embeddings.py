@@ -15,8 +15,8 @@ never goes into a reference (references are written to journals and collection m
 (``QDRANT_DISTILL_EMBEDDINGS_API_KEY``; ``OPENAI_API_KEY`` for ``openai``), and is sent only as a bearer token.
 
 :class:`HttpEncoder` is an :class:`~qdrant_distill.encoders.Encoder`: ``load_encoder`` returns one for these
-references. Texts go out in batches (by count and an approximate token budget; a batch refused with 413/422 is split
-and the smaller size kept), a bounded number at once over one connection pool; connection errors, timeouts, 429 and
+references. Texts go out in batches of like lengths (by count and an approximate token budget; a batch refused with
+413/422 is split and the smaller size kept), a bounded number at once over one connection pool; connection errors, timeouts, 429 and
 5xx are retried (``Retry-After`` honoured, every retry logged). Importing this module does not import httpx.
 """
 
@@ -271,13 +271,17 @@ class HttpEncoder:
         items = [texts] if isinstance(texts, str) else list(texts)
         if not items:
             return np.zeros((0, self._dim or 0), dtype=np.float32)
-        batches = plan_batches(items, self._batch, self._tokens)
+        order = np.argsort([len(t) for t in items], kind="stable")  # batches of like lengths: less padding there
+        ordered = [items[i] for i in order]
+        batches = plan_batches(ordered, self._batch, self._tokens)
         if len(batches) == 1:
-            parts = [self._encode_batch(items)]
+            parts = [self._encode_batch(ordered)]
         else:
             with ThreadPoolExecutor(max_workers=min(self.settings.in_flight, len(batches))) as pool:
-                parts = list(pool.map(lambda r: self._encode_batch(items[r[0]:r[1]]), batches))
-        vectors = np.concatenate(parts)
+                parts = list(pool.map(lambda r: self._encode_batch(ordered[r[0]:r[1]]), batches))
+        stacked = np.concatenate(parts)
+        vectors = np.empty_like(stacked)
+        vectors[order] = stacked  # back in the order given
         self._check_dim(vectors.shape[1])
         if self.normalize:
             vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)

@@ -159,19 +159,21 @@ def test_an_http_teachers_key_never_leaks(how, demo_texts, tmp_path, fast_tmp, r
     common = ["--path", str(store), "--dim", "16", "--sample-size", "100", "--mode", "projection-only",
               "--min-recall", "0", "--min-spearman", "-1", "--run-dir", str(run_dir), "--no-progress", "--debug",
               "--no-teacher-check"]
+    plan_args = ["--dim", "8", "--sample-size", "100", "--path", str(store), "--run-dir", str(tmp_path / "other"),
+                 "--debug"]
     try:
         with fake_endpoint() as endpoint:
             endpoint.dim = TEACHER_DIM
             teacher = f"openai+{endpoint.url}?model=teacher-model&wait_max=0.01&attempts=2"
-            cli("migrate", "--alias", "docs", "--teacher", teacher, "--yes", *common)
+            cli("migrate", "--alias", "docs", "--teacher", teacher, "--yes", *common)  # the alias moves to the new one
             assert endpoint.requests and {r["auth"] for r in endpoint.requests} == {f"Bearer {key}"}
             for status in (401, 403):
                 endpoint.faults = [status]
-                failed = cli("plan", "--alias", "docs", "--teacher", teacher, "--dim", "16", "--path", str(store),
-                             "--run-dir", str(tmp_path / "other"), "--debug", code=1)
+                failed = cli("plan", "--collection", "docs_v1", "--teacher", teacher, *plan_args, code=1)
                 assert "AuthenticationFailed" in failed.stderr and endpoint.url in failed.stderr
-        cli("plan", "--alias", "docs", "--teacher", "openai+http://127.0.0.1:9?model=m&attempts=2&wait_max=0.01",
-            "--dim", "16", "--path", str(store), "--run-dir", str(tmp_path / "other"), "--debug", code=1)
+        gone = "openai+http://127.0.0.1:9?model=m&attempts=2&wait_max=0.01"
+        unreachable = cli("plan", "--collection", "docs_v1", "--teacher", gone, *plan_args, code=1)
+        assert "ConnectionFailed" in unreachable.stderr
     finally:
         set_api_key(None)  # the process-wide key the CLI set for the teacher
     with QdrantConnector.open(path=str(store)) as conn:
