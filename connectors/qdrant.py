@@ -53,13 +53,19 @@ class QdrantConnector:
 
         settings = settings or QdrantSettings(**kwargs)
         if settings.url:
-            client = QdrantClient(
-                url=settings.url,
-                api_key=settings.api_key.get_secret_value() if settings.api_key else None,
-                prefer_grpc=settings.prefer_grpc,
-                grpc_port=settings.grpc_port,
-                timeout=int(settings.timeout),
-            )
+            try:
+                client = QdrantClient(
+                    url=settings.url,
+                    api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+                    prefer_grpc=settings.prefer_grpc,
+                    grpc_port=settings.grpc_port,
+                    timeout=int(settings.timeout),
+                )
+            except Exception as exc:  # noqa: BLE001 - its text may hold the URL's credentials: name the type only
+                from qdrant_distill.errors import ConfigError
+
+                raise ConfigError(f"cannot use the Qdrant URL {settings.target!r}: {type(exc).__name__}",
+                                  hint="expected http(s)://host:port") from None
         elif settings.location:
             client = QdrantClient(location=settings.location)
         else:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+import re
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
@@ -10,7 +11,14 @@ from qdrant_distill.errors import ConfigError
 
 DEFAULT_PATH = "./qdrant_data"
 
-__all__ = ["DEFAULT_PATH", "QdrantSettings"]
+__all__ = ["DEFAULT_PATH", "QdrantSettings", "redact_url"]
+
+_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][\w+.-]*://)?[^/@]*@")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any credentials written into it (``user:password@``) replaced by ``***@``, whatever its shape."""
+    return _USERINFO.sub(lambda m: f"{m.group('scheme') or ''}***@", url, count=1)
 
 
 class QdrantSettings(BaseModel):
@@ -34,20 +42,15 @@ class QdrantSettings(BaseModel):
         given = [k for k in ("url", "path", "location") if getattr(self, k)]
         if len(given) > 1:
             raise ConfigError(f"give one of url, path or location, not {' and '.join(given)}")
-        if self.url and not self.url.startswith(("http://", "https://")):
-            raise ConfigError(f"bad Qdrant URL {self.url!r}", hint="expected http(s)://host:port")
+        if self.url:
+            _check_url(self.url)
         return self
 
     @property
     def target(self) -> str:
         """A loggable description: never the API key, nor credentials written into the URL."""
         if self.url:
-            parts = urlsplit(self.url)
-            if parts.username or parts.password:
-                host = parts.hostname or ""
-                netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
-                return urlunsplit(parts._replace(netloc=netloc))
-            return self.url
+            return redact_url(self.url)
         if self.location:
             return self.location
         return f"embedded:{self.path or DEFAULT_PATH}"
@@ -55,3 +58,18 @@ class QdrantSettings(BaseModel):
     @property
     def embedded(self) -> bool:
         return not self.url
+
+
+def _check_url(url: str) -> None:
+    """Refuse a URL that is not http(s)://host[:port] with a valid port; the message never holds credentials."""
+    shown = redact_url(url)
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"bad Qdrant URL {shown!r}", hint="expected http(s)://host:port")
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError for a port out of range or not a number
+    except ValueError as exc:
+        reason = "port out of range 0-65535" if "range" in str(exc) else "not a valid URL"
+        raise ConfigError(f"bad Qdrant URL {shown!r}: {reason}", hint="expected http(s)://host:port") from None
+    if not parts.hostname:
+        raise ConfigError(f"bad Qdrant URL {shown!r}: no host", hint="expected http(s)://host:port")

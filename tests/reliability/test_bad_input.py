@@ -50,6 +50,10 @@ CASES: list[tuple[str, list[str], str]] = [
     ("target is the source", ["--alias", "docs", "--target", "docs_v1"], "CollectionExists"),
     ("URL without scheme", ["--alias", "docs", "--url", "qdrant.example:6333"], "ConfigError"),
     ("URL with another scheme", ["--alias", "docs", "--url", "ftp://qdrant.example"], "ConfigError"),
+    ("URL with a password and no scheme", ["--alias", "docs", "--url", "alice:Pa55w0rd@127.0.0.1:6333"],
+     "ConfigError"),
+    ("URL with a password and a bad port", ["--alias", "docs", "--url", "http://alice:Pa55w0rd@127.0.0.1:99999"],
+     "ConfigError"),
     ("refused connection", ["--alias", "docs", "--url", "http://127.0.0.1:9"], "ConnectionFailed"),
     ("wrong API key (401)", ["--alias", "docs", "--url", SERVER + "401", "--api-key", "wrong"],
      "AuthenticationFailed"),
@@ -145,6 +149,7 @@ def test_bad_input_is_refused_with_one_typed_line_and_changes_nothing(
     match = re.match(r"error: (\w+): \S", errors[0])
     assert match and match.group(1) == error, errors[0]  # ... naming the typed error
     assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Pa55w0rd" not in result.output + result.stderr  # a password written into a URL is never printed
     assert not (run_dir / "journal.json").exists()  # nothing started
     assert store_state(store["path"]) == store["before"]  # every collection and alias byte-for-byte as before
     FIGURES.setdefault("bad inputs rejected", set()).add(case)
