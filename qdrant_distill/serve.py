@@ -47,8 +47,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_INPUTS = 2048  # as OpenAI
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
-DEFAULT_MAX_BATCH = 256  # texts of waiting requests merged into one encode call (on 2 cores, 32-text passes cost
-                         # about twice as much a text as 64-text ones: small requests alone would waste the model)
+DEFAULT_MAX_BATCH = 256  # texts of waiting requests merged into one encode call: fewer, fuller forward passes
 COLLECTION_HEADER = "x-qdrant-distill-collection"
 
 
