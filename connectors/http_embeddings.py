@@ -16,8 +16,9 @@ never goes into a reference (references are written to journals and collection m
 
 :class:`HttpEncoder` is an :class:`~qdrant_distill.encoders.Encoder`: ``load_encoder`` returns one for these
 references. Texts go out in batches of like lengths (by count and an approximate token budget; a batch refused with
-413/422 is split and the smaller size kept), a bounded number at once over one connection pool; connection errors, timeouts, 429 and
-5xx are retried (``Retry-After`` honoured, every retry logged). Importing this module does not import httpx.
+413/422 is split and the smaller size kept), a bounded number at once over one connection pool; connection errors,
+timeouts, 429 and 5xx are retried (``Retry-After`` honoured, every retry logged). Importing this module does not import
+httpx.
 """
 
 from __future__ import annotations
@@ -108,6 +109,14 @@ def plan_batches(texts: Sequence[str], max_items: int, max_tokens: int | None) -
     return batches
 
 
+def _without_secrets(url: str) -> str:
+    """``url`` without credentials and query (for messages)."""
+    parts = urlsplit(url)
+    _, at, host = parts.netloc.rpartition("@")
+    netloc = ("***@" if at else "") + host
+    return urlunsplit(parts._replace(netloc=netloc, query="", fragment=""))
+
+
 # ----------------------------------------------------------------------------------------------------------- settings
 class EmbeddingsSettings(BaseModel):
     """One endpoint and model. ``reference`` is its key-free name (the encoder's ``name``, safe to record)."""
@@ -129,8 +138,13 @@ class EmbeddingsSettings(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> EmbeddingsSettings:
         parts = urlsplit(self.url)
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            parts = parts._replace(scheme="")
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"bad embeddings URL {self.url!r}", hint="expected http(s)://host[:port][/path]")
+            raise ConfigError(f"bad embeddings URL {_without_secrets(self.url)!r}",
+                              hint="expected http(s)://host[:port][/path]")
         if parts.username or parts.password or parts.query:
             raise ConfigError("an embeddings URL holds no credentials or query",
                               hint=f"give the key by --embeddings-api-key or {API_KEY_ENV}")
@@ -149,9 +163,10 @@ class EmbeddingsSettings(BaseModel):
         if secret:
             raise ConfigError("an embeddings reference holds no API key (it is recorded in journals and metadata)",
                               hint=f"give it by --embeddings-api-key or {API_KEY_ENV}")
+        shown = f"{provider}+{_without_secrets(url)}"  # messages never repeat a password or a query value
         unknown = sorted(set(options) - set(_OPTIONS))
         if unknown:
-            raise ConfigError(f"unknown option {unknown[0]!r} in the embeddings reference {ref!r}",
+            raise ConfigError(f"unknown option {unknown[0]!r} in the embeddings reference {shown!r}",
                               hint="options: " + ", ".join(_OPTIONS))
         fields = {_OPTIONS[k]: v for k, v in options.items()}
         try:
@@ -160,7 +175,7 @@ class EmbeddingsSettings(BaseModel):
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(map(str, first["loc"])) or "reference"
-            raise ConfigError(f"bad embeddings reference {ref!r}: {where}: {first['msg']}",
+            raise ConfigError(f"bad embeddings reference {shown!r}: {where}: {first['msg']}",
                               hint="expected openai|tei|ollama+http(s)://host[:port][/path][?model=NAME]") from None
 
     @property
@@ -341,7 +356,7 @@ class HttpEncoder:
         except _Retryable as exc:
             raise ServerError(f"{self.settings.endpoint} answered {exc.status} {self.settings.attempts} times",
                               hint="the endpoint is overloaded or down; try later", status=exc.status) from None
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:  # transport errors after the retries; a body that cannot be decoded
             raise ConnectionFailed(f"cannot reach the embeddings endpoint {self.settings.endpoint} "
                                    f"({type(exc).__name__}, {self.settings.attempts} attempts)",
                                    hint="check the URL and that the server is running") from None

@@ -9,6 +9,8 @@ the benchmarks only call :meth:`Encoder.encode`. Backends:
 - ``SentenceTransformerEncoder``: any sentence-transformers folder or hub name (torch, imported here on first use).
   Queries and documents go through ``encode_query`` / ``encode_document``, so a model's prompts are honoured.
 - ``ProjectedEncoder``: another encoder followed by a PCA projection (projection-only mode: the teacher + PCA).
+- ``HttpEncoder`` (:mod:`connectors.http_embeddings`): an embeddings endpoint, for references
+  ``openai+http(s)://...?model=M``, ``tei+http(s)://...`` and ``ollama+http(s)://...?model=M`` (httpx, no torch).
 
 :func:`as_encoder` wraps a model already in memory (a student being trained) in the same interface. Importing this
 module imports neither torch nor sentence-transformers.

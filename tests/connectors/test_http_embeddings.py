@@ -76,6 +76,10 @@ def test_references_parse_into_settings_and_print_without_a_key() -> None:
     ("tei+ftp://h:1", "bad embeddings URL"),
     ("tei+http://h:1?bogus=1", "unknown option 'bogus'"),
     ("openai+http://h:1?model=m&batch=zero", "batch_size"),
+    ("openai+http://u:sk-123@h:1?model=m&batch=zero", "'openai+http://***@h:1': batch_size"),
+    ("openai+http://h:1?model=m&secret=sk-123",
+     "unknown option 'secret' in the embeddings reference 'openai+http://h:1'"),
+    ("tei+http://h:port", "bad embeddings URL 'http://h:port'"),
 ])
 def test_bad_references_are_one_config_line(ref: str, says: str) -> None:
     with pytest.raises(ConfigError) as info:
