@@ -98,8 +98,11 @@ def to_sample(
     if not ids:
         fields = text.fields
         present = sorted({k for p in points for k in p.payload})
+        objects = sorted({f for p in points for f in fields if isinstance(lookup(p.payload, f), Mapping)})
+        why = (f"; {objects} hold objects, not text: name a nested key, e.g. --text-field {objects[0]}.KEY"
+               if objects else "")
         raise NoTextPayload(
-            f"none of the {len(points)} sampled points has text under {text.describe()}",
+            f"none of the {len(points)} sampled points has text under {text.describe()}{why}",
             hint=f"payload keys seen: {present[:12] or 'none'}; set --text-field or --text-template",
             fields=fields,
         )

@@ -138,6 +138,9 @@ class TextSource(BaseModel):
             names = self.template_fields
             if not names:
                 raise ConfigError(f"text template {self.template!r} names no payload field", hint='e.g. "{title} {text}"')
+            if any(conv or spec for _, name, spec, conv in string.Formatter().parse(self.template) if name):
+                raise ConfigError(f"text template {self.template!r} converts or formats a field",
+                                  hint='a template takes plain payload keys: "{title} {text}" or "{meta.title}"')
         return self
 
     @property
@@ -167,12 +170,13 @@ class TextSource(BaseModel):
             value = lookup(payload, self.field or DEFAULT_TEXT_FIELD)
             text = _as_text(value)
             return text if text else None
-        values = {}
-        for name in self.template_fields:
-            values[name] = _as_text(lookup(payload, name)) or ""
+        values = {name: _as_text(lookup(payload, name)) or "" for name in self.template_fields}
         if not any(values.values()):
             return None
-        text = " ".join(self.template.format_map(values).split())
+        # filled in piece by piece, not by str.format: a dotted key ("meta.title") is a nested payload key here
+        pieces = [f"{literal}{values[name] if name else ''}" for literal, name, _, _ in
+                  string.Formatter().parse(self.template)]
+        text = " ".join("".join(pieces).split())
         return text or None
 
 
@@ -189,11 +193,15 @@ def lookup(payload: Mapping[str, Any], key: str) -> Any:
 
 
 def _as_text(value: Any) -> str | None:
-    if value is None:
+    """Text of a payload value: a string, a number, or a list of those; a mapping (or a list holding one) is not
+    text (its Python repr would be embedded), so the point counts as having none."""
+    if value is None or isinstance(value, Mapping):
         return None
     if isinstance(value, str):
         return value.strip() or None
     if isinstance(value, list):
+        if any(isinstance(v, (Mapping, list)) for v in value):
+            return None
         joined = " ".join(str(v) for v in value if v is not None).strip()
         return joined or None
     return str(value).strip() or None

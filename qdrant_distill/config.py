@@ -22,6 +22,8 @@ from qdrant_distill.teacher import TEACHER_MIN_COSINE
 
 __all__ = [
     "DEFAULT_BASE_MODEL",
+    "MIN_HOLDOUT",
+    "MIN_TRAIN_PAIRS",
     "DistillConfig",
     "GateConfig",
     "HeadInit",
@@ -44,6 +46,8 @@ FINGERPRINT_FIELDS = {
 
 
 DEFAULT_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+MIN_TRAIN_PAIRS = 4  # pairs a student trains on, at the least
+MIN_HOLDOUT = 2  # held-out pairs fidelity needs, at the least
 
 
 class StudentKind(str, enum.Enum):
@@ -143,6 +147,12 @@ class DistillConfig(BaseModel):
         if dims is not None and any(d < 1 for d in dims):
             raise ValueError("matryoshka dimensions must be positive")
         return tuple(sorted(set(dims))) if dims else None
+
+    def holdout_size(self, n: int) -> int:
+        """Held-out pairs of a sample of ``n``: ``holdout_fraction`` of it, at least 2, at most ``max_holdout``,
+        leaving at least 4 to train on (0 when ``n`` cannot give both)."""
+        size = min(max(MIN_HOLDOUT, round(n * self.holdout_fraction)), self.max_holdout, n - MIN_TRAIN_PAIRS)
+        return size if size >= MIN_HOLDOUT else 0
 
     @classmethod
     def parse(cls, data: dict[str, Any]) -> DistillConfig:

@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field
 
 from qdrant_distill._compat import embedding_dimension
 from qdrant_distill._quiet import quiet_loading
-from qdrant_distill.config import DistillConfig, HeadInit, LossWeights, StudentKind
+from qdrant_distill.config import MIN_HOLDOUT, MIN_TRAIN_PAIRS, DistillConfig, HeadInit, LossWeights, StudentKind
 from qdrant_distill.encoders import STUDENT_DIR, as_encoder, load_encoder
 from qdrant_distill.errors import ConfigError, DimensionError, InvalidVectors, StudentError
 from qdrant_distill.evaluate import PRIMARY_METRIC, QUERY_METRIC, FidelityEvaluator, fidelity
@@ -57,7 +57,7 @@ PROJECTION_FILE = "projection.npz"
 LABELS_DIR = "teacher_labels"
 QUERY_SIDE_GUARD = "pseudo_query/self_mrr@10"
 QUERY_SIDE_TOLERANCE = 0.005  # a plain head replacing the trained state may lose at most this on the query side
-MIN_PAIRS = 4
+MIN_PAIRS = MIN_TRAIN_PAIRS
 PRUNED_LR_BODY = 1e-4  # body learning rate of a pruned teacher when none is given (measured in docs/benchmarks.md)
 
 
@@ -145,8 +145,7 @@ def _check_pairs(texts: Sequence[str], vectors: np.ndarray) -> np.ndarray:
 
 def _split(n: int, config: DistillConfig) -> tuple[np.ndarray, np.ndarray]:
     order = np.random.default_rng(config.seed).permutation(n)
-    size = min(round(n * config.holdout_fraction), config.max_holdout, n - MIN_PAIRS)
-    size = size if size >= 2 else 0
+    size = config.holdout_size(n)
     return np.sort(order[size:]), np.sort(order[:size])
 
 
@@ -197,7 +196,9 @@ def _pairs(texts: Sequence[str], vectors: np.ndarray, config: DistillConfig,
     if len(pairs.train_texts) < MIN_PAIRS:
         raise ConfigError(f"{len(pairs.train_texts)} training pairs: at least {MIN_PAIRS} are needed")
     if len(pairs.hold_texts) < 2:
-        raise ConfigError("no holdout: fidelity needs at least 2 held-out pairs", hint="raise holdout_fraction")
+        n = len(pairs.train_texts) + len(pairs.hold_texts)
+        raise ConfigError(f"{n} pairs: at least {MIN_TRAIN_PAIRS + MIN_HOLDOUT} are needed ({MIN_TRAIN_PAIRS} to "
+                          f"train, {MIN_HOLDOUT} held out)", hint="sample more points (--sample-size)")
     return pairs
 
 

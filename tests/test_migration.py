@@ -290,7 +290,7 @@ def test_plan_refuses_bad_input_and_writes_nothing(conn, demo_texts, tiny_model_
         with pytest.raises(error):
             make_plan(config(tiny_model_path, tmp_path / "run", **overrides), conn)
     assert (conn.collections(), conn.aliases(), snapshot(conn, "docs_v1")) == before
-    plan = make_plan(config(tiny_model_path, tmp_path / "run", source="plain", sample_size=10), conn)
+    plan = make_plan(config(tiny_model_path, tmp_path / "run", source="plain", sample_size=10, dim=4), conn)
     assert plan.alias is None and "plain collection" in plan.swap
     assert "docs_v1" in make_plan(config(tiny_model_path, tmp_path / "run"), conn).render()
 

@@ -69,6 +69,19 @@ CASES: list[tuple[str, list[str], str]] = [
     ("teacher that did not make the stored vectors", ["--alias", "docs", "--teacher", "{teacher}"], "TeacherMismatch"),
     ("teacher of another dimension", ["--alias", "docs", "--teacher", "{student}"], "TeacherMismatch"),
     ("teacher labels without a teacher", ["--alias", "docs", "--label-queries", "10"], "ConfigError"),
+    ("dim the sample cannot span", ["--alias", "docs", "--dim", "40", "--sample-size", "20"], "DimensionError"),
+    ("dim not below the student body's", ["--alias", "docs", "--dim", "32", "--sample-size", "100"],
+     "DimensionError"),
+    ("sample too small to hold out", ["--alias", "docs", "--sample-size", "5"], "ConfigError"),
+    ("collection of 5 points", ["--collection", "five", "--sample-size", "5"], "EmptyCollection"),
+    ("--min-ndcg without --queries", ["--alias", "docs", "--min-ndcg", "0.5"], "ConfigError"),
+    ("--queries folder missing", ["--alias", "docs", "--queries", "/no/such/beir"], "ConfigError"),
+    ("--queries folder not BEIR", ["--alias", "docs", "--queries", "{dir}"], "ConfigError"),
+    ("pruned student without a teacher", ["--alias", "docs", "--student-kind", "pruned"], "ConfigError"),
+    ("--keep-layers above the teacher's depth",
+     ["--alias", "docs", "--student-kind", "pruned", "--teacher", "{teacher}", "--keep-layers", "9"], "ConfigError"),
+    ("template that formats a field", ["--alias", "docs", "--text-template", "{text!r}"], "ConfigError"),
+    ("text field holding objects", ["--collection", "objects"], "NoTextPayload"),
 ]
 
 
@@ -78,6 +91,7 @@ def build_store(path: Path, texts: list[str]) -> None:
         c = conn.client
         build_source(conn, texts)  # docs_v1 behind the alias docs: 240 points, 48-d
         build_source(conn, texts, name="plain", alias=None, n=20)
+        build_source(conn, texts, name="five", alias=None, n=5)
         c.create_collection("taken", vectors_config=vp8)
         c.create_collection("empty", vectors_config=vp8)
         c.create_collection("sparse_only", vectors_config={}, sparse_vectors_config={"bm25": qm.SparseVectorParams()})
@@ -89,7 +103,8 @@ def build_store(path: Path, texts: list[str]) -> None:
         c.upsert("multi", [qm.PointStruct(id=i, vector=[[0.1] * 8, [0.2] * 8], payload={"text": texts[i]})
                            for i in range(10)])
         vectors = random_unit(20, 48, seed=3)
-        for name, payload in (("notext", lambda i: {"body": texts[i]}), ("blank", lambda i: {"text": " " * (i % 3)})):
+        for name, payload in (("notext", lambda i: {"body": texts[i]}), ("blank", lambda i: {"text": " " * (i % 3)}),
+                              ("objects", lambda i: {"text": {"en": texts[i]}})):
             c.create_collection(name, vectors_config=qm.VectorParams(size=48, distance=qm.Distance.COSINE))
             conn.upsert(name, [Point(i, payload(i), {UNNAMED: vectors[i]}) for i in range(20)])
         # local mode refuses NaN on upsert, but stores inf (Dot) and turns inf into NaN when normalising (Cosine)
@@ -124,7 +139,7 @@ def argv(case_args: list[str], store: dict[str, Any], tiny_model_path: Path, run
         if a.startswith(SERVER):
             a = store["servers"][a[len(SERVER):]]
         out.append(str(files.get(a, a)))
-    base = ["--student", str(tiny_model_path), "--dim", "16", "--sample-size", "10", "--max-steps", "1",
+    base = ["--student", str(tiny_model_path), "--dim", "4", "--sample-size", "10", "--max-steps", "1",
             "--min-recall", "0", "--min-spearman", "-1", "--run-dir", str(run_dir), "--no-progress"]
     if "--url" not in out:
         base = ["--path", str(store["path"]), *base]
