@@ -116,6 +116,13 @@ def to_sample(
             f"{int(bad.sum())} sampled points have non-finite teacher vectors (e.g. ids {bad_ids})",
             hint="repair or exclude them with a filter",
         )
+    zero = ~np.any(vectors != 0, axis=1)
+    if zero.any():
+        zero_ids = [ids[i] for i in np.flatnonzero(zero)[:5]]
+        raise InvalidVectors(
+            f"{int(zero.sum())} of {len(ids)} sampled points have all-zero teacher vectors (e.g. ids {zero_ids})",
+            hint="a zero vector has no direction to learn: repair or exclude those points",
+        )
     if missing_text:
         logger.warning("%d of %d sampled points had no usable text and were skipped", missing_text, len(points))
     if vector_name and missing_vector:

@@ -6,6 +6,8 @@ import json
 import logging
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 from pydantic import BaseModel, Field
 
 from connectors.base import Connector, Sample
@@ -17,6 +19,7 @@ from qdrant_distill.errors import (
     DimensionError,
     DistillError,
     EmptyCollection,
+    UnsupportedVectors,
 )
 from qdrant_distill.journal import JOURNAL_FILE, Journal, Stage
 from qdrant_distill.teacher import TeacherCheck, check_teacher
@@ -182,6 +185,7 @@ def make_plan(config: MigrationConfig, connector: Connector) -> MigrationPlan:
         # fail now, not after training, when the points carry no text or the teacher is not the collection's
         probe = connector.sample(info.name, min(TEXT_PROBE, info.points_count), text=config.text,
                                  vector_name=spec.name)
+        _check_distance(spec.distance, probe.vectors, notes)
         teacher_check = _check_teacher(config, probe)
     if config.missing_text.value == "project" and config.mode is Mode.REEMBED:
         notes.append("points without text get the PCA projection of their teacher vector (close to, not in, the "
@@ -324,6 +328,28 @@ def _local_dim(ref: str | None) -> int | None:
         if isinstance(value, int):
             return value
     return None
+
+
+UNIT_NORM_TOLERANCE = 0.01
+
+
+def _check_distance(distance: str | None, vectors: np.ndarray, notes: list[str]) -> None:
+    """Students write unit vectors. Under Cosine that is what Qdrant stores anyway; under Dot, Euclid or Manhattan
+    it is the same only when the stored vectors are unit length too: otherwise their norms (and the ranking the
+    distance makes of them) would be lost without a word, so refuse."""
+    if distance in (None, "Cosine"):
+        return
+    norms = np.linalg.norm(np.asarray(vectors, dtype=np.float64), axis=1)
+    if len(norms) and np.all(np.abs(norms - 1.0) <= UNIT_NORM_TOLERANCE):
+        notes.append(f"{distance} distance over unit-length vectors (as sampled): the new unit vectors rank the same "
+                     "way")
+        return
+    raise UnsupportedVectors(
+        f"the collection uses {distance} distance and its stored vectors are not unit length (sampled norms "
+        f"{norms.min():.3g} to {norms.max():.3g}); the new vectors would all be unit length, losing what the norms "
+        "mean to this distance",
+        hint="migrate a Cosine collection, or normalise the stored vectors first",
+    )
 
 
 def _check_teacher(config: MigrationConfig, probe: Sample) -> TeacherCheck | None:

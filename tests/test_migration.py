@@ -349,3 +349,12 @@ def test_labelled_gate_in_project_mode_answers_from_the_stored_vectors(conn, dem
     assert report.metrics["labelled/ndcg@10"] == pytest.approx(expected, abs=1e-5)
     # the symmetric measure (the student encoding the labelled corpus) would be another, wrong figure here
     assert beir_metrics(student, tmp_path / "beir")["ndcg@10"] > expected + 0.1
+
+
+def test_a_dot_collection_of_unit_vectors_is_planned_with_a_note(conn, demo_texts, tiny_model_path, tmp_path) -> None:
+    """Dot over unit vectors ranks like cosine: the unit vectors a student writes keep that; the plan says so."""
+    vectors = random_unit(N, TEACHER_DIM, seed=7)
+    conn.client.create_collection("dots", vectors_config=qm.VectorParams(size=TEACHER_DIM, distance=qm.Distance.DOT))
+    conn.upsert("dots", [Point(id=i, payload={"text": demo_texts[i]}, vectors={UNNAMED: vectors[i]}) for i in range(N)])
+    plan = make_plan(config(tiny_model_path, tmp_path / "run", source="dots"), conn)
+    assert plan.distance == "Dot" and any("unit-length vectors" in note for note in plan.notes)

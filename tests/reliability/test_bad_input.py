@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from qdrant_client import models as qm
 from typer.testing import CliRunner
@@ -82,6 +83,10 @@ CASES: list[tuple[str, list[str], str]] = [
      ["--alias", "docs", "--student-kind", "pruned", "--teacher", "{teacher}", "--keep-layers", "9"], "ConfigError"),
     ("template that formats a field", ["--alias", "docs", "--text-template", "{text!r}"], "ConfigError"),
     ("text field holding objects", ["--collection", "objects"], "NoTextPayload"),
+    ("Dot distance over vectors of any norm", ["--collection", "dot_norms"], "UnsupportedVectors"),
+    ("Euclid distance over vectors of any norm", ["--collection", "euclid_norms"], "UnsupportedVectors"),
+    ("Manhattan distance over vectors of any norm", ["--collection", "manhattan_norms"], "UnsupportedVectors"),
+    ("all-zero stored vectors", ["--collection", "zeros"], "InvalidVectors"),
 ]
 
 
@@ -107,6 +112,14 @@ def build_store(path: Path, texts: list[str]) -> None:
                               ("objects", lambda i: {"text": {"en": texts[i]}})):
             c.create_collection(name, vectors_config=qm.VectorParams(size=48, distance=qm.Distance.COSINE))
             conn.upsert(name, [Point(i, payload(i), {UNNAMED: vectors[i]}) for i in range(20)])
+        # norms from 0.001 to 1000 under distances that use them; zero vectors on every other point (Dot keeps them)
+        scales = np.logspace(-3, 3, 20)[:, None]
+        for name, distance, rows in (("dot_norms", qm.Distance.DOT, vectors * scales),
+                                     ("euclid_norms", qm.Distance.EUCLID, vectors * scales),
+                                     ("manhattan_norms", qm.Distance.MANHATTAN, vectors * scales),
+                                     ("zeros", qm.Distance.DOT, vectors * (np.arange(20) % 2)[:, None])):
+            c.create_collection(name, vectors_config=qm.VectorParams(size=48, distance=distance))
+            conn.upsert(name, [Point(i, {"text": texts[i]}, {UNNAMED: rows[i]}) for i in range(20)])
         # local mode refuses NaN on upsert, but stores inf (Dot) and turns inf into NaN when normalising (Cosine)
         for name, distance in (("inf_dot", qm.Distance.DOT), ("nan_cos", qm.Distance.COSINE)):
             c.create_collection(name, vectors_config=qm.VectorParams(size=48, distance=distance))
