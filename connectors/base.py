@@ -194,17 +194,27 @@ def lookup(payload: Mapping[str, Any], key: str) -> Any:
 
 def _as_text(value: Any) -> str | None:
     """Text of a payload value: a string, a number, or a list of those; a mapping (or a list holding one) is not
-    text (its Python repr would be embedded), so the point counts as having none."""
+    text (its Python repr would be embedded), so the point counts as having none. A lone surrogate (not encodable
+    text, which tokenizers reject) becomes U+FFFD."""
     if value is None or isinstance(value, Mapping):
         return None
     if isinstance(value, str):
-        return value.strip() or None
+        return _encodable(value).strip() or None
     if isinstance(value, list):
         if any(isinstance(v, (Mapping, list)) for v in value):
             return None
-        joined = " ".join(str(v) for v in value if v is not None).strip()
+        joined = " ".join(_encodable(str(v)) for v in value if v is not None).strip()
         return joined or None
     return str(value).strip() or None
+
+
+def _encodable(text: str) -> str:
+    """``text`` with lone surrogates replaced by U+FFFD (the only str that UTF-8 cannot encode)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in text)
 
 
 @dataclass

@@ -249,6 +249,12 @@ def finalize(run_dir: RunDir, yes: Annotated[bool, typer.Option("--yes", "-y", h
              url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False,
              debug: Debug = False) -> None:
     """Drop the previous collection after a swap. Not reversible: asks unless --yes."""
+    from qdrant_distill.migration import status as load
+
+    journal = load(run_dir)
+    if journal.stage.value == "finalized":
+        out.print(f"already finalized ({journal.previous_target or 'nothing'} was dropped then); nothing to do")
+        return
     if not yes and not typer.confirm("Drop the previous collection for good?", err=True):
         raise typer.Exit(1)
     dropped = _alias_command(run_dir, "finalize", url, api_key, path, grpc)

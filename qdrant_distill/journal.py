@@ -93,7 +93,11 @@ class Journal(BaseModel):
                 )
             logger.info("resuming migration from %s (stage %s)", path, journal.stage.value)
             return journal
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise MigrationError(f"cannot create the run folder {str(path.parent)!r}: {exc.strerror or exc}",
+                                 hint="choose another --run-dir") from exc
         journal = cls(path=str(path), fingerprint=fingerprint, stage_times={Stage.PLANNED.value: time.time()})
         journal.save()
         return journal
@@ -124,15 +128,22 @@ class Journal(BaseModel):
     def save(self) -> None:
         """Write atomically: a temporary file in the same folder, fsync, rename."""
         target = Path(self.path)
-        fd, tmp = tempfile.mkstemp(prefix=".journal-", dir=target.parent)
+        tmp = None
         try:
+            fd, tmp = tempfile.mkstemp(prefix=".journal-", dir=target.parent)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 fh.write(self.model_dump_json(indent=2, exclude={"path"}))
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, target)
+        except OSError as exc:  # a full disk, a folder gone or read-only: one line, the last good journal kept
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+            raise MigrationError(f"cannot write the journal {str(target)!r}: {exc.strerror or exc}",
+                                 hint="free space or fix the folder, then rerun the same command to resume") from exc
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
             raise
 
     def advance(self, stage: Stage, **fields: Any) -> None:

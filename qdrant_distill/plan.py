@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,7 @@ def make_plan(config: MigrationConfig, connector: Connector) -> MigrationPlan:
         from connectors.http_embeddings import set_api_key
 
         set_api_key(config.embeddings_api_key)
+    _check_run_dir(config.resolved_run_dir())
     journal = _existing_journal(config)
     resuming = journal is not None and bool(journal.source_collection)
     if resuming:  # after a swap the alias points at the target: the journal knows the real source
@@ -221,6 +223,20 @@ def make_plan(config: MigrationConfig, connector: Connector) -> MigrationPlan:
         resume_stage=journal.stage.value if resuming else None,
         notes=notes,
     )
+
+
+def _check_run_dir(path: Path) -> None:
+    """The run folder must be a folder, or creatable: not a file, not under one, in a writable place."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"run folder {str(path)!r} is a file", hint="choose a folder with --run-dir")
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"run folder {str(path)!r} lies under the file {str(parent)!r}",
+                          hint="choose a folder with --run-dir")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"run folder {str(path)!r}: {str(parent)!r} is not writable", hint="choose another --run-dir")
 
 
 def _training_pairs(config: MigrationConfig, sample: int) -> int:

@@ -68,9 +68,11 @@ def rollback(connector: Connector, journal: Journal) -> str | None:
 
 
 def finalize(connector: Connector, journal: Journal, *, drop: bool = True) -> str | None:
-    """After a swap: drop the previous collection (only when nothing points to it). Not reversible."""
+    """After a swap: drop the previous collection (only when nothing points to it). Not reversible. Returns the
+    collection this call dropped (None when there was none, or the migration was finalized before)."""
     if journal.stage is Stage.FINALIZED:
-        return journal.previous_target
+        logger.info("finalize: already finalized; nothing more to drop")
+        return None
     if journal.stage is not Stage.SWAPPED:
         raise MigrationError(f"finalize needs a swapped migration; this one is at stage {journal.stage.value!r}")
     old = journal.previous_target

@@ -75,6 +75,8 @@ def test_migrate_status_rollback_swap_finalize(store: Path, tiny_model_path: Pat
     assert run("swap", str(run_dir), *at).exit_code == 0
     done = run("finalize", str(run_dir), *at, "--yes")
     assert done.exit_code == 0 and "dropped docs_v1" in done.stdout
+    again = run("finalize", str(run_dir), *at, "--yes")  # a second finalize says so, and drops nothing
+    assert again.exit_code == 0 and "already finalized" in again.stdout and "; dropped" not in again.stdout
     with QdrantConnector.open(path=str(store)) as conn:
         assert conn.collections() == ["docs_v1_distilled16"] and conn.alias_target("docs") == "docs_v1_distilled16"
         metadata = json.dumps(conn.describe("docs").metadata)

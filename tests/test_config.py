@@ -71,3 +71,19 @@ def test_a_temporary_file_left_by_a_kill_is_removed(tmp_path: Path) -> None:
     (tmp_path / ".journal-abc123").write_text("{half a journ")
     Journal.open(tmp_path, {"source": "docs"})
     assert [p.name for p in tmp_path.iterdir()] == ["journal.json"]
+
+
+def test_a_journal_that_cannot_be_written_is_one_typed_error(tmp_path) -> None:
+    """A full disk or a folder gone: MigrationError naming the journal, no temporary file left behind."""
+    import shutil
+
+    from qdrant_distill.errors import MigrationError
+    from qdrant_distill.journal import Journal
+
+    journal = Journal.open(tmp_path / "run", {"source": "docs"})
+    shutil.rmtree(tmp_path / "run")
+    with pytest.raises(MigrationError, match="cannot write the journal"):
+        journal.save()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(MigrationError, match="cannot create the run folder"):
+        Journal.open(tmp_path / "file" / "run", {"source": "docs"})

@@ -136,6 +136,7 @@ def test_migrate_end_to_end_then_rollback_swap_and_finalize(conn, demo_texts, ti
     assert swap(conn, journal) == "docs_v1" and conn.alias_target("docs") == report.target
     assert finalize(conn, journal) == "docs_v1"
     assert not conn.collection_exists("docs_v1") and open_journal(tmp_path / "run").stage is Stage.FINALIZED
+    assert finalize(conn, journal) is None  # nothing more to drop
     with pytest.raises(MigrationError, match="dropped by finalize"):
         rollback(conn, journal)
 

@@ -87,6 +87,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("Euclid distance over vectors of any norm", ["--collection", "euclid_norms"], "UnsupportedVectors"),
     ("Manhattan distance over vectors of any norm", ["--collection", "manhattan_norms"], "UnsupportedVectors"),
     ("all-zero stored vectors", ["--collection", "zeros"], "InvalidVectors"),
+    ("--run-dir that is a file", ["--alias", "docs", "--run-dir", "{bad}"], "ConfigError"),
+    ("--run-dir under a file", ["--alias", "docs", "--run-dir", "{under_file}"], "ConfigError"),
 ]
 
 
@@ -146,7 +148,8 @@ def argv(case_args: list[str], store: dict[str, Any], tiny_model_path: Path, run
          teacher_path: Path | None = None) -> list[str]:
     root = store["root"]
     files = {"{dir}": root / "dir.toml", "{bad}": root / "bad.toml", "{syntax}": root / "syntax.toml",
-             "{unknown}": root / "unknown.toml", "{teacher}": teacher_path, "{student}": tiny_model_path}
+             "{unknown}": root / "unknown.toml", "{teacher}": teacher_path, "{student}": tiny_model_path,
+             "{under_file}": root / "bad.toml" / "run"}
     out = []
     for a in case_args:
         if a.startswith(SERVER):
