@@ -1,4 +1,5 @@
-"""The ``qdrant-distill`` command line: plan | migrate | status | swap | rollback | finalize | serve | evaluate | demo.
+"""The ``qdrant-distill`` command line: plan | migrate | status | swap | rollback | finalize | abandon | serve |
+evaluate | demo.
 
 Each command loads its configuration, calls one library function and renders the result. Results go to stdout (a
 table, or JSON with ``--json``); logs and progress bars go to stderr. Expected failures print one red line and exit 1;
@@ -169,6 +170,8 @@ def migrate(
     url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False,
     config: ConfigFile = None, as_json: AsJson = False, debug: Debug = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="only print the plan (same as `plan`)")] = False,
+    restart: Annotated[bool, typer.Option(
+        "--restart", help="abandon an earlier attempt of this migration (its target and saved sample) first")] = False,
 ) -> None:
     """Run (or resume) a migration: sample, distil, gate, re-embed, verify, swap."""
     from qdrant_distill.migration import migrate as run
@@ -181,6 +184,11 @@ def migrate(
         queries, missing_text, page_size, run_dir, no_progress, _qdrant(url, api_key, path, grpc), label_queries,
         no_teacher_check) | {"embeddings_api_key": embeddings_api_key})
     with _connector(cfg.qdrant) as conn:
+        if restart and not dry_run and (cfg.resolved_run_dir() / "journal.json").exists():
+            from qdrant_distill.migration import abandon_run
+
+            dropped = abandon_run(cfg.resolved_run_dir(), conn)
+            err.print(f"restart: earlier attempt abandoned{f' (dropped {dropped})' if dropped else ''}")
         the_plan = make_plan(cfg, conn)
         if dry_run:
             _print_json(the_plan) if as_json else out.print(the_plan.render(), highlight=False, markup=False)
@@ -198,7 +206,7 @@ def plan(**kwargs: Any) -> None:
 
 
 _sig = inspect.signature(migrate)
-_hide = {"yes", "dry_run"}
+_hide = {"yes", "dry_run", "restart"}
 plan.__signature__ = _sig.replace(parameters=[p for n, p in _sig.parameters.items() if n not in _hide])  # type: ignore[attr-defined]
 plan.__annotations__ = {n: a for n, a in migrate.__annotations__.items() if n not in _hide}
 app.command("plan")(plan)
@@ -241,6 +249,18 @@ def rollback(run_dir: RunDir, url: Url = None, api_key: ApiKey = None, path: DbP
     """Move the alias back to the collection it pointed to before the swap (one request)."""
     previous = _alias_command(run_dir, "rollback", url, api_key, path, grpc)
     out.print(f"alias moved back to {previous}" if previous else "alias removed (it did not exist before)")
+
+
+@app.command()
+@command
+def abandon(run_dir: RunDir, yes: Annotated[bool, typer.Option("--yes", "-y", help="confirm dropping")] = False,
+            url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False,
+            debug: Debug = False) -> None:
+    """Give up a migration never swapped in: drop its target collection and clear its run folder."""
+    if not yes and not typer.confirm("Drop the new collection and clear the run folder?", err=True):
+        raise typer.Exit(1)
+    dropped = _alias_command(run_dir, "abandon", url, api_key, path, grpc)
+    out.print(f"abandoned; dropped {dropped}" if dropped else "abandoned; no target collection to drop")
 
 
 @app.command()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 from collections.abc import Callable
 from functools import partial
@@ -22,14 +23,14 @@ from qdrant_distill.config import MigrationConfig, Mode
 from qdrant_distill.encoders import Encoder, load_encoder
 from qdrant_distill.errors import ConfigError, DimensionError, GateFailed, MigrationError
 from qdrant_distill.evaluate import beir_metrics
-from qdrant_distill.journal import Journal, Stage
+from qdrant_distill.journal import JOURNAL_FILE, Journal, Stage
 from qdrant_distill.plan import MigrationPlan, make_plan
 from qdrant_distill.reembed import PageConverter, read_vectors, reembed
-from qdrant_distill.swap import METADATA_KEY, finalize, rollback, swap
+from qdrant_distill.swap import METADATA_KEY, abandon, finalize, rollback, swap
 from qdrant_distill.swap import mirror_stage
 from qdrant_distill.verify import catch_up, verify
 
-__all__ = ["MigrationReport", "migrate", "open_connector", "open_journal", "query_encoder", "status"]
+__all__ = ["MigrationReport", "abandon_run", "migrate", "open_connector", "open_journal", "query_encoder", "status"]
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +117,8 @@ def stage_sample(config: MigrationConfig, conn: Connector, journal: Journal, pla
     """Sample points (text + teacher vector) and keep them in the run folder, so a resume trains on the same ones."""
     path = journal.run_dir / SAMPLE_FILE
     if journal.done(Stage.SAMPLED) and path.exists():
+        logger.info("resuming with the sample saved in %s; to sample afresh (say after fixing the source), rerun "
+                    "with --restart or run qdrant-distill abandon %s first", path, journal.run_dir)
         return _load_sample(path)
     sample = conn.sample(
         plan.source_collection, config.sample_size, text=config.text, vector_name=plan.vector_name,
@@ -275,6 +278,25 @@ def finalize_run(run_dir: str | Path, connector: Connector) -> str | None:
 
 def swap_run(run_dir: str | Path, connector: Connector) -> str | None:
     return swap(connector, open_journal(run_dir))
+
+
+RUN_FILES = (JOURNAL_FILE, SAMPLE_FILE, "student")  # what a run writes into its folder
+
+
+def abandon_run(run_dir: str | Path, connector: Connector) -> str | None:
+    """Drop the target of a run that was never swapped in and clear its run folder (journal, sample, student), so
+    the same command starts afresh. Returns the dropped collection (None when the run had not created one)."""
+    journal = open_journal(run_dir)
+    dropped = abandon(connector, journal)
+    folder = Path(journal.path).parent
+    for name in RUN_FILES:
+        path = folder / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    logger.warning("abandon: cleared the run folder %s", folder)
+    return dropped
 
 
 # -- helpers --------------------------------------------------------------------------------------------------------

@@ -156,7 +156,9 @@ def make_plan(config: MigrationConfig, connector: Connector) -> MigrationPlan:
         raise CollectionExists(f"the target {target!r} is the source collection", hint="choose another --target")
     if not target_ours and (connector.collection_exists(target) or connector.alias_target(target) is not None):
         raise CollectionExists(
-            f"target collection {target!r} already exists", hint="choose another --target, or drop it first"
+            f"target collection {target!r} already exists",
+            hint="choose another --target; if a failed run of this migration left it, `qdrant-distill abandon RUN_DIR` "
+            "drops it"
         )
     alias = source_alias or config.alias
     if config.alias and source_alias and config.alias != source_alias:

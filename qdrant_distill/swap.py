@@ -12,7 +12,7 @@ from connectors.base import Connector
 from qdrant_distill.errors import AliasConflict, MigrationError
 from qdrant_distill.journal import Journal, Stage
 
-__all__ = ["finalize", "rollback", "swap"]
+__all__ = ["abandon", "finalize", "rollback", "swap"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,25 @@ def finalize(connector: Connector, journal: Journal, *, drop: bool = True) -> st
     journal.advance(Stage.FINALIZED)
     mirror_stage(connector, journal)
     return old
+
+
+def abandon(connector: Connector, journal: Journal) -> str | None:
+    """Give up a migration that was never swapped in (or was rolled back): drop the target collection this run
+    created. Refuses while the new collection is live or an alias points to it. Returns the dropped collection."""
+    if journal.stage in (Stage.SWAPPED, Stage.FINALIZED):
+        raise MigrationError(f"the migration is {journal.stage.value}: the new collection is live",
+                             hint="roll back first (qdrant-distill rollback RUN_DIR), then abandon")
+    target = journal.target
+    if not target or not connector.collection_exists(target):
+        return None
+    pointing = sorted(alias for alias, name in connector.aliases().items() if name == target)
+    if pointing:
+        raise AliasConflict(f"refusing to drop {target!r}: alias {', '.join(map(repr, pointing))} points to it")
+    if connector.describe(target).metadata.get(METADATA_KEY, {}).get("run_id") != journal.run_id:
+        raise MigrationError(f"refusing to drop {target!r}: this run did not create it")
+    logger.warning("abandon: dropping %r, the target of a migration that was never swapped in", target)
+    connector.delete_collection(target)
+    return target
 
 
 def mirror_stage(connector: Connector, journal: Journal) -> None:

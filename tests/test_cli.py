@@ -84,3 +84,20 @@ def test_migrate_status_rollback_swap_finalize(store: Path, tiny_model_path: Pat
     journal = (run_dir / "journal.json").read_text()
     for text in (result.output, status.output, journal, metadata):
         assert SECRET not in text
+
+
+def test_abandon_and_restart(store: Path, tiny_model_path: Path, tmp_path: Path) -> None:
+    """A live migration cannot be abandoned; rolled back it can, and `migrate --restart` does it first."""
+    run_dir, at = tmp_path / "run", ["--path", str(store)]
+    assert run("migrate", "--alias", "docs", "--yes", *common(store, tiny_model_path, run_dir)).exit_code == 0
+    refused = run("abandon", str(run_dir), *at, "--yes")
+    assert refused.exit_code == 1 and "live" in refused.stderr
+    assert run("rollback", str(run_dir), *at).exit_code == 0
+    again = run("migrate", "--alias", "docs", "--yes", "--restart", *common(store, tiny_model_path, run_dir))
+    assert again.exit_code == 0 and "dropped docs_v1_distilled16" in again.stderr and "swapped" in again.stdout
+    assert run("rollback", str(run_dir), *at).exit_code == 0
+    done = run("abandon", str(run_dir), *at, "--yes")
+    assert done.exit_code == 0 and "dropped docs_v1_distilled16" in done.stdout
+    assert not (run_dir / "journal.json").exists()
+    with QdrantConnector.open(path=str(store)) as conn:
+        assert conn.collections() == ["docs_v1"] and conn.alias_target("docs") == "docs_v1"

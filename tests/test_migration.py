@@ -359,3 +359,23 @@ def test_a_dot_collection_of_unit_vectors_is_planned_with_a_note(conn, demo_text
     conn.upsert("dots", [Point(id=i, payload={"text": demo_texts[i]}, vectors={UNNAMED: vectors[i]}) for i in range(N)])
     plan = make_plan(config(tiny_model_path, tmp_path / "run", source="dots"), conn)
     assert plan.distance == "Dot" and any("unit-length vectors" in note for note in plan.notes)
+
+
+def test_abandon_clears_a_run_never_swapped_in_so_the_next_one_starts_afresh(conn, demo_texts, tiny_model_path,
+                                                                             tmp_path) -> None:
+    from qdrant_distill.migration import abandon_run
+
+    build_source(conn, demo_texts)
+    cfg = config(tiny_model_path, tmp_path / "run")
+    with pytest.raises(RuntimeError, match="injected crash"):
+        migrate(cfg, connector=FailingUpserts(conn, fail_at=2))
+    assert conn.collection_exists("docs_v1_distilled16")
+    with pytest.raises(CollectionExists, match="abandon"):  # another run folder cannot get past what was left
+        make_plan(config(tiny_model_path, tmp_path / "other"), conn)
+    assert abandon_run(tmp_path / "run", conn) == "docs_v1_distilled16"
+    assert not conn.collection_exists("docs_v1_distilled16") and conn.alias_target("docs") == "docs_v1"
+    assert not (tmp_path / "run" / "journal.json").exists() and not (tmp_path / "run" / "sample.npz").exists()
+    assert migrate(cfg, connector=conn).stage is Stage.SWAPPED  # the same command starts afresh
+    with pytest.raises(MigrationError, match="live"):
+        abandon_run(tmp_path / "run", conn)
+    assert conn.collection_exists("docs_v1_distilled16")
