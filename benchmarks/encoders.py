@@ -87,7 +87,7 @@ def status_before_and_after(runs: int, baseline: str) -> dict[str, Any]:
 def teacher_rows() -> list[dict[str, Any]]:
     """Cosines the teacher check measures on SciFact's first 16 documents for right and wrong teachers/templates."""
     from qdrant_distill.students import prune_layers
-    from qdrant_distill.teacher import _cosines
+    from qdrant_distill.teacher import row_cosines
 
     with gzip.open(SCIFACT / "corpus.jsonl.gz", "rt", encoding="utf-8") as fh:
         docs = [json.loads(line) for _, line in zip(range(TEACHER_CHECK_TEXTS), fh)]
@@ -106,7 +106,7 @@ def teacher_rows() -> list[dict[str, Any]]:
                       "{title} {text}"))
     rows = []
     for name, encoder, template in cases:
-        cos = _cosines(encoder.encode([template.format(**d) for d in docs]), stored)
+        cos = row_cosines(encoder.encode([template.format(**d) for d in docs]), stored)
         rows.append({"case": name, "mean_cosine": float(cos.mean()), "min_cosine": float(cos.min()),
                      "accepted": bool(cos.mean() >= TEACHER_MIN_COSINE)})
     return rows

@@ -72,7 +72,6 @@ def fine_tune(pairs: list[tuple[str, str]], epochs: int, out: Path) -> dict[str,
     import torch
     from sentence_transformers.losses import MultipleNegativesRankingLoss
 
-    from qdrant_distill._quiet import quiet_loading
     from qdrant_distill.students import load_body
 
     rng = random.Random(RECIPE["seed"])
@@ -102,8 +101,7 @@ def fine_tune(pairs: list[tuple[str, str]], epochs: int, out: Path) -> dict[str,
                 logger.info("epoch %d step %d/%d loss %.4f (%.0f s)", epoch + 1, step, total,
                             float(np.mean(losses[-10:])), time.perf_counter() - started)
     model.max_seq_length = RECIPE["encode_max_seq_length"]
-    with quiet_loading():
-        model.save(str(out))
+    model.save(str(out))
     stats = {"steps": step, "train_pairs": len(pairs), "first_loss": losses[0], "last_loss": float(np.mean(losses[-10:])),
              "train_s": time.perf_counter() - started}
     (out / "tuned_teacher.json").write_text(json.dumps({"recipe": RECIPE, **stats}, indent=2), encoding="utf-8")

@@ -196,7 +196,7 @@ def migrate(
         err.print(the_plan.render(), highlight=False, markup=False)
         if not yes and not typer.confirm("Proceed (the alias moves at the end)?", err=True):
             raise typer.Exit(1)
-        report = run(cfg, connector=conn)
+        report = run(cfg, connector=conn, plan=the_plan)
     _print_json(report) if as_json else out.print(report_table(report))
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "StsPairs",
     "beir_metrics",
     "fidelity",
+    "gate_failures",
     "load_beir",
     "load_stsb",
     "ndcg_at_k",
@@ -198,14 +199,21 @@ class FidelityEvaluator:
                 out[QUERY_METRIC] = pseudo_query_mrr(query_vecs, targets, k=self.k)
         return out
 
-    def failures(self, metrics: Mapping[str, float]) -> list[dict[str, float | str]]:
-        """Metrics below their threshold: ``[{"metric", "value", "threshold"}]`` (empty when the gate passes)."""
-        out: list[dict[str, float | str]] = []
-        for key, minimum in self.thresholds.items():
-            value = metrics.get(key)
-            if value is None or value < minimum:
-                out.append({"metric": key, "value": float("nan") if value is None else value, "threshold": minimum})
-        return out
+    def failures(self, metrics: Mapping[str, float]) -> list[dict[str, Any]]:
+        """Metrics below this evaluator's thresholds (see :func:`gate_failures`)."""
+        return gate_failures(metrics, self.thresholds)
+
+
+def gate_failures(metrics: Mapping[str, float], thresholds: Mapping[str, float]) -> list[dict[str, Any]]:
+    """The gate decision: every metric below its threshold, or missing, as ``{"metric", "value", "threshold",
+    "short_by"}`` (``value`` and ``short_by`` None when missing). Empty when the gate passes; greater is better."""
+    out: list[dict[str, Any]] = []
+    for key, minimum in thresholds.items():
+        value = metrics.get(key)
+        if value is None or value < minimum:
+            out.append({"metric": key, "value": value, "threshold": minimum,
+                        "short_by": None if value is None else round(minimum - value, 4)})
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------- retrieval

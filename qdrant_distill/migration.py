@@ -22,11 +22,12 @@ from qdrant_distill._version import __version__
 from qdrant_distill.config import MigrationConfig, Mode
 from qdrant_distill.encoders import Encoder, load_encoder
 from qdrant_distill.errors import ConfigError, DimensionError, GateFailed, MigrationError
-from qdrant_distill.evaluate import beir_metrics
+from qdrant_distill.evaluate import beir_metrics, gate_failures
 from qdrant_distill.journal import JOURNAL_FILE, Journal, Stage
 from qdrant_distill.plan import MigrationPlan, make_plan
 from qdrant_distill.reembed import PageConverter, read_vectors, reembed
-from qdrant_distill.swap import METADATA_KEY, abandon, finalize, rollback, swap
+from qdrant_distill import record
+from qdrant_distill.swap import abandon, finalize, rollback, swap
 from qdrant_distill.swap import mirror_stage
 from qdrant_distill.verify import catch_up, verify
 
@@ -78,13 +79,20 @@ def open_journal(run_dir: str | Path) -> Journal:
     return Journal.load(run_dir)
 
 
-def migrate(config: MigrationConfig, *, connector: Connector | None = None) -> MigrationReport:
-    """Run (or resume) the whole migration. Raises :class:`GateFailed` when the student is not good enough."""
+def migrate(
+    config: MigrationConfig, *, connector: Connector | None = None, plan: MigrationPlan | None = None
+) -> MigrationReport:
+    """Run (or resume) the whole migration. Raises :class:`GateFailed` when the student is not good enough.
+
+    ``plan`` is the :func:`make_plan` of this config on this connector, when the caller made it already (the CLI
+    shows it before asking); otherwise it is made here.
+    """
     own = connector is None
     conn = connector or open_connector(config)
     try:
-        plan = make_plan(config, conn)
-        logger.info("plan:\n%s", plan.render())
+        if plan is None:
+            plan = make_plan(config, conn)
+            logger.info("plan:\n%s", plan.render())
         journal = Journal.open(Path(plan.run_dir), config.fingerprint())
         if journal.stage in (Stage.ROLLED_BACK, Stage.FINALIZED):
             logger.info("migration already %s; nothing to do", journal.stage.value)
@@ -177,12 +185,7 @@ def stage_gate(
         metrics.update(_labelled_metrics(config, journal, conn, plan))
         journal.metrics = metrics
         journal.save()
-    failures = []
-    for key, minimum in config.gate.thresholds().items():
-        value = metrics.get(key)
-        if value is None or value < minimum:
-            failures.append({"metric": key, "value": value, "threshold": minimum,
-                             "short_by": None if value is None else round(minimum - value, 4)})
+    failures = gate_failures(metrics, config.gate.thresholds())
     if failures:
         text = "; ".join(
             f"{f['metric']} = {f['value']:.4f} < {f['threshold']} (short by {f['short_by']})" if f["value"] is not None
@@ -202,13 +205,12 @@ def stage_create(config: MigrationConfig, conn: Connector, journal: Journal, pla
         return
     run_id = journal.run_id
     if conn.collection_exists(plan.target):
-        recorded = conn.describe(plan.target).metadata.get(METADATA_KEY, {})
-        if recorded.get("run_id") != run_id:  # not ours: make_plan refuses this, but the world may have changed
+        if record.read_from(conn, plan.target).get("run_id") != run_id:  # not ours: make_plan refuses this, but the world may have changed
             raise MigrationError(f"target {plan.target!r} appeared meanwhile and is not this migration's")
     else:
         info = conn.describe(plan.source_collection)
         conn.create_like(info, name=plan.target, vector_name=plan.vector_name, size=config.dim,
-                         metadata={METADATA_KEY: _essentials(config, journal, plan)})
+                         metadata={record.METADATA_KEY: _record(config, journal, plan)})
     journal.advance(Stage.CREATED)
 
 
@@ -255,9 +257,9 @@ def stage_verify(config: MigrationConfig, conn: Connector, journal: Journal, pla
     journal.save()
     report = verify(conn, source=plan.source_collection, target=plan.target, converter=converter,
                     vector_name=plan.vector_name, dim=config.dim, skipped=journal.skipped_ids,
-                    sample=config.verify_sample)
+                    sample=config.verify_sample, page_size=config.page_size)
     journal.advance(Stage.VERIFIED, verify=report)
-    conn.set_metadata(plan.target, {METADATA_KEY: {**_essentials(config, journal, plan), "stage": Stage.VERIFIED.value}})
+    record.write(conn, plan.target, {**_record(config, journal, plan), "stage": Stage.VERIFIED.value})
 
 
 # -- operator commands ----------------------------------------------------------------------------------------------
@@ -303,32 +305,21 @@ def abandon_run(run_dir: str | Path, connector: Connector) -> str | None:
 
 
 def _mirrored_stage(conn: Connector, target: str) -> str | None:
-    return conn.describe(target).metadata.get(METADATA_KEY, {}).get("stage")
+    return record.read_from(conn, target).get("stage")
 
 
 def _teacher_id(config: MigrationConfig, plan: MigrationPlan) -> str:
     return config.teacher_model or f"stored:{plan.source_collection}/{plan.vector_name or 'vector'}"
 
 
-def _essentials(config: MigrationConfig, journal: Journal, plan: MigrationPlan) -> dict[str, Any]:
-    """What the target's metadata records: enough for :func:`qdrant_distill.encoder_for`, no secrets."""
-    return {
-        "version": __version__,
-        "run_id": journal.run_id,
-        "source": plan.source_collection,
-        "alias": plan.alias,
-        "mode": config.mode.value,
-        "dim": config.dim,
-        "vector_name": plan.vector_name,
-        "teacher": _teacher_id(config, plan),
-        "teacher_dim": plan.teacher_dim,
-        "student": journal.student_path,
-        "query_model": journal.student_path,
-        "query_projection": journal.projection_path if config.mode is Mode.PROJECTION_ONLY else None,
-        "projection": journal.projection_path,
-        "metrics": journal.metrics,
-        "journal": str(Path(journal.path).resolve()),
-    }
+def _record(config: MigrationConfig, journal: Journal, plan: MigrationPlan) -> dict[str, Any]:
+    """The target's metadata record (:mod:`qdrant_distill.record`) of this migration."""
+    return record.build(
+        version=__version__, run_id=journal.run_id, source=plan.source_collection, alias=plan.alias,
+        mode=config.mode.value, dim=config.dim, vector_name=plan.vector_name, teacher=_teacher_id(config, plan),
+        teacher_dim=plan.teacher_dim, student_path=journal.student_path, projection_path=journal.projection_path,
+        query_projection=config.mode is Mode.PROJECTION_ONLY, metrics=journal.metrics, journal_path=journal.path,
+    )
 
 
 def query_encoder(config: MigrationConfig, journal: Journal) -> Encoder:

@@ -382,11 +382,11 @@ def _check_teacher(config: MigrationConfig, probe: Sample) -> TeacherCheck | Non
 
 def _created_by(connector: Connector, target: str, journal: Journal) -> bool:
     """Whether ``target`` is a collection that this journal's run created (its metadata holds the run id)."""
-    from qdrant_distill.swap import METADATA_KEY
+    from qdrant_distill import record
 
     if not connector.collection_exists(target):
         return False
-    return connector.describe(target).metadata.get(METADATA_KEY, {}).get("run_id") == journal.run_id
+    return record.read_from(connector, target).get("run_id") == journal.run_id
 
 
 def _student_name(config: MigrationConfig) -> str:

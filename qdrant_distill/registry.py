@@ -16,13 +16,13 @@ import numpy as np
 
 from connectors.base import Connector
 from qdrant_distill.encoders import Encoder, load_encoder
+from qdrant_distill.record import read as read_record
 from qdrant_distill.errors import ConfigError, StudentError
 
 __all__ = ["CollectionEncoder", "encoder_for"]
 
 logger = logging.getLogger(__name__)
 
-METADATA_KEY = "qdrant_distill"
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def encoder_for(connector_or_client: Any, alias_or_collection: str, *, default: 
     """
     connector = _as_connector(connector_or_client)
     info = connector.describe(alias_or_collection)
-    record = info.metadata.get(METADATA_KEY) or {}
+    record = read_record(info.metadata)
     path = record.get("query_model")
     if not path:
         if default is None:

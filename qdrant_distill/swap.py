@@ -9,15 +9,13 @@ from __future__ import annotations
 import logging
 
 from connectors.base import Connector
+from qdrant_distill import record
 from qdrant_distill.errors import AliasConflict, MigrationError
 from qdrant_distill.journal import Journal, Stage
 
 __all__ = ["abandon", "finalize", "rollback", "swap"]
 
 logger = logging.getLogger(__name__)
-
-METADATA_KEY = "qdrant_distill"
-
 
 def swap(connector: Connector, journal: Journal) -> str | None:
     """Point ``journal.alias`` at the target in one request; returns the previous target (None for a new alias)."""
@@ -99,7 +97,7 @@ def abandon(connector: Connector, journal: Journal) -> str | None:
     pointing = sorted(alias for alias, name in connector.aliases().items() if name == target)
     if pointing:
         raise AliasConflict(f"refusing to drop {target!r}: alias {', '.join(map(repr, pointing))} points to it")
-    if connector.describe(target).metadata.get(METADATA_KEY, {}).get("run_id") != journal.run_id:
+    if record.read_from(connector, target).get("run_id") != journal.run_id:
         raise MigrationError(f"refusing to drop {target!r}: this run did not create it")
     logger.warning("abandon: dropping %r, the target of a migration that was never swapped in", target)
     connector.delete_collection(target)
@@ -109,11 +107,8 @@ def abandon(connector: Connector, journal: Journal) -> str | None:
 def mirror_stage(connector: Connector, journal: Journal) -> None:
     """Record the stage in the target's metadata too (best effort: the journal is the source of truth)."""
     try:
-        connector.set_metadata(journal.target, {METADATA_KEY: {**_essentials(connector, journal), "stage": journal.stage.value}})
+        record.write(connector, journal.target, {"previous_target": journal.previous_target, "alias": journal.alias,
+                                                 "stage": journal.stage.value})
     except Exception:  # noqa: BLE001 - metadata is a mirror; the journal already holds the state
         logger.warning("could not record the stage in %r's metadata", journal.target, exc_info=True)
 
-
-def _essentials(connector: Connector, journal: Journal) -> dict:
-    current = connector.describe(journal.target).metadata.get(METADATA_KEY, {})
-    return {**current, "previous_target": journal.previous_target, "alias": journal.alias}

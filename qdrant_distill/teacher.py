@@ -30,6 +30,7 @@ __all__ = [
     "TeacherCheck",
     "check_teacher",
     "label_queries",
+    "row_cosines",
 ]
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,8 @@ class TeacherCheck(BaseModel):
     threshold: float
 
 
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine of each row of ``a`` with the same row of ``b``."""
     a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
     b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
     return np.sum(a * b, axis=1)
@@ -71,7 +73,7 @@ def check_teacher(
             f"the teacher {teacher.name} encodes {got.shape[1]}-d vectors, the stored ones are {stored.shape[1]}-d",
             hint="--teacher must be the model the collection was indexed with",
         )
-    cos = _cosines(got, stored)
+    cos = row_cosines(got, stored)
     result = TeacherCheck(teacher=teacher.describe(), texts=len(texts), mean_cosine=round(float(cos.mean()), 4),
                           min_cosine=round(float(cos.min()), 4), threshold=threshold)
     if result.mean_cosine < threshold:

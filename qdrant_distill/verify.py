@@ -125,7 +125,7 @@ def catch_up(
 ) -> tuple[CollectionDiff, ReembedStats]:
     """Reconcile writes made to the source during the re-embed: new and changed points re-embedded, deleted ones
     deleted from the target. Points skipped by the missing-text policy stay skipped."""
-    found = diff(connector, source, target, ignore=skipped)
+    found = diff(connector, source, target, page_size=page_size, ignore=skipped)
     stats = ReembedStats()
     todo = found.missing + found.changed
     for start in range(0, len(todo), page_size):
@@ -150,9 +150,11 @@ def verify(
     skipped: Sequence[PointId] = (),
     sample: int = 64,
     seed: int = 0,
+    page_size: int = 512,
 ) -> dict[str, Any]:
-    """Counts, id sets and payloads equal; a sample of target vectors re-computed and compared. Raises on mismatch."""
-    found = diff(connector, source, target, ignore=skipped, sample=sample, seed=seed)
+    """Counts, id sets and payloads equal; a sample of target vectors re-computed and compared. Raises on mismatch.
+    Both collections are walked in pages of ``page_size``."""
+    found = diff(connector, source, target, page_size=page_size, ignore=skipped, sample=sample, seed=seed)
     report: dict[str, Any] = {**found.summary(), "skipped": len(skipped)}
     if not found.clean:
         raise VerificationFailed(
