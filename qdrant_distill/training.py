@@ -150,6 +150,102 @@ def _schedule(total: int, warmup_ratio: float) -> Callable[[int], float]:
     return factor
 
 
+@dataclass
+class _Tracker:
+    """Holdout evaluations during training: the best state so far, and when to stop early."""
+
+    model: Any
+    evaluate: Callable[[Any], dict[str, float]]
+    settings: TrainSettings
+    checkpoint_dir: Path | None = None
+    evaluations: list[dict[str, float]] = field(default_factory=list)
+    best_value: float = -math.inf
+    best_step: int = 0
+    best_state: Any = None
+    bad: int = 0
+
+    def start(self) -> dict[str, float]:
+        """Evaluate the untrained model: the baseline, and the first best state."""
+        baseline = self.evaluate(self.model)
+        self.best_value = baseline.get(self.settings.primary_metric, -math.inf)
+        self.best_state = copy.deepcopy(self.model.state_dict())
+        self.evaluations.append({"step": 0, **baseline})
+        return baseline
+
+    def observe(self, step: int) -> bool:
+        """Evaluate at ``step``; keep the state when it is the best so far. True when training should stop."""
+        self.model.eval()
+        scores = self.evaluate(self.model)
+        self.model.train()
+        self.evaluations.append({"step": step, **scores})
+        value = scores.get(self.settings.primary_metric, -math.inf)
+        logger.info("step %d: %s = %.4f (best %.4f)", step, self.settings.primary_metric, value, self.best_value)
+        if value > self.best_value + 1e-4:
+            self.bad, self.best_value, self.best_step = 0, value, step
+            self.best_state = copy.deepcopy(self.model.state_dict())
+            if self.checkpoint_dir is not None:
+                self.model.save(str(self.checkpoint_dir))
+        else:
+            self.bad += 1
+        patience = self.settings.early_stopping_patience
+        if patience and self.bad >= patience:
+            logger.info("early stop at step %d: no gain for %d evaluations", step, self.bad)
+            return True
+        return False
+
+    def restore(self, step: int) -> dict[str, float]:
+        """Put the best state back; its metrics."""
+        self.model.eval()
+        if self.best_step != step:
+            self.model.load_state_dict(self.best_state)
+        final = next((e for e in self.evaluations if e["step"] == self.best_step), self.evaluations[0])
+        return {k: v for k, v in final.items() if k != "step"}
+
+
+def _optimizer(
+    settings: TrainSettings, body_params: list[torch.nn.Parameter], head_params: list[torch.nn.Parameter], total: int
+) -> tuple[list[dict[str, Any]], torch.optim.Optimizer, Any]:
+    """AdamW with body and head at their own rates (a zero rate freezes that part and saves its backward pass)."""
+    groups = []
+    # (parameters in neither list, e.g. frozen lower layers, keep their requires_grad as the caller set it)
+    for params, lr in ((body_params, settings.lr_body), (head_params, settings.lr_head)):
+        for p in params:
+            p.requires_grad_(lr > 0)
+        if params and lr > 0:
+            groups.append({"params": params, "lr": lr})
+    if not groups:
+        raise StudentError("both learning rates are zero: nothing to train")
+    optimizer = torch.optim.AdamW(groups, weight_decay=settings.weight_decay)
+    return groups, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total, settings.warmup_ratio))
+
+
+def _batch_loss(
+    embed: Callable[[list[str]], torch.Tensor], texts: list[str], idx: list[int], targets: torch.Tensor,
+    settings: TrainSettings, doc_terms: list[str], use_pq: bool, rng: random.Random,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The student's vectors of the documents, and of query-like cuts of them, against the documents' targets."""
+    tgt = targets[idx]  # targets live on the training device
+    terms = _loss_terms(embed(texts), tgt, settings, doc_terms) if doc_terms else {}
+    if use_pq:
+        queries = [pseudo_query(t, rng) for t in texts]
+        if settings.pseudo_query_negatives == "sample":
+            # every training target is a negative: they are fixed, so this costs one matrix product
+            terms["pseudo_query"] = info_nce_bank(
+                embed(queries), targets, torch.as_tensor(idx, device=settings.device),
+                temperature=settings.temperature, dims=settings.matryoshka_dims,
+            )
+        else:
+            terms |= _loss_terms(embed(queries), tgt, settings, ["pseudo_query"])
+    return weighted_sum(terms, settings.weights)
+
+
+def _total_steps(settings: TrainSettings, steps_per_epoch: int) -> int:
+    total = settings.epochs * steps_per_epoch
+    if settings.max_steps is not None:
+        total = min(total, settings.max_steps) if settings.epochs > 0 else settings.max_steps
+    return total
+
+
 def train(
     model: Any,
     texts: Sequence[str],
@@ -174,9 +270,7 @@ def train(
     n = len(texts)
     batch = max(2, min(settings.batch_size, n))
     steps_per_epoch = math.ceil(n / batch)
-    total = settings.epochs * steps_per_epoch
-    if settings.max_steps is not None:
-        total = min(total, settings.max_steps) if settings.epochs > 0 else settings.max_steps
+    total = _total_steps(settings, steps_per_epoch)
     eval_every = settings.eval_steps or steps_per_epoch
     doc_terms = [k for k in ("mse", "cosine", "contrastive", "kl") if settings.weights.get(k, 0.0)]
     use_pq = settings.pseudo_queries and settings.weights.get("pseudo_query", 0.0) > 0
@@ -185,28 +279,12 @@ def train(
 
     rng = random.Random(settings.seed)
     torch.manual_seed(settings.seed)
-    target_t = torch.as_tensor(np.asarray(targets, dtype=np.float32))
-    bank = target_t.to(settings.device)
-
-    # body and head learn at their own rates; a zero rate freezes that part (and saves its backward pass)
-    groups = []
-    # (parameters in neither list, e.g. frozen lower layers, keep their requires_grad as the caller set it)
-    for params, lr in ((body_params, settings.lr_body), (head_params, settings.lr_head)):
-        for p in params:
-            p.requires_grad_(lr > 0)
-        if params and lr > 0:
-            groups.append({"params": params, "lr": lr})
-    if not groups:
-        raise StudentError("both learning rates are zero: nothing to train")
-    optimizer = torch.optim.AdamW(groups, weight_decay=settings.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total, settings.warmup_ratio))
-
-    baseline = evaluate(model)
-    best_value = baseline.get(settings.primary_metric, -math.inf)
-    best_state, best_step = copy.deepcopy(model.state_dict()), 0
-    evaluations = [{"step": 0, **baseline}]
+    target_t = torch.as_tensor(np.asarray(targets, dtype=np.float32)).to(settings.device)
+    groups, optimizer, scheduler = _optimizer(settings, body_params, head_params, total)
+    tracker = _Tracker(model, evaluate, settings, checkpoint_dir)
+    baseline = tracker.start()
     history: list[dict[str, float]] = []
-    bad, step, stopped = 0, 0, False
+    step, stopped = 0, False
     bar = tqdm(total=total, desc="distilling", file=sys.stderr, disable=not progress, leave=False)
     model.train()
     while step < total and not stopped:
@@ -216,21 +294,7 @@ def train(
             idx = order[start : start + batch]
             if len(idx) < 2 or step >= total:
                 continue
-            batch_texts = [texts[i] for i in idx]
-            tgt = target_t[idx].to(settings.device)
-            # student vectors of the documents, and of query-like cuts of them, against the documents' targets
-            terms = _loss_terms(embed(batch_texts), tgt, settings, doc_terms) if doc_terms else {}
-            if use_pq:
-                queries = [pseudo_query(t, rng) for t in batch_texts]
-                if settings.pseudo_query_negatives == "sample":
-                    # every training target is a negative: they are fixed, so this costs one matrix product
-                    terms["pseudo_query"] = info_nce_bank(
-                        embed(queries), bank, torch.as_tensor(idx, device=settings.device),
-                        temperature=settings.temperature, dims=settings.matryoshka_dims,
-                    )
-                else:
-                    terms |= _loss_terms(embed(queries), tgt, settings, ["pseudo_query"])
-            loss, parts = weighted_sum(terms, settings.weights)
+            loss, parts = _batch_loss(embed, [texts[i] for i in idx], idx, target_t, settings, doc_terms, use_pq, rng)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if settings.grad_clip:
@@ -240,37 +304,12 @@ def train(
             step += 1
             history.append({"step": step, "loss": float(loss.detach()), **parts})
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", fid=f"{best_value:.3f}")
-            if step % eval_every == 0 or step == total:
-                model.eval()
-                scores = evaluate(model)
-                model.train()
-                evaluations.append({"step": step, **scores})
-                value = scores.get(settings.primary_metric, -math.inf)
-                logger.info("step %d: %s = %.4f (best %.4f)", step, settings.primary_metric, value, best_value)
-                if value > best_value + 1e-4:
-                    bad, best_value, best_step = 0, value, step
-                    best_state = copy.deepcopy(model.state_dict())
-                    if checkpoint_dir is not None:
-                        model.save(str(checkpoint_dir))
-                else:
-                    bad += 1
-                if settings.early_stopping_patience and bad >= settings.early_stopping_patience:
-                    logger.info("early stop at step %d: no gain for %d evaluations", step, bad)
-                    stopped = True
-                    break
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", fid=f"{tracker.best_value:.3f}")
+            if (step % eval_every == 0 or step == total) and tracker.observe(step):
+                stopped = True
+                break
     bar.close()
-    model.eval()
-    if best_step != step:
-        model.load_state_dict(best_state)
-    final = next((e for e in evaluations if e["step"] == best_step), evaluations[0])
-    return TrainOutcome(
-        steps=step,
-        epochs_run=step / steps_per_epoch,
-        best_step=best_step,
-        baseline_metrics=baseline,
-        metrics={k: v for k, v in final.items() if k != "step"},
-        history=history,
-        evaluations=evaluations,
-        stopped_early=stopped,
-    )
+    metrics = tracker.restore(step)
+    return TrainOutcome(steps=step, epochs_run=step / steps_per_epoch, best_step=tracker.best_step,
+                        baseline_metrics=baseline, metrics=metrics, history=history,
+                        evaluations=tracker.evaluations, stopped_early=stopped)
