@@ -11,7 +11,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,6 +134,96 @@ def read_vectors(info_vectors: Sequence[str], vector_name: str, need_teacher: bo
     return names
 
 
+class _Pipeline:
+    """Three stages over two bounded queues: a reader thread scrolls pages, the caller's thread converts them
+    (encodes or projects), a writer thread upserts them with ``wait=True`` and checkpoints in scroll order. The first
+    error in any stage stops all three and is raised by :meth:`run`."""
+
+    def __init__(self, connector: Connector, target: str, prefetch_pages: int, bar: Any,
+                 on_checkpoint: Callable[[PointId | None, ReembedStats], None] | None) -> None:
+        self.connector, self.target, self.bar, self.on_checkpoint = connector, target, bar, on_checkpoint
+        self.stats = ReembedStats()
+        self.stop = threading.Event()
+        self.errors: list[BaseException] = []
+        self.pages: queue.Queue[Any] = queue.Queue(maxsize=prefetch_pages)
+        self.writes: queue.Queue[Any] = queue.Queue(maxsize=2)
+
+    def put(self, q: queue.Queue[Any], item: Any) -> bool:
+        while not self.stop.is_set():
+            try:
+                q.put(item, timeout=QUEUE_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def fail(self, exc: BaseException) -> None:
+        self.errors.append(exc)
+        self.stop.set()
+
+    def read(self, pages: Iterator[Any]) -> None:
+        try:
+            for page in pages:
+                if not self.put(self.pages, page):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            self.fail(exc)
+        finally:
+            self.put(self.pages, _DONE)
+
+    def write(self) -> None:
+        try:
+            while (item := self.writes.get()) is not _DONE:
+                points, next_offset, n_source = item
+                self.connector.upsert(self.target, points, wait=True)
+                self.stats.pages += 1
+                self.stats.written += len(points)
+                if self.on_checkpoint is not None:
+                    self.on_checkpoint(next_offset, self.stats)
+                self.bar.update(n_source)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            self.fail(exc)
+
+    def convert(self, converter: PageConverter) -> None:
+        while not self.stop.is_set():
+            try:
+                page = self.pages.get(timeout=QUEUE_POLL_S)
+            except queue.Empty:
+                continue
+            if page is _DONE:
+                return
+            converted = converter.convert(page.points, self.stats)
+            if not self.put(self.writes, (converted, page.next_offset, len(page.points))):
+                return
+
+    def finish(self, writer: threading.Thread, reader: threading.Thread) -> None:
+        while True:  # let the writer finish what is queued (unless it failed), then stop it
+            try:
+                self.writes.put(_DONE, timeout=QUEUE_POLL_S)
+                break
+            except queue.Full:
+                if not writer.is_alive():
+                    break
+        writer.join()
+        self.stop.set()
+        reader.join(timeout=5)
+
+    def run(self, pages: Iterator[Any], converter: PageConverter) -> ReembedStats:
+        reader = threading.Thread(target=self.read, args=(pages,), name="qd-reader", daemon=True)
+        writer = threading.Thread(target=self.write, name="qd-writer", daemon=True)
+        reader.start()
+        writer.start()
+        try:
+            self.convert(converter)
+        except BaseException as exc:
+            self.fail(exc)
+        finally:
+            self.finish(writer, reader)
+        if self.errors:
+            raise self.errors[0]
+        return self.stats
+
+
 def reembed(
     connector: Connector,
     *,
@@ -154,84 +244,14 @@ def reembed(
     ``on_checkpoint(next_offset, stats)`` runs after each page is durably written (``wait=True``), in scroll order;
     ``next_offset`` None means the last page is written.
     """
-    stats = ReembedStats()
-    stop = threading.Event()
-    errors: list[BaseException] = []
-    pages: queue.Queue[Any] = queue.Queue(maxsize=prefetch_pages)
-    writes: queue.Queue[Any] = queue.Queue(maxsize=2)
-    bar = tqdm(total=total, initial=already, unit="pt", desc="re-embed", disable=not progress, dynamic_ncols=True)
     started = time.perf_counter()
-
-    def put(q: queue.Queue[Any], item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=QUEUE_POLL_S)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def read() -> None:
-        try:
-            for page in connector.scroll(source, page_size=page_size, with_payload=True, with_vectors=vectors, offset=offset):
-                if not put(pages, page):
-                    return
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            errors.append(exc)
-            stop.set()
-        finally:
-            put(pages, _DONE)
-
-    def write() -> None:
-        try:
-            while True:
-                item = writes.get()
-                if item is _DONE:
-                    return
-                points, next_offset, n_source = item
-                connector.upsert(target, points, wait=True)
-                stats.pages += 1
-                stats.written += len(points)
-                if on_checkpoint is not None:
-                    on_checkpoint(next_offset, stats)
-                bar.update(n_source)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            errors.append(exc)
-            stop.set()
-
-    reader = threading.Thread(target=read, name="qd-reader", daemon=True)
-    writer = threading.Thread(target=write, name="qd-writer", daemon=True)
-    reader.start()
-    writer.start()
+    pages = connector.scroll(source, page_size=page_size, with_payload=True, with_vectors=vectors, offset=offset)
+    bar = tqdm(total=total, initial=already, unit="pt", desc="re-embed", disable=not progress, dynamic_ncols=True)
     try:
-        while not stop.is_set():
-            try:
-                page = pages.get(timeout=QUEUE_POLL_S)
-            except queue.Empty:
-                continue
-            if page is _DONE:
-                break
-            converted = converter.convert(page.points, stats)
-            if not put(writes, (converted, page.next_offset, len(page.points))):
-                break
-    except BaseException as exc:
-        errors.append(exc)
-        stop.set()
+        stats = _Pipeline(connector, target, prefetch_pages, bar, on_checkpoint).run(pages, converter)
     finally:
-        while True:  # let the writer finish what is queued (unless it failed), then stop it
-            try:
-                writes.put(_DONE, timeout=QUEUE_POLL_S)
-                break
-            except queue.Full:
-                if not writer.is_alive():
-                    break
-        writer.join()
-        stop.set()
-        reader.join(timeout=5)
         bar.close()
     stats.seconds = time.perf_counter() - started
-    if errors:
-        raise errors[0]
     logger.info(
         "re-embedded %d points in %.1fs (%.0f points/s; %d encoded, %d projected, %d skipped)",
         stats.written, stats.seconds, stats.points_per_s, stats.encoded, stats.projected, len(stats.skipped),
