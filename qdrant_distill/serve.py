@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
+import json
 import logging
 import threading
 from typing import Any
@@ -164,39 +165,39 @@ def _texts(value: Any, field: str, limit: int) -> list[str]:
     return texts
 
 
-def create_app(encoders: AliasEncoders, settings: ServeSettings) -> Any:
-    """The ASGI app (Starlette)."""
-    import anyio
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse
-    from starlette.routing import Route
+class _Handlers:
+    """The endpoints: each reads and checks its request, encodes through the batcher, and answers JSON; refusals
+    and failures become one JSON line with a status (no traceback reaches the client)."""
 
-    batcher = Batcher(encoders, settings.max_batch)
+    def __init__(self, encoders: AliasEncoders, settings: ServeSettings) -> None:
+        self.encoders, self.settings = encoders, settings
+        self.batcher = Batcher(encoders, settings.max_batch)
 
-    def refused(exc: _Refused) -> JSONResponse:
+    @staticmethod
+    def refused(exc: _Refused) -> Any:
+        from starlette.responses import JSONResponse
+
         return JSONResponse({"error": {"message": exc.message, "type": exc.kind, "code": exc.status}},
                             status_code=exc.status)
 
-    def authorise(request: Request) -> None:
-        if settings.api_key is None:
+    def authorise(self, request: Any) -> None:
+        if self.settings.api_key is None:
             return
         given = request.headers.get("authorization", "")
         token = given[7:] if given.lower().startswith("bearer ") else request.headers.get("api-key", "")
-        if not hmac.compare_digest(token.encode(), settings.api_key.get_secret_value().encode()):
+        if not hmac.compare_digest(token.encode(), self.settings.api_key.get_secret_value().encode()):
             raise _Refused(401, "missing or wrong API key (send Authorization: Bearer KEY)", "authentication_error")
 
-    async def read_json(request: Request) -> dict[str, Any]:
+    async def read_json(self, request: Any) -> dict[str, Any]:
+        limit = self.settings.max_bytes
         length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_bytes:
-            raise _Refused(413, f"request of {length} bytes; at most {settings.max_bytes}")
+        if length and length.isdigit() and int(length) > limit:
+            raise _Refused(413, f"request of {length} bytes; at most {limit}")
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
-            if len(body) > settings.max_bytes:
-                raise _Refused(413, f"request over {settings.max_bytes} bytes")
-        import json
-
+            if len(body) > limit:
+                raise _Refused(413, f"request over {limit} bytes")
         try:
             payload = json.loads(body)
         except ValueError:
@@ -205,75 +206,95 @@ def create_app(encoders: AliasEncoders, settings: ServeSettings) -> Any:
             raise _Refused(400, "the body must be a JSON object")
         return payload
 
-    async def encode(texts: list[str], kind: str, model: Any = None,
+    async def current(self) -> CollectionEncoder:
+        import anyio
+
+        return await anyio.to_thread.run_sync(self.encoders.current)
+
+    async def encode(self, texts: list[str], kind: str, model: Any = None,
                      dimensions: Any = None) -> tuple[CollectionEncoder, np.ndarray]:
         if model is not None or dimensions is not None:
-            current = await anyio.to_thread.run_sync(encoders.current)
-            if model not in (None, encoders.alias, current.collection):
-                raise _Refused(404, f"model {model!r} is not served here; this server serves {encoders.alias!r}",
-                               "model_not_found")
+            current = await self.current()
+            if model not in (None, self.encoders.alias, current.collection):
+                raise _Refused(404, f"model {model!r} is not served here; this server serves "
+                               f"{self.encoders.alias!r}", "model_not_found")
             if dimensions not in (None, current.dim):
-                raise _Refused(400, f"{encoders.alias!r} answers {current.dim}-d vectors, not {dimensions}-d")
-        return await batcher.encode(texts, kind)
+                raise _Refused(400, f"{self.encoders.alias!r} answers {current.dim}-d vectors, not {dimensions}-d")
+        return await self.batcher.encode(texts, kind)
 
-    def guarded(handler: Any, *, open_to_all: bool = False) -> Any:
-        async def endpoint(request: Request) -> Any:
+    def guarded(self, handler: Any, *, open_to_all: bool = False) -> Any:
+        async def endpoint(request: Any) -> Any:
             try:
                 if not open_to_all:
-                    authorise(request)
+                    self.authorise(request)
                 return await handler(request)
             except _Refused as exc:
-                return refused(exc)
+                return self.refused(exc)
             except DistillError as exc:  # the alias or its encoder is unusable now: one line, no traceback
                 logger.warning("cannot answer: %s", exc)
-                return refused(_Refused(503, f"{type(exc).__name__}: {exc.message}", "server_error"))
+                return self.refused(_Refused(503, f"{type(exc).__name__}: {exc.message}", "server_error"))
             except Exception:  # noqa: BLE001 - logged here with its traceback, never sent to the client
                 logger.exception("internal error answering %s %s", request.method, request.url.path)
-                return refused(_Refused(500, "internal error", "server_error"))
+                return self.refused(_Refused(500, "internal error", "server_error"))
 
         return endpoint
 
-    async def embeddings(request: Request) -> JSONResponse:
-        payload = await read_json(request)
-        texts = _texts(payload.get("input"), "input", settings.max_inputs)
+    async def embeddings(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        payload = await self.read_json(request)
+        texts = _texts(payload.get("input"), "input", self.settings.max_inputs)
         fmt, kind = payload.get("encoding_format") or "float", payload.get("input_type") or "query"
         if fmt not in ("float", "base64") or kind not in ("query", "document"):
             raise _Refused(400, "encoding_format must be float or base64, input_type query or document")
-        current, vectors = await encode(texts, kind, payload.get("model"), payload.get("dimensions"))
+        current, vectors = await self.encode(texts, kind, payload.get("model"), payload.get("dimensions"))
         data = [{"object": "embedding", "index": i, "embedding": _encoded(v, fmt)} for i, v in enumerate(vectors)]
         tokens = sum(len(t.split()) for t in texts)  # words: no tokenizer is loaded for this
-        return JSONResponse({"object": "list", "data": data, "model": encoders.alias,
+        return JSONResponse({"object": "list", "data": data, "model": self.encoders.alias,
                              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}},
                             headers={COLLECTION_HEADER: current.collection})
 
-    async def embed(request: Request) -> JSONResponse:
-        payload = await read_json(request)
-        texts = _texts(payload.get("inputs"), "inputs", settings.max_inputs)
-        current, vectors = await encode(texts, "query")
+    async def embed(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        payload = await self.read_json(request)
+        texts = _texts(payload.get("inputs"), "inputs", self.settings.max_inputs)
+        current, vectors = await self.encode(texts, "query")
         return JSONResponse(vectors.tolist(), headers={COLLECTION_HEADER: current.collection})
 
-    async def models(request: Request) -> JSONResponse:
-        current = await anyio.to_thread.run_sync(encoders.current)
+    async def models(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        current = await self.current()
         entries = [{"id": name, "object": "model", "owned_by": "qdrant-distill"}
-                   for name in dict.fromkeys([encoders.alias, current.collection])]
+                   for name in dict.fromkeys([self.encoders.alias, current.collection])]
         return JSONResponse({"object": "list", "data": entries}, headers={COLLECTION_HEADER: current.collection})
 
-    async def health(request: Request) -> JSONResponse:
-        current = await anyio.to_thread.run_sync(encoders.current)
-        return JSONResponse({"status": "ok", "alias": encoders.alias, "collection": current.collection,
+    async def health(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        current = await self.current()
+        return JSONResponse({"status": "ok", "alias": self.encoders.alias, "collection": current.collection,
                              "dim": current.dim, "mode": current.mode, "model": current.encoder.name},
                             headers={COLLECTION_HEADER: current.collection})
 
-    async def not_found(request: Request, exc: Exception) -> JSONResponse:
+    async def not_found(self, request: Any, exc: Exception) -> Any:
         status = getattr(exc, "status_code", 404)
-        return refused(_Refused(status, f"no route {request.method} {request.url.path}"))
+        return self.refused(_Refused(status, f"no route {request.method} {request.url.path}"))
 
-    routes = [Route("/v1/embeddings", guarded(embeddings), methods=["POST"]),
-              Route("/embeddings", guarded(embeddings), methods=["POST"]),
-              Route("/embed", guarded(embed), methods=["POST"]),
-              Route("/v1/models", guarded(models), methods=["GET"]),
-              Route("/health", guarded(health, open_to_all=True), methods=["GET"])]
-    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+
+def create_app(encoders: AliasEncoders, settings: ServeSettings) -> Any:
+    """The ASGI app (Starlette)."""
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    h = _Handlers(encoders, settings)
+    routes = [Route("/v1/embeddings", h.guarded(h.embeddings), methods=["POST"]),
+              Route("/embeddings", h.guarded(h.embeddings), methods=["POST"]),
+              Route("/embed", h.guarded(h.embed), methods=["POST"]),
+              Route("/v1/models", h.guarded(h.models), methods=["GET"]),
+              Route("/health", h.guarded(h.health, open_to_all=True), methods=["GET"])]
+    return Starlette(routes=routes, exception_handlers={404: h.not_found, 405: h.not_found})
 
 
 def _encoded(vector: np.ndarray, fmt: str) -> Any:
