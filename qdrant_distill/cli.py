@@ -98,31 +98,39 @@ def _print_json(model: Any) -> None:
 # -- migration options ------------------------------------------------------------------------------------------------
 
 
-def _migration_overrides(
-    alias: str | None, collection: str | None, new_alias: str | None, target: str | None, text_field: str | None,
-    text_template: str | None, vector_name: str | None, dim: int | None, mode: str | None, student: str | None,
-    student_kind: str | None, teacher: str | None, sample_size: int | None, epochs: int | None,
-    max_steps: int | None, keep_layers: int | None, min_recall: float | None, min_spearman: float | None,
-    min_ndcg: float | None, queries: str | None, missing_text: str | None, page_size: int | None,
-    run_dir: str | None, no_progress: bool, qdrant: dict[str, Any], label_queries: int | None = None,
-    no_teacher_check: bool = False,
-) -> dict[str, Any]:
-    if alias and collection:
+# each migration option once: the CLI parameter -> where it goes in the configuration (dotted: nested)
+OPTION_PATHS = {
+    "new_alias": "alias", "target": "target", "text_field": "text_field", "text_template": "text_template",
+    "vector_name": "vector_name", "dim": "dim", "mode": "mode", "teacher": "teacher_model",
+    "sample_size": "sample_size", "missing_text": "missing_text", "page_size": "page_size", "run_dir": "run_dir",
+    "embeddings_api_key": "embeddings_api_key", "student": "student.base_model", "student_kind": "student.kind",
+    "epochs": "student.epochs", "max_steps": "student.max_steps", "keep_layers": "student.keep_layers",
+    "label_queries": "student.label_queries", "min_recall": "gate.min_recall_at_10",
+    "min_spearman": "gate.min_spearman", "min_ndcg": "gate.min_ndcg_at_10", "queries": "gate.queries",
+}
+# flags that only ever switch a default off
+OFF_SWITCHES = {"no_progress": "progress", "no_teacher_check": "teacher_check"}
+
+
+def _migration_overrides(options: dict[str, Any]) -> dict[str, Any]:
+    """The configuration overrides given on the command line (unset options are left out)."""
+    if options.get("alias") and options.get("collection"):
         from qdrant_distill.errors import ConfigError
 
         raise ConfigError("give --alias or --collection as the source, not both")
-    student_cfg = {k: v for k, v in {"base_model": student, "kind": student_kind, "epochs": epochs,
-                                     "max_steps": max_steps, "keep_layers": keep_layers,
-                                     "label_queries": label_queries}.items() if v is not None}
-    gate = {k: v for k, v in {"min_recall_at_10": min_recall, "min_spearman": min_spearman,
-                              "min_ndcg_at_10": min_ndcg, "queries": queries}.items() if v is not None}
-    return {
-        "source": alias or collection, "alias": new_alias, "target": target, "text_field": text_field,
-        "text_template": text_template, "vector_name": vector_name, "dim": dim, "mode": mode,
-        "teacher_model": teacher, "sample_size": sample_size, "missing_text": missing_text, "page_size": page_size,
-        "run_dir": run_dir, "progress": False if no_progress else None, "student": student_cfg, "gate": gate,
-        "qdrant": qdrant, "teacher_check": False if no_teacher_check else None,
-    }
+    out: dict[str, Any] = {"source": options.get("alias") or options.get("collection"),
+                           "qdrant": _qdrant(options["url"], options["api_key"], options["path"], options["grpc"])}
+    given = {path: options.get(name) for name, path in OPTION_PATHS.items()}
+    given |= {path: False for name, path in OFF_SWITCHES.items() if options.get(name)}
+    for path, value in given.items():
+        if value is None:
+            continue
+        *parents, leaf = path.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
 
 
 MIGRATION_HELP = {
@@ -174,15 +182,12 @@ def migrate(
         "--restart", help="abandon an earlier attempt of this migration (its target and saved sample) first")] = False,
 ) -> None:
     """Run (or resume) a migration: sample, distil, gate, re-embed, verify, swap."""
+    options = dict(locals())  # every option, by parameter name (OPTION_PATHS says where each goes)
     from qdrant_distill.migration import migrate as run
     from qdrant_distill.plan import make_plan
     from qdrant_distill.render import report_table
 
-    cfg = _config(config, _migration_overrides(
-        alias, collection, new_alias, target, text_field, text_template, vector_name, dim, mode, student,
-        student_kind, teacher, sample_size, epochs, max_steps, keep_layers, min_recall, min_spearman, min_ndcg,
-        queries, missing_text, page_size, run_dir, no_progress, _qdrant(url, api_key, path, grpc), label_queries,
-        no_teacher_check) | {"embeddings_api_key": embeddings_api_key})
+    cfg = _config(config, _migration_overrides(options))
     with _connector(cfg.qdrant) as conn:
         if restart and not dry_run and (cfg.resolved_run_dir() / "journal.json").exists():
             from qdrant_distill.migration import abandon_run

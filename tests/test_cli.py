@@ -66,6 +66,7 @@ def test_migrate_status_rollback_swap_finalize(store: Path, tiny_model_path: Pat
     result = run("migrate", "--alias", "docs", "--yes", "--api-key", SECRET, *common(store, tiny_model_path, run_dir))
     assert result.exit_code == 0, result.output
     assert "swapped" in result.stdout
+    assert "%|" not in result.output and "Loading weights" not in result.output  # --no-progress: no bar at all
     status = run("status", str(run_dir), "--json")
     assert json.loads(status.stdout)["stage"] == "swapped"
 
