@@ -16,6 +16,7 @@ from qdrant_distill.errors import ConfigError, DimensionError, DistillError, Emp
 from qdrant_distill.teacher import TeacherCheck, check_teacher
 
 __all__ = [
+    "check_collection_size",
     "check_distance",
     "check_inputs",
     "check_model",
@@ -56,12 +57,18 @@ def _training_pairs(config: MigrationConfig, sample: int) -> int:
     return sample if config.mode is Mode.PROJECTION_ONLY else sample - config.student.holdout_size(sample)
 
 
-def check_sizes(config: MigrationConfig, points: int) -> None:
-    """The collection and the sample must hold enough points to train, hold out, and span ``--dim`` dimensions."""
+def check_collection_size(points: int) -> None:
+    """A collection too small to train on and hold out from (checked before any hint names a sample size)."""
     need = MIN_TRAIN_PAIRS + MIN_HOLDOUT
     if points < need:
         raise EmptyCollection(f"collection has {points} point(s): at least {need} are needed to distil "
                               f"({MIN_TRAIN_PAIRS} to train, {MIN_HOLDOUT} held out)", hint="nothing to learn from")
+
+
+def check_sizes(config: MigrationConfig, points: int) -> None:
+    """The collection and the sample must hold enough points to train, hold out, and span ``--dim`` dimensions."""
+    need = MIN_TRAIN_PAIRS + MIN_HOLDOUT
+    check_collection_size(points)
     if config.sample_size < need:
         raise ConfigError(f"sample size {config.sample_size}: at least {need} points are needed "
                           f"({MIN_TRAIN_PAIRS} to train, {MIN_HOLDOUT} held out)",

@@ -29,12 +29,14 @@ __all__ = [
     "beir_metrics",
     "fidelity",
     "gate_failures",
+    "labelled_metrics",
     "load_beir",
     "load_stsb",
     "ndcg_at_k",
     "pseudo_query_mrr",
     "retrieval_metrics",
     "spearman",
+    "stored_vectors",
     "sts_spearman",
 ]
 
@@ -326,6 +328,38 @@ def beir_metrics(
     docs = enc.encode(data.doc_texts, kind="document") if doc_vectors is None else doc_vectors(data.doc_ids)
     queries = enc.encode(data.queries, kind="query")
     return retrieval_metrics(queries, docs, data.qrels, data.query_ids, data.doc_ids)
+
+
+def labelled_metrics(
+    encoder: Any, folder: str | Path, *, split: str = "test",
+    doc_vectors: Callable[[list[str]], np.ndarray] | None = None,
+) -> dict[str, float]:
+    """:func:`beir_metrics` with the keys the gate checks (``labelled/ndcg@10``, ...)."""
+    metrics = beir_metrics(encoder, folder, split=split, doc_vectors=doc_vectors)
+    return {f"labelled/{k}": float(v) for k, v in metrics.items()}
+
+
+def stored_vectors(connector: Any, collection: str, vector_name: str, doc_ids: list[str]) -> np.ndarray:
+    """The stored vectors of labelled documents whose corpus ids are point ids of ``collection`` (project modes:
+    the new collection answers with their projections). Missing ones are one :class:`ConfigError`."""
+    from qdrant_distill.reembed import read_vectors
+
+    point_ids = [int(d) if d.isdigit() else d for d in doc_ids]
+    wanted = read_vectors([vector_name], vector_name, True)
+    found: dict[str, Any] = {}
+    for start in range(0, len(point_ids), 256):
+        for p in connector.retrieve(collection, point_ids[start : start + 256], with_payload=False,
+                                    with_vectors=wanted):
+            if p.vectors.get(vector_name) is not None:
+                found[str(p.id)] = p.vectors[vector_name]
+    missing = [d for d in doc_ids if d not in found]
+    if missing:
+        raise ConfigError(
+            f"{len(missing)} of {len(doc_ids)} labelled documents have no stored vector in {collection} "
+            f"(first ids: {', '.join(missing[:3])})",
+            hint="in project modes the labelled corpus ids must be point ids of the source collection",
+        )
+    return np.asarray([found[d] for d in doc_ids], dtype=np.float32)
 
 
 @dataclass

@@ -21,8 +21,8 @@ from connectors.base import Connector, Sample
 from qdrant_distill._version import __version__
 from qdrant_distill.config import MigrationConfig, Mode
 from qdrant_distill.encoders import Encoder, load_encoder
-from qdrant_distill.errors import ConfigError, DimensionError, GateFailed, MigrationError
-from qdrant_distill.evaluate import beir_metrics, gate_failures
+from qdrant_distill.errors import DimensionError, GateFailed, MigrationError
+from qdrant_distill.evaluate import gate_failures, labelled_metrics, stored_vectors
 from qdrant_distill.journal import JOURNAL_FILE, Journal, Stage
 from qdrant_distill.plan import MigrationPlan, make_plan
 from qdrant_distill.reembed import PageConverter, read_vectors, reembed
@@ -379,6 +379,8 @@ def model_reference(ref: str) -> str:
 def _labelled_metrics(
     config: MigrationConfig, journal: Journal, conn: Connector | None, plan: MigrationPlan | None
 ) -> dict[str, float]:
+    from qdrant_distill.projection import PCAProjection
+
     gate = config.gate
     assert gate.queries is not None
     doc_vectors: Callable[[list[str]], np.ndarray] | None = None
@@ -387,32 +389,10 @@ def _labelled_metrics(
             raise MigrationError(f"a labelled gate in {config.mode.value} mode reads the stored vectors of the "
                                  "labelled documents: pass conn and plan to stage_gate")
         # the documents answer with their projected stored vectors, as the new collection will
-        doc_vectors = partial(_stored_projections, conn, plan, journal)
-    metrics = beir_metrics(query_encoder(config, journal), gate.queries, split=gate.split, doc_vectors=doc_vectors)
-    return {f"labelled/{k}": float(v) for k, v in metrics.items()}
-
-
-def _stored_projections(conn: Connector, plan: MigrationPlan, journal: Journal, doc_ids: list[str]) -> np.ndarray:
-    """The labelled documents' stored teacher vectors, projected as project mode writes them (ids are point ids)."""
-    from qdrant_distill.projection import PCAProjection
-
-    projection = PCAProjection.load(journal.projection_path)
-    point_ids = [int(d) if d.isdigit() else d for d in doc_ids]
-    wanted = read_vectors([plan.vector_name], plan.vector_name, True)
-    found: dict[str, Any] = {}
-    for start in range(0, len(point_ids), 256):
-        for p in conn.retrieve(plan.source_collection, point_ids[start : start + 256], with_payload=False,
-                               with_vectors=wanted):
-            if p.vectors.get(plan.vector_name) is not None:
-                found[str(p.id)] = p.vectors[plan.vector_name]
-    missing = [d for d in doc_ids if d not in found]
-    if missing:
-        raise ConfigError(
-            f"{len(missing)} of {len(doc_ids)} labelled documents have no stored vector in {plan.source_collection} "
-            f"(first ids: {', '.join(missing[:3])})",
-            hint="in project modes the labelled corpus ids must be point ids of the source collection",
-        )
-    return projection.transform(np.asarray([found[d] for d in doc_ids], dtype=np.float32))
+        projection = PCAProjection.load(journal.projection_path)
+        doc_vectors = lambda ids: projection.transform(  # noqa: E731
+            stored_vectors(conn, plan.source_collection, plan.vector_name, ids))
+    return labelled_metrics(query_encoder(config, journal), gate.queries, split=gate.split, doc_vectors=doc_vectors)
 
 
 def _save_sample(path: Path, sample: Sample) -> None:

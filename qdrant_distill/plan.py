@@ -8,7 +8,13 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from connectors.base import CollectionInfo, Connector, VectorSpec
-from qdrant_distill.checks import check_distance, check_inputs, check_run_dir, check_teacher_reproduces
+from qdrant_distill.checks import (
+    check_collection_size,
+    check_distance,
+    check_inputs,
+    check_run_dir,
+    check_teacher_reproduces,
+)
 from qdrant_distill.config import MigrationConfig, Mode
 from qdrant_distill.errors import AliasConflict, CollectionExists, ConfigError, DimensionError, EmptyCollection
 from qdrant_distill.journal import JOURNAL_FILE, Journal, Stage
@@ -141,6 +147,7 @@ def _check_collection(config: MigrationConfig, info: CollectionInfo, spec: Vecto
         )
     if info.points_count == 0:
         raise EmptyCollection(f"collection {info.name!r} has no points", hint="nothing to migrate")
+    check_collection_size(info.points_count)
     if config.sample_size > info.points_count:
         raise ConfigError(
             f"sample size {config.sample_size:,} is larger than the collection ({info.points_count:,} points)",

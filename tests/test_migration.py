@@ -379,3 +379,14 @@ def test_abandon_clears_a_run_never_swapped_in_so_the_next_one_starts_afresh(con
     with pytest.raises(MigrationError, match="live"):
         abandon_run(tmp_path / "run", conn)
     assert conn.collection_exists("docs_v1_distilled16")
+
+
+def test_plan_notes_an_untrained_run_and_refuses_a_collection_too_small(conn, demo_texts, tiny_model_path,
+                                                                       tmp_path) -> None:
+    build_source(conn, demo_texts)
+    untrained = DistillConfig(base_model=str(tiny_model_path), epochs=0)
+    plan = make_plan(config(tiny_model_path, tmp_path / "run", student=untrained), conn)
+    assert any("--epochs 0" in note for note in plan.notes)
+    build_source(conn, demo_texts, name="one", alias=None, n=1)
+    with pytest.raises(EmptyCollection, match="at least 6"):  # not a hint to use --sample-size 1
+        make_plan(config(tiny_model_path, tmp_path / "run1", source="one", sample_size=2), conn)
