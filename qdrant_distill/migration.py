@@ -21,7 +21,14 @@ from connectors.base import Connector, Sample
 from qdrant_distill._version import __version__
 from qdrant_distill.config import MigrationConfig, Mode
 from qdrant_distill.encoders import Encoder, load_encoder
-from qdrant_distill.errors import DimensionError, GateFailed, MigrationError
+from qdrant_distill.errors import (
+    DimensionError,
+    GateFailed,
+    InvalidVectors,
+    MigrationError,
+    NoTextPayload,
+    StudentError,
+)
 from qdrant_distill.evaluate import gate_failures, labelled_metrics, stored_vectors
 from qdrant_distill.journal import JOURNAL_FILE, Journal, Stage
 from qdrant_distill.plan import MigrationPlan, make_plan
@@ -101,8 +108,17 @@ def migrate(
             plan.source_collection, plan.source_alias, plan.target, plan.alias,
         )
         journal.save()
+        resumed = journal.done(Stage.SAMPLED)
         sample = stage_sample(config, conn, journal, plan)
-        stage_distill(config, journal, plan, sample)
+        try:
+            stage_distill(config, journal, plan, sample)
+        except (InvalidVectors, NoTextPayload, StudentError) as exc:
+            if not resumed:
+                raise
+            # the saved sample may hold what was since fixed in the source: say how to sample afresh
+            raise type(exc)(f"{exc.message} (this run resumed from the sample saved in {journal.run_dir})",
+                            hint=f"{exc.hint + '; ' if exc.hint else ''}to sample afresh, rerun with --restart or run "
+                            f"qdrant-distill abandon {journal.run_dir}", **exc.context) from exc
         stage_gate(config, journal, conn=conn, plan=plan)
         stage_create(config, conn, journal, plan)
         stage_reembed(config, conn, journal, plan)

@@ -390,3 +390,24 @@ def test_plan_notes_an_untrained_run_and_refuses_a_collection_too_small(conn, de
     build_source(conn, demo_texts, name="one", alias=None, n=1)
     with pytest.raises(EmptyCollection, match="at least 6"):  # not a hint to use --sample-size 1
         make_plan(config(tiny_model_path, tmp_path / "run1", source="one", sample_size=2), conn)
+
+
+def test_a_resumed_run_that_fails_on_its_saved_sample_says_how_to_sample_afresh(conn, demo_texts, tiny_model_path,
+                                                                                tmp_path) -> None:
+    from qdrant_distill.errors import InvalidVectors
+    from qdrant_distill.journal import Journal
+    from qdrant_distill.migration import _load_sample, _save_sample, stage_sample
+
+    build_source(conn, demo_texts)
+    cfg = config(tiny_model_path, tmp_path / "run")
+    plan = make_plan(cfg, conn)
+    journal = Journal.open(Path(plan.run_dir), cfg.fingerprint())
+    journal.source_collection, journal.target = plan.source_collection, plan.target
+    stage_sample(cfg, conn, journal, plan)
+    path = tmp_path / "run" / "sample.npz"
+    stale = _load_sample(path)
+    stale.vectors[:3] = 0.0  # the saved sample holds data that was bad when it was drawn
+    _save_sample(path, stale)
+    with pytest.raises(InvalidVectors, match="resumed from the sample saved") as err:
+        migrate(cfg, connector=conn)
+    assert "--restart" in str(err.value) and "abandon" in str(err.value)
