@@ -35,9 +35,11 @@ CLI = [str(SCRIPT)] if SCRIPT.exists() else TRAP  # the installed command; witho
 # ("external", name) -- SIGKILL from this test when the journal shows the condition.
 CHAINS: dict[str, list[tuple[str, str]]] = {
     "sample-distill": [
-        ("external", "startup"),  # 1 s after the start: imports, plan, or the sample
         ("trap", "sample-drawn"),
         ("trap", "before:sampled"),
+        # 1 s after the start: imports, plan, the sample or the start of training. (It used to come first, but with
+        # the torch-free import a run can be past its sample within 1 s, and the traps above were then unreachable.)
+        ("external", "startup"),
         ("external", "distill"),  # 0.5 s into training
         ("trap", "before:distilled"),
     ],
