@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from tenacity import Retrying, before_sleep_log, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from connectors._http_providers import Provider, embeddings_path, read_answer, request_body
+from connectors.settings import redact_url
 from qdrant_distill.errors import (
     AuthenticationFailed,
     ConfigError,
@@ -110,11 +111,8 @@ def plan_batches(texts: Sequence[str], max_items: int, max_tokens: int | None) -
 
 
 def _without_secrets(url: str) -> str:
-    """``url`` without credentials and query (for messages)."""
-    parts = urlsplit(url)
-    _, at, host = parts.netloc.rpartition("@")
-    netloc = ("***@" if at else "") + host
-    return urlunsplit(parts._replace(netloc=netloc, query="", fragment=""))
+    """``url`` without credentials (:func:`connectors.settings.redact_url`) and without its query (for messages)."""
+    return redact_url(urlunsplit(urlsplit(url)._replace(query="", fragment="")))
 
 
 # ----------------------------------------------------------------------------------------------------------- settings

@@ -12,6 +12,7 @@ import numpy as np
 
 from connectors.base import Sample
 from qdrant_distill.config import MIN_HOLDOUT, MIN_TRAIN_PAIRS, HeadInit, MigrationConfig, Mode, StudentKind
+from qdrant_distill.encoders import local_modules
 from qdrant_distill.errors import ConfigError, DimensionError, DistillError, EmptyCollection, UnsupportedVectors
 from qdrant_distill.teacher import TeacherCheck, check_teacher
 
@@ -123,19 +124,9 @@ def _check_queries(folder: str, split: str) -> None:
         raise ConfigError(f"labelled queries folder {folder!r} holds no {split} queries with qrels, or no corpus")
 
 
-def _local_modules(ref: str | None) -> tuple[Path, list[dict[str, Any]]] | None:
-    folder = Path(ref).expanduser() if ref else None
-    if folder is None or not (folder / "modules.json").is_file():
-        return None
-    try:
-        return folder, json.loads((folder / "modules.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def _module_config(ref: str | None, kind: str, name: str) -> Any:
     """A value from the config file of a local sentence-transformers folder's first module of type ``kind``."""
-    found = _local_modules(ref)
+    found = local_modules(ref)
     if found is None:
         return None
     folder, mods = found

@@ -42,6 +42,7 @@ __all__ = [
     "as_encoder",
     "encode_with_progress",
     "load_encoder",
+    "local_modules",
 ]
 
 logger = logging.getLogger(__name__)
@@ -89,12 +90,8 @@ class StaticEncoder:
     def __init__(self, tokenizer: Any, table: np.ndarray, *, name: str, normalize: bool = True) -> None:
         self.tokenizer = tokenizer
         self.table = np.asarray(table, dtype=np.float32)
-        self._name = name
+        self.name = name
         self.normalize = normalize
-
-    @property
-    def name(self) -> str:
-        return self._name
 
     @property
     def dim(self) -> int:
@@ -115,18 +112,27 @@ class StaticEncoder:
         return _unit(out) if self.normalize else out
 
     def describe(self) -> str:
-        return f"static {self._name} ({self.dim}-d, numpy)"
+        return f"static {self.name} ({self.dim}-d, numpy)"
+
+
+def local_modules(ref: str | Path | None) -> tuple[Path, list[dict[str, Any]]] | None:
+    """A local sentence-transformers folder and its ``modules.json`` entries, read without loading the model (None
+    for a hub name, or a folder that is not one)."""
+    folder = Path(ref).expanduser() if ref else None
+    if folder is None or not (folder / "modules.json").is_file():
+        return None
+    try:
+        return folder, json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def _static_module_folder(path: Path) -> Path | None:
     """The ``StaticEmbedding`` folder of a sentence-transformers model that is only that [+ ``Normalize``]."""
-    modules_file = path / "modules.json"
-    if not modules_file.is_file():
+    found = local_modules(path)
+    if found is None:
         return None
-    try:
-        mods = json.loads(modules_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    mods = found[1]
     types = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in mods]
     if not types or types[0] != _STATIC_TYPE or any(t != _NORMALIZE_TYPE for t in types[1:]):
         return None
@@ -160,13 +166,9 @@ class SentenceTransformerEncoder:
 
     def __init__(self, model: Any, *, name: str, batch_size: int = DEFAULT_BATCH_SIZE, normalize: bool = True) -> None:
         self.model = model
-        self._name = name
+        self.name = name
         self.batch_size = batch_size
         self.normalize = normalize
-
-    @property
-    def name(self) -> str:
-        return self._name
 
     @property
     def dim(self) -> int:
@@ -193,7 +195,7 @@ class SentenceTransformerEncoder:
         return np.asarray(vecs, dtype=np.float32)
 
     def describe(self) -> str:
-        return f"sentence-transformers {self._name} ({self.dim}-d, torch, {self.model.device})"
+        return f"sentence-transformers {self.name} ({self.dim}-d, torch, {self.model.device})"
 
 
 # ----------------------------------------------------------------------------------------------------------- projected
