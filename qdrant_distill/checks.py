@@ -187,6 +187,27 @@ def check_teacher_reproduces(config: MigrationConfig, probe: Sample) -> TeacherC
 
 
 
+def _missing(*modules: str) -> list[str]:
+    import importlib.util
+
+    return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
+def check_packages(config: MigrationConfig) -> None:
+    """What this run imports later is installed: torch to distil (or to run a local teacher), onnx and onnxruntime
+    to export the student (``--export none`` goes without)."""
+    from connectors.http_embeddings import is_http_reference
+
+    local_teacher = bool(config.teacher_model) and not is_http_reference(config.teacher_model)
+    if (config.mode is not Mode.PROJECTION_ONLY or local_teacher) and _missing("torch", "sentence_transformers"):
+        raise ConfigError("distilling needs torch and sentence-transformers, which are not installed here",
+                          hint="pip install 'qdrant-distill[train]'")
+    missing = _missing("onnx", "onnxruntime") if config.mode is not Mode.PROJECTION_ONLY else []
+    if config.student.export != "none" and missing:
+        raise ConfigError(f"exporting the student needs {' and '.join(missing)}, not installed here",
+                          hint="pip install 'qdrant-distill[train]', or pass --export none")
+
+
 def check_inputs(config: MigrationConfig, points: int, notes: list[str]) -> None:
     """Everything the configuration alone (and the collection's size) tells: models, sizes, training, the gate."""
     if config.mode is Mode.PROJECTION_ONLY and not config.teacher_model:
@@ -195,6 +216,7 @@ def check_inputs(config: MigrationConfig, points: int, notes: list[str]) -> None
     check_model(config.teacher_model, "teacher model")
     check_sizes(config, points)
     check_training(config)
+    check_packages(config)
     if config.mode is not Mode.PROJECTION_ONLY and config.student.epochs == 0 and config.student.max_steps is None:
         notes.append("--epochs 0: the student is not trained; the holdout picks between its untrained start and "
                      "the plain heads")

@@ -1,5 +1,5 @@
 """The ``qdrant-distill`` command line: plan | migrate | status | swap | rollback | finalize | abandon | serve |
-evaluate | demo.
+evaluate | export | demo.
 
 Each command loads its configuration, calls one library function and renders the result. Results go to stdout (a
 table, or JSON with ``--json``); logs and progress bars go to stderr. Expected failures print one red line and exit 1;
@@ -105,7 +105,7 @@ OPTION_PATHS = {
     "sample_size": "sample_size", "missing_text": "missing_text", "page_size": "page_size", "run_dir": "run_dir",
     "embeddings_api_key": "embeddings_api_key", "student": "student.base_model", "student_kind": "student.kind",
     "epochs": "student.epochs", "max_steps": "student.max_steps", "keep_layers": "student.keep_layers",
-    "label_queries": "student.label_queries", "min_recall": "gate.min_recall_at_10",
+    "label_queries": "student.label_queries", "export": "student.export", "min_recall": "gate.min_recall_at_10",
     "min_spearman": "gate.min_spearman", "min_ndcg": "gate.min_ndcg_at_10", "queries": "gate.queries",
 }
 # flags that only ever switch a default off
@@ -166,6 +166,8 @@ def migrate(
     epochs: Annotated[Optional[int], typer.Option(help="training epochs")] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="training step budget")] = None,
     keep_layers: Annotated[Optional[int], typer.Option(help="pruned student: teacher layers kept")] = None,
+    export: Annotated[Optional[str], typer.Option(
+        "--export", help="onnx-int8 | onnx | none: export the student for onnxruntime [default: onnx-int8]")] = None,
     min_recall: Annotated[Optional[float], typer.Option(help="gate: teacher-neighbour recall@10")] = None,
     min_spearman: Annotated[Optional[float], typer.Option(help="gate: Spearman of similarities")] = None,
     min_ndcg: Annotated[Optional[float], typer.Option(help="gate: nDCG@10 on --queries")] = None,
@@ -326,6 +328,28 @@ def evaluate(
     metrics = beir_metrics(load_encoder(model), beir, split=split)
     _print_json(metrics) if as_json else out.print(
         "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()), highlight=False)
+
+
+@app.command()
+@command
+def export(
+    target: Annotated[str, typer.Argument(help="a migration's run folder, a distill output folder, or any model")],
+    format: Annotated[str, typer.Option("--format", help="onnx, or onnx-int8 (fp32 and int8)")] = "onnx-int8",
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="export folder [default: the run's student/onnx]")] = None,
+    as_json: AsJson = False, debug: Debug = False,
+) -> None:
+    """Export a student (or any sentence-transformers model) for onnxruntime; checks each format against torch."""
+    from qdrant_distill.render import export_table
+    from qdrant_distill.export import export_target
+
+    manifest = export_target(target, formats=_formats(format), out_dir=out_dir)
+    _print_json(manifest) if as_json else out.print(export_table(manifest))
+
+
+def _formats(name: str) -> tuple[str, ...]:
+    if name not in ("onnx", "onnx-int8"):
+        raise typer.BadParameter(f"unknown format {name!r}: use onnx or onnx-int8", param_hint="--format")
+    return ("onnx", "onnx-int8") if name == "onnx-int8" else ("onnx",)
 
 
 @app.command()

@@ -138,6 +138,10 @@ class DistillConfig(BaseModel):
     label_queries: int = Field(
         0, ge=0, description="query-like texts cut from the training sample and labelled by the teacher (needs one)"
     )
+    export: Literal["none", "onnx", "onnx-int8"] = Field(
+        "onnx-int8", description="after distilling, export the student for onnxruntime (onnx-int8: fp32 and int8; a "
+        "static student: its token table); the fastest format that passes its checks is used"
+    )
     seed: int = 0
     device: str = "cpu"
 

@@ -48,7 +48,7 @@ from qdrant_distill.pseudo_queries import cut_queries, pseudo_query
 from qdrant_distill.teacher import label_queries
 from qdrant_distill.training import FrozenBodyForward, TrainOutcome, TrainSettings, train
 
-__all__ = ["DISTILL_JSON", "QUERY_RECIPE", "DistillResult", "distill", "for_queries"]
+__all__ = ["DISTILL_JSON", "QUERY_RECIPE", "DistillResult", "distill", "export_student", "for_queries"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +90,9 @@ class DistillResult(BaseModel):
     losses: list[dict[str, float]]
     evaluations: list[dict[str, float]]
     config: dict[str, Any]
+    export_path: str | None = None
+    backend: str = "torch"  # what load_encoder's "auto" picks for this student: its export's preferred format
+    export: dict[str, Any] = Field(default_factory=dict)  # the export's checks (qdrant_distill.export.ExportManifest)
 
 
 # measured on SciFact (docs/benchmarks.md, "query student"): for a student that encodes only queries against the
@@ -302,24 +305,30 @@ class _Run:
     forward: Any
     evaluate: Callable[[Any], dict[str, float]]
     frozen: bool
+    evaluator: FidelityEvaluator  # the same holdout evaluation of any encoder (the export checks its formats on it)
+
+
+def _evaluator(config: DistillConfig, pairs: _Pairs, hold_targets: np.ndarray) -> FidelityEvaluator:
+    """The holdout evaluation; one deterministic query-like cut per held-out text gives the query-side metrics."""
+    hold_queries = [pseudo_query(t, random.Random(config.seed + i)) for i, t in enumerate(pairs.hold_texts)]
+    return FidelityEvaluator(
+        pairs.hold_texts, pairs.hold_vecs, projected_targets=hold_targets,
+        batch_size=config.encode_batch_size, primary_metric=config.primary_metric, pseudo_queries=hold_queries,
+    )
 
 
 def _run(config: DistillConfig, student: _Student, pairs: _Pairs, space: _Space,
          body_cache: dict[str, np.ndarray] | None) -> _Run:
     """Freeze what does not learn and build the holdout evaluation (on cached body vectors for a frozen body)."""
     model = student.model
-    # one deterministic query-like cut per held-out text: the query-side metrics (pseudo_query/*)
-    hold_queries = [pseudo_query(t, random.Random(config.seed + i)) for i, t in enumerate(pairs.hold_texts)]
-    evaluator = FidelityEvaluator(
-        pairs.hold_texts, pairs.hold_vecs, projected_targets=space.hold_targets,
-        batch_size=config.encode_batch_size, primary_metric=config.primary_metric, pseudo_queries=hold_queries,
-    )
+    evaluator = _evaluator(config, pairs, space.hold_targets)
+    hold_queries = evaluator.pseudo_queries or []
     body_params, head_params = body_and_head(model)
     frozen = config.kind is not StudentKind.STATIC and (student.lr_body == 0 or config.trainable_layers == 0)
     if not frozen:
         if config.trainable_layers is not None and config.kind is not StudentKind.STATIC:
             body_params = freeze_lower_layers(model, config.trainable_layers)
-        return _Run(body_params, head_params, None, _full_length_evaluate(config, model, evaluator), False)
+        return _Run(body_params, head_params, None, _full_length_evaluate(config, model, evaluator), False, evaluator)
     # only the head learns: body vectors are computed once per text and reused by every epoch and evaluation
     for p in body_params:
         p.requires_grad_(False)
@@ -331,7 +340,7 @@ def _run(config: DistillConfig, student: _Student, pairs: _Pairs, space: _Space,
         docs = forward(pairs.hold_texts).detach().cpu().numpy()
         return evaluator.evaluate_vectors(docs, forward(hold_queries).detach().cpu().numpy())
 
-    return _Run([], head_params, forward, evaluate, True)
+    return _Run([], head_params, forward, evaluate, True, evaluator)
 
 
 def _full_length_evaluate(config: DistillConfig, model: Any, evaluator: FidelityEvaluator) -> Callable:
@@ -467,7 +476,58 @@ def distill(
     if full_length != math.inf:
         student.model.max_seq_length = full_length
     selection = _select(config, student, run, outcome)
-    return _save(config, student.model, space, pairs, outcome, selection, output_dir, teacher_id, started)
+    result = _save(config, student.model, space, pairs, outcome, selection, output_dir, teacher_id, started)
+    if config.export != "none":
+        _export(config, student.model, run, pairs, result, output_dir)
+    return result
+
+
+def _export(config: DistillConfig, model: Any, run: _Run, pairs: _Pairs, result: DistillResult,
+            output_dir: Path) -> None:
+    """Export the saved student (:mod:`qdrant_distill.export`), int8 checked on the holdout; record the outcome."""
+    from qdrant_distill.export import EXPORT_DIR, export_model
+
+    formats = ("onnx", "onnx-int8") if config.export == "onnx-int8" else ("onnx",)
+    manifest = export_model(model, output_dir / EXPORT_DIR, formats=formats, check_texts=pairs.hold_texts[:256],
+                            evaluate=run.evaluator, source=result.student_path)
+    _record_export(result, manifest, output_dir)
+
+
+def _record_export(result: DistillResult, manifest: Any, output_dir: Path) -> None:
+    from qdrant_distill.export import EXPORT_DIR
+
+    result.export_path, result.backend = str(output_dir / EXPORT_DIR), manifest.preferred or "torch"
+    result.export = manifest.model_dump(mode="json", include={"preferred", "checks", "reference_metrics", "files"})
+    _write_result(result, output_dir)
+
+
+def export_student(output_dir: str | Path, *, formats: Sequence[str] = ("onnx", "onnx-int8"),
+                   sample: tuple[Sequence[str], np.ndarray] | None = None) -> DistillResult:
+    """Export the student of a :func:`distill` output folder again (``qdrant-distill export``). With the ``sample``
+    it was distilled from, int8 is checked on the same holdout; without it, on the built-in check texts."""
+    output_dir = Path(output_dir)
+    try:
+        result = DistillResult.model_validate_json((output_dir / DISTILL_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise StudentError(f"{output_dir} holds no readable {DISTILL_JSON}: {exc}") from exc
+    from qdrant_distill.export import EXPORT_DIR, export_model
+
+    config = DistillConfig.model_validate(result.config)
+    evaluator = None
+    if sample is not None:
+        pairs = _pairs(sample[0], sample[1], config, None)
+        evaluator = _evaluator(config, pairs, PCAProjection.load(result.projection_path).transform(pairs.hold_vecs))
+    manifest = export_model(result.student_path, output_dir / EXPORT_DIR, formats=formats,
+                            check_texts=evaluator.texts[:256] if evaluator else None, evaluate=evaluator,
+                            source=result.student_path)
+    _record_export(result, manifest, output_dir)
+    return result
+
+
+def _write_result(result: DistillResult, output_dir: Path) -> None:
+    text = json.dumps(result.model_dump(mode="json"), indent=2)
+    for where in (output_dir / DISTILL_JSON, Path(result.student_path) / DISTILL_JSON):
+        where.write_text(text, encoding="utf-8")
 
 
 def _save(config: DistillConfig, model: Any, space: _Space, pairs: _Pairs, outcome: TrainOutcome,
@@ -494,9 +554,7 @@ def _save(config: DistillConfig, model: Any, space: _Space, pairs: _Pairs, outco
         losses=outcome.history, evaluations=outcome.evaluations, config=config.model_dump(mode="json"),
         primary_metric=config.primary_metric,
     )
-    text = json.dumps(result.model_dump(mode="json"), indent=2)
-    for where in (output_dir / DISTILL_JSON, student_path / DISTILL_JSON):
-        where.write_text(text, encoding="utf-8")
+    _write_result(result, output_dir)
     key = config.primary_metric
     logger.info("distilled a %s student (%d -> %d dims) in %.0f s: kept %s, %s %.4f (untrained %.4f, projection "
                 "%.4f)", config.kind.value, projection.in_dim, projection.dim, result.wall_time_s,

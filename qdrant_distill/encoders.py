@@ -8,6 +8,8 @@ the benchmarks only call :meth:`Encoder.encode`. Backends:
   token vectors in numpy. Loaded without torch, so a query service with a static student never imports it.
 - ``SentenceTransformerEncoder``: any sentence-transformers folder or hub name (torch, imported here on first use).
   Queries and documents go through ``encode_query`` / ``encode_document``, so a model's prompts are honoured.
+- ``OnnxEncoder``: an export folder (:mod:`qdrant_distill.export`): the whole model as one ONNX graph, fp32 or int8,
+  run by onnxruntime with the model's own tokenizer (``tokenizers``). No torch.
 - ``ProjectedEncoder``: another encoder followed by a PCA projection (projection-only mode: the teacher + PCA).
 - ``HttpEncoder`` (:mod:`connectors.http_embeddings`): an embeddings endpoint, for references
   ``openai+http(s)://...?model=M``, ``tei+http(s)://...`` and ``ollama+http(s)://...?model=M`` (httpx, no torch).
@@ -36,18 +38,24 @@ __all__ = [
     "DEFAULT_BATCH_SIZE",
     "Encoder",
     "EncodeKind",
+    "OnnxEncoder",
     "ProjectedEncoder",
     "SentenceTransformerEncoder",
     "StaticEncoder",
     "as_encoder",
     "encode_with_progress",
+    "export_folder",
     "load_encoder",
     "local_modules",
+    "resolve_reference",
+    "static_module",
 ]
 
 logger = logging.getLogger(__name__)
 
 EncodeKind = Literal["query", "document"]
+Backend = Literal["auto", "torch", "onnx", "onnx-int8", "static"]
+BACKENDS: tuple[str, ...] = ("auto", "torch", "onnx", "onnx-int8", "static")
 DEFAULT_BATCH_SIZE = 64
 STUDENT_DIR = "student"  # distill() saves the student in this subfolder of its output folder
 _STATIC_TYPE = "StaticEmbedding"
@@ -198,6 +206,136 @@ class SentenceTransformerEncoder:
         return f"sentence-transformers {self.name} ({self.dim}-d, torch, {self.model.device})"
 
 
+# ------------------------------------------------------------------------------------------------------------- onnx
+class OnnxEncoder:
+    """An exported model (one ONNX graph: transformer, pooling, head, normalisation) in onnxruntime.
+
+    Texts get the model's prompt for their kind, are tokenised with its ``tokenizer.json`` (truncated at its
+    ``max_seq_length``), sorted by length and run in padded batches of ``batch_size``.
+    """
+
+    def __init__(self, session: Any, tokenizer: Any, *, name: str, dim: int, inputs: Sequence[str],
+                 prompts: dict[str, str] | None = None, backend: str = "onnx", batch_size: int = DEFAULT_BATCH_SIZE,
+                 normalize: bool = True) -> None:
+        self.session = session
+        self.tokenizer = tokenizer
+        self.name = name
+        self.dim = dim
+        self.inputs = list(inputs)
+        self.prompts = dict(prompts or {})
+        self.backend = backend
+        self.batch_size = batch_size
+        self.normalize = normalize
+
+    def encode(self, texts: str | Sequence[str], *, kind: EncodeKind = "document") -> np.ndarray:
+        prompt = self.prompts.get(kind, "")
+        items = [prompt + t for t in _as_list(texts)]
+        out = np.zeros((len(items), self.dim), dtype=np.float32)
+        order = np.argsort([len(t) for t in items], kind="stable")
+        for start in range(0, len(items), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            out[rows] = self._run([items[i] for i in rows])
+        return _unit(out) if self.normalize and len(items) else out
+
+    def _run(self, texts: list[str]) -> np.ndarray:
+        encodings = self.tokenizer.encode_batch(texts)
+        columns = {"input_ids": [e.ids for e in encodings], "attention_mask": [e.attention_mask for e in encodings],
+                   "token_type_ids": [e.type_ids for e in encodings]}
+        feed = {name: np.asarray(columns[name], dtype=np.int64) for name in self.inputs}
+        return np.asarray(self.session.run(None, feed)[0], dtype=np.float32)
+
+    def describe(self) -> str:
+        return f"{self.backend} {self.name} ({self.dim}-d, onnxruntime)"
+
+
+def export_folder(ref: str | Path | None) -> Path | None:
+    """The export folder (:mod:`qdrant_distill.export`) that belongs to ``ref``: ``ref`` itself when it is one, the
+    ``onnx/`` of a distillation output folder, or that of the output folder a student folder sits in."""
+    from qdrant_distill.export import EXPORT_DIR, MANIFEST
+
+    if ref is None or not isinstance(ref, (str, Path)):
+        return None
+    path = Path(ref).expanduser()
+    candidates = [path, path / EXPORT_DIR]
+    if path.name == STUDENT_DIR and (path.parent / "distill.json").is_file():  # the student of a distill output
+        candidates.append(path.parent / EXPORT_DIR)
+    for candidate in candidates:
+        if (candidate / MANIFEST).is_file():
+            return candidate
+    return None
+
+
+def _onnx_session(path: Path) -> Any:
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise StudentError("the onnx backends need onnxruntime, which is not installed",
+                           hint="pip install 'qdrant-distill[onnx]', or use backend='torch'") from exc
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _load_export(folder: Path, backend: str, batch_size: int, normalize: bool) -> Encoder:
+    """The encoder of one format in an export folder (``static``, ``onnx`` or ``onnx-int8``)."""
+    from tokenizers import Tokenizer
+
+    from qdrant_distill.export import read_manifest
+
+    manifest = read_manifest(folder)
+    assert manifest is not None
+    if backend not in manifest.files:
+        raise StudentError(f"{folder} holds no {backend} export (it has {', '.join(manifest.files) or 'nothing'})",
+                           hint=f"export it: qdrant-distill export {manifest.source} --format {backend}")
+    name = manifest.source
+    if backend == "static":
+        from safetensors.numpy import load_file
+
+        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        table = load_file(str(folder / manifest.files["static"]))["embedding.weight"]
+        return StaticEncoder(tokenizer, table, name=name, normalize=normalize)
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    if manifest.max_seq_length:
+        tokenizer.enable_truncation(manifest.max_seq_length)
+    pad_id = tokenizer.padding["pad_id"] if tokenizer.padding else 0
+    tokenizer.enable_padding(pad_id=pad_id)
+    session = _onnx_session(folder / manifest.files[backend])
+    return OnnxEncoder(session, tokenizer, name=name, dim=manifest.dim, inputs=manifest.inputs,
+                       prompts=manifest.prompts, backend=backend, batch_size=batch_size, normalize=normalize)
+
+
+def _pick_backend(ref: str | Path, backend: str) -> tuple[Path | None, str]:
+    """The export folder and format ``backend`` asks for (``torch``: no folder). ``auto`` takes the export's
+    preferred format when the reference has an export and onnxruntime is installed, else torch."""
+    if backend not in BACKENDS:
+        from qdrant_distill.errors import ConfigError
+
+        raise ConfigError(f"unknown backend {backend!r}", hint=f"use one of {', '.join(BACKENDS)}")
+    if backend == "torch":
+        return None, "torch"
+    folder = export_folder(ref)
+    if backend == "auto":
+        from qdrant_distill.export import read_manifest
+
+        manifest = read_manifest(folder) if folder else None
+        preferred = manifest.preferred if manifest else None
+        if preferred is None or (preferred != "static" and not _has_onnxruntime()):
+            return None, "torch"
+        return folder, preferred
+    if folder is None:
+        raise StudentError(f"{ref} has no export for the {backend} backend",
+                           hint=f"export it first: qdrant-distill export {ref} --format {backend}")
+    return folder, backend
+
+
+def _has_onnxruntime() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
 # ----------------------------------------------------------------------------------------------------------- projected
 class ProjectedEncoder:
     """``inner`` followed by a PCA projection into the target space (projection-only mode's query encoder)."""
@@ -240,7 +378,7 @@ def as_encoder(model: Any, *, name: str | None = None, batch_size: int = DEFAULT
     if isinstance(model, Encoder):
         return model
     label = name or type(model).__name__
-    static = _static_parts(model)
+    static = static_module(model)
     if static is not None:
         table = static.embedding.weight.detach().cpu().numpy()
         return StaticEncoder(static.tokenizer, table, name=label)
@@ -249,7 +387,7 @@ def as_encoder(model: Any, *, name: str | None = None, batch_size: int = DEFAULT
     return SentenceTransformerEncoder(model, name=label, batch_size=batch_size)
 
 
-def _static_parts(model: Any) -> Any | None:
+def static_module(model: Any) -> Any | None:
     """The ``StaticEmbedding`` of a ``SentenceTransformer`` that is only that (plus ``Normalize``), else None."""
     if not hasattr(model, "__len__") or not hasattr(model, "__getitem__") or len(model) == 0:
         return None
@@ -276,7 +414,7 @@ def _load_http(ref: object, normalize: bool) -> Encoder | None:
     return open_encoder(ref, normalize=normalize) if is_http_reference(ref) else None  # type: ignore[arg-type]
 
 
-def _resolve(ref: str | Path) -> str:
+def resolve_reference(ref: str | Path) -> str:
     """A distill() output folder stands for the student it holds; everything else is taken as given."""
     path = Path(ref).expanduser()
     if (path / STUDENT_DIR / "modules.json").is_file():
@@ -288,6 +426,7 @@ def load_encoder(
     ref: str | Path | Encoder,
     *,
     projection: str | Path | PCAProjection | None = None,
+    backend: Backend | str = "auto",
     device: str = "cpu",
     batch_size: int = DEFAULT_BATCH_SIZE,
     max_seq_length: int | None = None,
@@ -295,19 +434,17 @@ def load_encoder(
 ) -> Encoder:
     """The one place a model is loaded to encode.
 
-    ``ref`` is a sentence-transformers folder or hub name, a distillation output folder (its ``student/``), or an
-    encoder (returned as it is). ``projection`` (a :class:`PCAProjection` or its ``.npz``) puts a projection on top.
-    Models are cached: loading the same reference twice costs nothing.
+    ``ref`` is a sentence-transformers folder or hub name, a distillation output folder (its ``student/``), an
+    export folder, an embeddings endpoint, or an encoder (returned as it is). ``backend`` picks how a local model
+    runs: ``torch``, ``onnx`` or ``onnx-int8`` (its export, :mod:`qdrant_distill.export`), or ``auto``: the format
+    its export chose when it passed its checks (int8 first), torch when there is no export. ``projection`` (a
+    :class:`PCAProjection` or its ``.npz``) puts a projection on top. Models are cached.
     """
     http = _load_http(ref, normalize)
     if http is not None:
         encoder = http
     elif isinstance(ref, (str, Path)):
-        resolved = _resolve(ref)
-        encoder = _load_static(Path(resolved).expanduser(), resolved, normalize)
-        if encoder is None:
-            model = _sentence_transformer(resolved, device, max_seq_length)
-            encoder = SentenceTransformerEncoder(model, name=resolved, batch_size=batch_size, normalize=normalize)
+        encoder = _load_local(ref, backend, device, batch_size, max_seq_length, normalize)
     else:
         encoder = as_encoder(ref, batch_size=batch_size)
     if projection is None:
@@ -316,6 +453,20 @@ def load_encoder(
 
     proj = projection if isinstance(projection, PCAProjection) else PCAProjection.load(projection)
     return ProjectedEncoder(encoder, proj, normalize=normalize)
+
+
+def _load_local(ref: str | Path, backend: str, device: str, batch_size: int, max_seq_length: int | None,
+                normalize: bool) -> Encoder:
+    """A model on this machine (or a hub name), on the backend asked for."""
+    folder, chosen = _pick_backend(ref, backend)
+    if folder is not None:
+        return _load_export(folder, chosen, batch_size, normalize)
+    resolved = resolve_reference(ref)
+    encoder = _load_static(Path(resolved).expanduser(), resolved, normalize)
+    if encoder is None:
+        model = _sentence_transformer(resolved, device, max_seq_length)
+        encoder = SentenceTransformerEncoder(model, name=resolved, batch_size=batch_size, normalize=normalize)
+    return encoder
 
 
 def encode_with_progress(

@@ -65,6 +65,8 @@ class Journal(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     baseline_metrics: dict[str, float] = Field(default_factory=dict)
     selection: dict[str, Any] = Field(default_factory=dict)  # the holdout's comparison of trained and plain states
+    export_path: str | None = None  # the student's export (qdrant_distill.export), when it has one
+    backend: str = "torch"  # how the student runs: torch, onnx, onnx-int8 or static (its export's checked choice)
     checkpoint: Any = None  # scroll offset of the next page to re-embed
     reembed_finished: bool = False  # the last page is written (checkpoint is None again)
     points_written: int = 0

@@ -61,7 +61,8 @@ class MigrationReport(BaseModel):
     skipped: int
     sample_size: int
     student_path: str | None
-    metrics: dict[str, float] = Field(default_factory=dict)
+    backend: str = "torch"  # what the student runs on (its export's format that passed its checks and the gate)
+    metrics: dict[str, float] = Field(default_factory=dict)  # the gate's: measured on that backend
     baseline_metrics: dict[str, float] = Field(default_factory=dict)
     selection: dict[str, Any] = Field(default_factory=dict)
     gate: dict[str, float] = Field(default_factory=dict)
@@ -143,7 +144,7 @@ def stage_sample(config: MigrationConfig, conn: Connector, journal: Journal, pla
     if journal.done(Stage.SAMPLED) and path.exists():
         logger.info("resuming with the sample saved in %s; to sample afresh (say after fixing the source), rerun "
                     "with --restart or run qdrant-distill abandon %s first", path, journal.run_dir)
-        return _load_sample(path)
+        return load_sample(path)
     sample = conn.sample(
         plan.source_collection, config.sample_size, text=config.text, vector_name=plan.vector_name,
         seed=config.sample_seed,
@@ -177,6 +178,8 @@ def stage_distill(config: MigrationConfig, journal: Journal, plan: MigrationPlan
         )
         result = {
             "student_path": str(Path(res.student_path).resolve()),
+            "export_path": str(Path(res.export_path).resolve()) if res.export_path else None,
+            "backend": res.backend,
             "projection_path": str(Path(res.projection_path).resolve()) if res.projection_path else None,
             "metrics": dict(res.metrics),
             "baseline_metrics": dict(res.baseline_metrics),
@@ -196,23 +199,60 @@ def stage_gate(
     """
     if journal.done(Stage.GATED):
         return
-    metrics = dict(journal.metrics)
-    if config.gate.queries:
-        metrics.update(_labelled_metrics(config, journal, conn, plan))
-        journal.metrics = metrics
-        journal.save()
-    failures = gate_failures(metrics, config.gate.thresholds())
+    distilled = dict(journal.metrics)
+    failures = _gate(config, journal, conn, plan, distilled)
+    if failures and journal.backend == "onnx-int8":  # the int8 graph falls short where the student may not
+        _refuse_backend(journal, f"below the quality gate: {_failure_text(failures)}")
+        failures = _gate(config, journal, conn, plan, distilled)
     if failures:
-        text = "; ".join(
-            f"{f['metric']} = {f['value']:.4f} < {f['threshold']} (short by {f['short_by']})" if f["value"] is not None
-            else f"{f['metric']} missing" for f in failures
-        )
         raise GateFailed(
-            f"the student is below the quality gate: {text}; nothing was written to Qdrant",
+            f"the student is below the quality gate: {_failure_text(failures)}; nothing was written to Qdrant",
             hint="train on more points, lower --dim, or relax the gate",
-            failures=failures, metrics=metrics,
+            failures=failures, metrics=journal.metrics,
         )
     journal.advance(Stage.GATED)
+
+
+def _gate(config: MigrationConfig, journal: Journal, conn: Connector | None, plan: MigrationPlan | None,
+          distilled: dict[str, float]) -> list[dict[str, Any]]:
+    """The gate's metrics for the backend the student will run on (int8's own holdout metrics, labelled queries
+    answered through it), saved in the journal; returns what falls short."""
+    metrics = {**distilled, **_backend_metrics(journal)}
+    if config.gate.queries:
+        metrics.update(_labelled_metrics(config, journal, conn, plan))
+    journal.metrics = metrics
+    journal.save()
+    return gate_failures(metrics, config.gate.thresholds())
+
+
+def _failure_text(failures: list[dict[str, Any]]) -> str:
+    return "; ".join(
+        f"{f['metric']} = {f['value']:.4f} < {f['threshold']} (short by {f['short_by']})" if f["value"] is not None
+        else f"{f['metric']} missing" for f in failures
+    )
+
+
+def _backend_metrics(journal: Journal) -> dict[str, float]:
+    """The holdout metrics the export measured for the chosen backend (only int8 differs from the student's)."""
+    from qdrant_distill.export import read_manifest
+
+    manifest = read_manifest(journal.export_path) if journal.export_path else None
+    check = manifest.checks.get(journal.backend) if manifest else None
+    return dict(check.metrics) if check else {}
+
+
+def _refuse_backend(journal: Journal, reason: str) -> None:
+    """Stop using the chosen export format (recorded in the export and the journal); the next one is used."""
+    from qdrant_distill.export import read_manifest
+
+    assert journal.export_path is not None
+    manifest = read_manifest(journal.export_path)
+    assert manifest is not None
+    manifest.refuse(journal.backend, reason)
+    manifest.save(Path(journal.export_path))
+    logger.warning("%s is not used: %s; the student runs on %s", journal.backend, reason, manifest.preferred or "torch")
+    journal.backend = manifest.preferred or "torch"
+    journal.save()
 
 
 def stage_create(config: MigrationConfig, conn: Connector, journal: Journal, plan: MigrationPlan) -> None:
@@ -335,14 +375,22 @@ def _record(config: MigrationConfig, journal: Journal, plan: MigrationPlan) -> d
         mode=config.mode.value, dim=config.dim, vector_name=plan.vector_name, teacher=_teacher_id(config, plan),
         teacher_dim=plan.teacher_dim, student_path=journal.student_path, projection_path=journal.projection_path,
         query_projection=config.mode is Mode.PROJECTION_ONLY, metrics=journal.metrics, journal_path=journal.path,
+        query_model=encoder_reference(journal), backend=journal.backend,
     )
 
 
 def query_encoder(config: MigrationConfig, journal: Journal) -> Encoder:
     """The encoder the new collection answers queries with: the student, or in projection-only mode the teacher
-    followed by the projection."""
+    followed by the projection, on the backend the run chose."""
     projection = journal.projection_path if config.mode is Mode.PROJECTION_ONLY else None
-    return load_encoder(journal.student_path, projection=projection, batch_size=config.encode_batch_size)
+    return load_encoder(encoder_reference(journal), projection=projection, backend=journal.backend,
+                        batch_size=config.encode_batch_size)
+
+
+def encoder_reference(journal: Journal) -> str:
+    """What loads the run's encoder: its export folder when it runs on one, else the student (or teacher)."""
+    assert journal.student_path is not None
+    return journal.export_path if journal.backend != "torch" and journal.export_path else journal.student_path
 
 
 def _converter(config: MigrationConfig, journal: Journal, plan: MigrationPlan) -> PageConverter:
@@ -352,7 +400,8 @@ def _converter(config: MigrationConfig, journal: Journal, plan: MigrationPlan) -
     project = (lambda v: projection.transform(v, normalize=True)) if projection is not None else None
     encode = None
     if config.mode is Mode.REEMBED:
-        student = load_encoder(journal.student_path, batch_size=config.encode_batch_size)
+        student = load_encoder(encoder_reference(journal), backend=journal.backend,
+                               batch_size=config.encode_batch_size)
         encode = partial(student.encode, kind="document")
     return PageConverter(vector_name=plan.vector_name, text=config.text, encode=encode, project=project,
                          missing_text=config.missing_text)
@@ -420,7 +469,7 @@ def _save_sample(path: Path, sample: Sample) -> None:
     tmp.replace(path)
 
 
-def _load_sample(path: Path) -> Sample:
+def load_sample(path: Path) -> Sample:
     with np.load(path) as data:
         meta = json.loads(str(data["meta"]))
         vectors = data["vectors"].astype(np.float32)
@@ -438,7 +487,7 @@ def _report(config: MigrationConfig, plan: MigrationPlan, journal: Journal) -> M
         source=plan.source, source_collection=plan.source_collection, target=plan.target, alias=plan.alias,
         stage=journal.stage, mode=config.mode, dim=config.dim, teacher_dim=plan.teacher_dim, points=plan.points,
         points_written=journal.points_written, skipped=len(journal.skipped_ids), sample_size=journal.sample_size,
-        student_path=journal.student_path, metrics=journal.metrics, baseline_metrics=journal.baseline_metrics,
+        student_path=journal.student_path, backend=journal.backend, metrics=journal.metrics, baseline_metrics=journal.baseline_metrics,
         selection=journal.selection,
         gate=config.gate.thresholds(), verify=journal.verify, catch_up=journal.catch_up,
         previous_target=journal.previous_target, vector_bytes_before=plan.vector_bytes_before,

@@ -19,8 +19,10 @@ METADATA_KEY = "qdrant_distill"
 
 def build(*, version: str, run_id: str, source: str, alias: str | None, mode: str, dim: int, vector_name: str,
           teacher: str, teacher_dim: int, student_path: str | None, projection_path: str | None,
-          query_projection: bool, metrics: dict[str, float], journal_path: str) -> dict[str, Any]:
-    """The record of a migration: enough for :func:`qdrant_distill.encoder_for` to load the query encoder."""
+          query_projection: bool, metrics: dict[str, float], journal_path: str, query_model: str | None = None,
+          backend: str = "torch") -> dict[str, Any]:
+    """The record of a migration: enough for :func:`qdrant_distill.encoder_for` to load the query encoder
+    (``query_model`` on ``query_backend``: the student's export folder when it runs on onnxruntime)."""
     return {
         "version": version,
         "run_id": run_id,
@@ -32,7 +34,8 @@ def build(*, version: str, run_id: str, source: str, alias: str | None, mode: st
         "teacher": teacher,
         "teacher_dim": teacher_dim,
         "student": student_path,
-        "query_model": student_path,
+        "query_model": query_model or student_path,
+        "query_backend": backend,
         "query_projection": projection_path if query_projection else None,
         "projection": projection_path,
         "metrics": metrics,

@@ -45,8 +45,10 @@ class CollectionEncoder:
         return f"{self.collection} ({self.mode}, {self.dim}-d): {self.encoder.describe()}"
 
 
-def encoder_for(connector_or_client: Any, alias_or_collection: str, *, default: str | None = None) -> CollectionEncoder:
-    """The encoder for the collection behind ``alias_or_collection`` at this moment.
+def encoder_for(connector_or_client: Any, alias_or_collection: str, *, default: str | None = None,
+                backend: str | None = None) -> CollectionEncoder:
+    """The encoder for the collection behind ``alias_or_collection`` at this moment, on the backend the migration
+    recorded (``backend`` overrides it: ``torch``, ``onnx``, ``onnx-int8`` or ``auto``).
 
     Accepts a :class:`connectors.base.Connector` or a ``QdrantClient``. A collection without qdrant-distill metadata
     (say the teacher's original collection after a rollback) uses ``default`` (any reference
@@ -64,7 +66,7 @@ def encoder_for(connector_or_client: Any, alias_or_collection: str, *, default: 
             )
         spec = info.vector(None)
         return CollectionEncoder(info.name, alias_or_collection, spec.name, int(spec.size or 0), "original", default,
-                                 _load(default, None))
+                                 _load(default, None, backend or "auto"))
     return CollectionEncoder(
         collection=info.name,
         requested=alias_or_collection,
@@ -72,13 +74,13 @@ def encoder_for(connector_or_client: Any, alias_or_collection: str, *, default: 
         dim=int(record["dim"]),
         mode=record.get("mode", "reembed"),
         model_path=path,
-        encoder=_load(path, record.get("query_projection")),
+        encoder=_load(path, record.get("query_projection"), backend or record.get("query_backend", "auto")),
     )
 
 
-def _load(ref: str, projection: str | None) -> Encoder:
+def _load(ref: str, projection: str | None, backend: str) -> Encoder:
     try:
-        return load_encoder(ref, projection=projection)
+        return load_encoder(ref, projection=projection, backend=backend)
     except StudentError as exc:
         raise StudentError(f"cannot load the encoder recorded for this collection: {exc.message}", hint=exc.hint) from exc
 

@@ -42,7 +42,7 @@ def report_table(report: MigrationReport) -> Table:
         table.add_row("catch-up", ", ".join(f"{k} {v}" for k, v in report.catch_up.items()))
     for stage, seconds in report.seconds.items():
         table.add_row(f"time: {stage}", f"{seconds:,.1f} s")
-    table.add_row("student", str(report.student_path))
+    table.add_row("student", f"{report.student_path} (runs on {report.backend})")
     table.add_row("journal", report.journal)
     for note in report.notes:
         table.add_row("note", note)
@@ -71,4 +71,19 @@ def journal_table(journal: Journal) -> Table:
     rows += [(k, f"{v:.4f}") for k, v in sorted(journal.metrics.items())]
     for key, value in rows:
         table.add_row(key, str(value))
+    return table
+
+
+def export_table(manifest: Any) -> Table:
+    """An export's formats: checked against the torch model, used or not, and why."""
+    table = Table(title=f"export of {manifest.source} ({manifest.dim}-d)", show_lines=False)
+    for column in ("format", "file", "cosine mean / min", "holdout", "used"):
+        table.add_column(column)
+    for backend, file in manifest.files.items():
+        check = manifest.checks.get(backend)
+        cos = f"{check.cosine_mean:.4f} / {check.cosine_min:.4f}" if check else "-"
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted((check.metrics if check else {}).items())
+                            if k in ("fidelity/recall@10", "pseudo_query/self_mrr@10"))
+        used = "auto" if backend == manifest.preferred else ("no: " + check.reason if check and check.reason else "")
+        table.add_row(backend, file, cos, metrics or "-", used)
     return table

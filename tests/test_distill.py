@@ -73,8 +73,12 @@ def test_saved_student_loads_anywhere_with_its_json(transformer_run, pairs) -> N
     out, result = transformer_run
     texts, _ = pairs
     plain = SentenceTransformer(result.student_path, device="cpu")
-    ours = load_encoder(out)  # the distill() output folder stands for its student
+    ours = load_encoder(out, backend="torch")  # the distill() output folder stands for its student
     np.testing.assert_allclose(encode(plain, texts[:6]), ours.encode(texts[:6]), atol=1e-6)
+    # by default it runs as its export chose: the int8 graph, checked against the torch student on the holdout
+    fast = load_encoder(out)
+    assert result.backend == "onnx-int8" and fast.describe().startswith("onnx-int8")
+    assert float((fast.encode(texts[:6]) * encode(plain, texts[:6])).sum(axis=1).min()) > 0.98
     vecs = encode(plain, texts[:6])
     assert vecs.dtype == np.float32 and vecs.shape == (6, DIM)
     np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
@@ -94,7 +98,7 @@ def test_reported_metrics_match_the_saved_student(transformer_run, pairs, tiny_m
     texts, vecs = pairs
     vecs = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
     _, hold = _split(len(texts), fast_config(tiny_model_path))
-    student = load_encoder(out)
+    student = load_encoder(out, backend="torch")
     proj = PCAProjection.load(result.projection_path)
     hold_texts = [texts[i] for i in hold]
     doc_vecs, targets = encode(student, hold_texts), proj.transform(vecs[hold])
@@ -117,7 +121,7 @@ def test_static_and_pruned_kinds(tiny_model_path, teacher_path, pairs, tmp_path)
     pruned = distill(texts, vecs, fast_config(tiny_model_path, kind="pruned", teacher_model=str(teacher_path),
                                               keep_layers=2, lr_body=1e-4, lr_head=1e-4, epochs=1),
                      output_dir=tmp_path / "p", progress=False)
-    model = load_encoder(pruned.student_path).model
+    model = load_encoder(pruned.student_path, backend="torch").model
     assert model[0].auto_model.config.num_hidden_layers == 2
     # before training, teacher-with-fewer-layers + projection already lands near the projected targets
     assert pruned.baseline_metrics["fidelity/cosine"] > 0.5
@@ -158,7 +162,7 @@ def test_query_recipe_keeps_the_best_pseudo_query_state(tiny_model_path, pairs, 
     _, hold = _split(len(texts), cfg)
     hold_texts = [texts[i] for i in hold]
     targets = PCAProjection.load(r.projection_path).transform(vecs[hold])
-    student = load_encoder(r.student_path)
+    student = load_encoder(r.student_path, backend="torch")
     queries = encode(student, [pseudo_query(t, random.Random(i)) for i, t in enumerate(hold_texts)])
     assert pseudo_query_mrr(queries, targets) == pytest.approx(r.metrics["pseudo_query/mrr@10"], abs=1e-4)
 
@@ -289,7 +293,7 @@ def test_the_holdout_keeps_the_best_of_trained_untrained_and_plain_heads(tiny_mo
     # the saved student is the chosen state: re-measured on the same holdout it gives the reported figures
     norm = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
     _, hold = _split(len(texts), cfg)
-    student = load_encoder(result.student_path)
+    student = load_encoder(result.student_path, backend="torch")
     targets = PCAProjection.load(result.projection_path).transform(norm[hold])
     again = fidelity(student.encode([texts[i] for i in hold]), norm[hold], projected_targets=targets)
     assert again[key] == pytest.approx(result.metrics[key], abs=1e-4)

@@ -43,6 +43,7 @@ from qdrant_distill import (
     swap,
 )
 from tests.conftest import encode, random_unit
+from qdrant_distill import record
 
 N = 240
 TEACHER_DIM = 48
@@ -117,7 +118,13 @@ def test_migrate_end_to_end_then_rollback_swap_and_finalize(conn, demo_texts, ti
     assert report.vector_bytes_after * TEACHER_DIM == report.vector_bytes_before * DIM
     # the report says which state the holdout kept, against the untrained start and the plain heads
     assert report.selection["chosen"] in report.selection["candidates"]
-    assert report.metrics == report.selection["candidates"][report.selection["chosen"]]
+    # the gate's metrics are those of the backend the student runs on: its int8 graph, measured on the holdout
+    from qdrant_distill.export import read_manifest
+
+    assert report.backend == "onnx-int8"
+    int8 = read_manifest(Path(report.student_path).parent / "onnx").checks["onnx-int8"].metrics
+    assert report.metrics == {**report.selection["candidates"][report.selection["chosen"]], **int8}
+    assert record.read_from(conn, report.target)["query_backend"] == "onnx-int8"
     from qdrant_distill.render import report_table, selection_line
 
     assert report.selection["chosen"] in selection_line(report.selection) and report_table(report).row_count > 10
@@ -396,7 +403,7 @@ def test_a_resumed_run_that_fails_on_its_saved_sample_says_how_to_sample_afresh(
                                                                                 tmp_path) -> None:
     from qdrant_distill.errors import InvalidVectors
     from qdrant_distill.journal import Journal
-    from qdrant_distill.migration import _load_sample, _save_sample, stage_sample
+    from qdrant_distill.migration import load_sample, _save_sample, stage_sample
 
     build_source(conn, demo_texts)
     cfg = config(tiny_model_path, tmp_path / "run")
@@ -405,7 +412,7 @@ def test_a_resumed_run_that_fails_on_its_saved_sample_says_how_to_sample_afresh(
     journal.source_collection, journal.target = plan.source_collection, plan.target
     stage_sample(cfg, conn, journal, plan)
     path = tmp_path / "run" / "sample.npz"
-    stale = _load_sample(path)
+    stale = load_sample(path)
     stale.vectors[:3] = 0.0  # the saved sample holds data that was bad when it was drawn
     _save_sample(path, stale)
     with pytest.raises(InvalidVectors, match="resumed from the sample saved") as err:

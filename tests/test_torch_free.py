@@ -10,6 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
+
 from connectors import QdrantConnector
 from qdrant_distill import DistillConfig, GateConfig, MigrationConfig, Stage, migrate
 from tests.conftest import REPO, encode
@@ -88,3 +90,62 @@ def test_admin_commands_and_a_static_query_path_import_no_torch(tmp_path: Path, 
     assert "dropped docs_v1" in outputs["finalize"][1]
     # the query path after the swap: the static student, read from its files by numpy
     assert report["hits"] == 3 and "static" in report["encoder"] and "numpy" in report["encoder"]
+
+
+ONNX_CHILD = textwrap.dedent('''
+    import importlib.abc, json, sys
+
+    class Blocker(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in BLOCKED:
+                raise ImportError(f"blocked in this test: {name}")
+            return None
+
+    sys.meta_path.insert(0, Blocker())
+    sys.path.insert(0, "examples")
+    import connectors, qdrant_distill as qd
+    from query_service import search
+
+    conn = connectors.QdrantConnector.open(path=STORE)
+    enc = qd.encoder_for(conn, "docs")
+    vectors = enc.encode(["a large natural stream of water", "a feeling of great happiness"]).tolist()
+    hits = search(conn, "docs", "a large natural stream of water", fallback=None)
+    conn.close()
+    loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+    print(json.dumps({"encoder": enc.describe(), "hits": len(hits), "loaded": loaded, "vectors": vectors}))
+''')
+
+
+def test_an_exported_student_answers_queries_without_torch(tmp_path: Path, demo_texts, tiny_model,
+                                                           tiny_model_path) -> None:
+    """A transformer student runs as its int8 ONNX graph: the query service (examples/query_service.py) needs
+    onnxruntime and tokenizers, not torch, and its vectors are the ones the migration recorded."""
+    store, run_dir = tmp_path / "store", tmp_path / "run"
+    texts = demo_texts[:200]
+    with QdrantConnector.open(path=str(store)) as conn:
+        from qdrant_client import models as qm
+
+        from connectors.base import UNNAMED, Point
+
+        conn.client.create_collection("docs_v1", vectors_config=qm.VectorParams(size=32,
+                                                                               distance=qm.Distance.COSINE))
+        conn.upsert("docs_v1", [Point(id=i, payload={"text": t}, vectors={UNNAMED: v})
+                                for i, (t, v) in enumerate(zip(texts, encode(tiny_model, texts)))])
+        conn.create_alias("docs", "docs_v1")
+        config = MigrationConfig(
+            source="docs", dim=8, sample_size=150, run_dir=str(run_dir), progress=False,
+            student=DistillConfig(base_model=str(tiny_model_path), max_steps=2),
+            gate=GateConfig(min_recall_at_10=0.0, min_spearman=-1.0),
+        )
+        report = migrate(config, connector=conn)
+        assert report.stage is Stage.SWAPPED and report.backend == "onnx-int8"
+    script = f"BLOCKED = {BLOCKED!r}\nSTORE = {str(store)!r}\n{ONNX_CHILD}"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    child = json.loads(done.stdout.strip().splitlines()[-1])
+    assert child["loaded"] == [] and "onnx-int8" in child["encoder"] and child["hits"] == 5
+    from qdrant_distill.encoders import load_encoder
+
+    int8 = load_encoder(Path(report.student_path).parent, backend="onnx-int8")
+    expected = int8.encode(["a large natural stream of water", "a feeling of great happiness"], kind="query")
+    np.testing.assert_allclose(np.array(child["vectors"]), expected, atol=1e-5)

@@ -1,0 +1,423 @@
+"""Export a student (or any sentence-transformers model) for torch-free inference: ONNX (fp32 and int8) or a token
+table.
+
+One folder per export, readable by :func:`qdrant_distill.encoders.load_encoder` (``backend="onnx" | "onnx-int8"``)
+and by FastEmbed (``TextEmbedding.add_custom_model(..., pooling=PoolingType.DISABLED, normalization=False)`` with
+``specific_model_path``):
+
+- ``model.onnx``: the *whole* model (transformer + pooling + Dense head + normalisation) in one graph, exported with
+  ``torch.onnx.export`` (sentence-transformers' own ONNX backend needs optimum, which does not install beside
+  sentence-transformers 6, and exports the transformer only).
+- ``model_int8.onnx``: the same graph with the weights of its ``MatMul`` nodes quantised to int8 per output channel
+  (dynamic quantisation: activations are quantised at run time); embeddings, LayerNorm and biases stay fp32.
+- ``model.safetensors`` for a static student: its token table (``embedding.weight``), read with numpy.
+- ``tokenizer.json``, ``tokenizer_config.json`` (``model_max_length`` = the model's ``max_seq_length``),
+  ``special_tokens_map.json``, ``config.json``, and ``export.json`` (:class:`ExportManifest`): what the folder holds,
+  the checks each format passed, and the backend ``auto`` picks.
+
+The export checks itself: the exported graphs encode ``check_texts`` and are compared with the torch model (cosine),
+and, when a holdout evaluation is given, int8 is re-evaluated on it and refused when it loses more than
+:data:`INT8_TOLERANCE` on a tracked metric. Torch is imported only inside the functions that export.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from qdrant_distill.errors import ConfigError, StudentError
+
+__all__ = [
+    "EXPORT_DIR",
+    "INT8_TOLERANCE",
+    "MANIFEST",
+    "BackendCheck",
+    "ExportManifest",
+    "export_model",
+    "export_target",
+    "fastembed_model",
+    "read_manifest",
+]
+
+logger = logging.getLogger(__name__)
+
+Format = Literal["onnx", "onnx-int8", "static"]
+EXPORT_DIR = "onnx"  # a distillation output folder keeps its export in this subfolder
+MANIFEST = "export.json"
+FILES: dict[str, str] = {"onnx": "model.onnx", "onnx-int8": "model_int8.onnx", "static": "model.safetensors"}
+OPSET = 17
+INT8_TOLERANCE = 0.01  # an int8 graph may lose at most this on a holdout metric (a 100-text holdout moves by ~0.01 under int8 noise)
+MIN_FP32_COSINE = 0.999  # an fp32 graph is the same model: anything less means a broken export
+MIN_INT8_COSINE = 0.98
+TRACKED = ("fidelity/recall@10", "pseudo_query/self_mrr@10", "pseudo_query/mrr@10")
+DEFAULT_CHECK_TEXTS = [
+    "What is the capital of France?",
+    "a",
+    "Vitamin D deficiency is associated with an increased risk of fractures in older adults.",
+    "how to reset a forgotten password on a linux machine",
+    "Qdrant stores vectors together with a JSON payload and filters on it while searching for nearest neighbours. "
+    * 12,
+    "Photosynthesis converts light energy into chemical energy stored in glucose.",
+    "cheap flights to tokyo in march",
+    "The mitochondria is the powerhouse of the cell; it produces ATP through oxidative phosphorylation, a process "
+    "that depends on an electron transport chain across the inner membrane.",
+]
+
+
+class BackendCheck(BaseModel):
+    """How one exported format compares with the torch model it came from."""
+
+    cosine_mean: float
+    cosine_min: float
+    texts: int
+    metrics: dict[str, float] = Field(default_factory=dict)
+    accepted: bool = True
+    reason: str | None = None
+
+
+class ExportManifest(BaseModel):
+    """``export.json``: what an export folder holds and which backend ``auto`` loads from it."""
+
+    version: int = 1
+    source: str
+    kind: Literal["transformer", "static"]
+    dim: int
+    max_seq_length: int | None = None
+    inputs: list[str] = Field(default_factory=list)
+    output: str = "sentence_embedding"
+    prompts: dict[str, str] = Field(default_factory=dict)
+    files: dict[str, str] = Field(default_factory=dict)
+    checks: dict[str, BackendCheck] = Field(default_factory=dict)
+    reference_metrics: dict[str, float] = Field(default_factory=dict)
+    preferred: str | None = None
+    wall_time_s: float = 0.0
+
+    def accepted(self, backend: str) -> bool:
+        check = self.checks.get(backend)
+        return backend in self.files and (check is None or check.accepted)
+
+    def choose(self) -> str | None:
+        """The fastest format that passed its checks: int8, then fp32 ONNX, then the static table."""
+        return next((b for b in ("onnx-int8", "onnx", "static") if self.accepted(b)), None)
+
+    def refuse(self, backend: str, reason: str) -> None:
+        if backend in self.checks:
+            self.checks[backend] = self.checks[backend].model_copy(update={"accepted": False, "reason": reason})
+        self.preferred = self.choose()
+
+    def save(self, folder: Path) -> Path:
+        path = folder / MANIFEST
+        path.write_text(json.dumps(self.model_dump(mode="json"), indent=2), encoding="utf-8")
+        return path
+
+
+def read_manifest(folder: str | Path) -> ExportManifest | None:
+    """The manifest of an export folder, or None when ``folder`` is not one."""
+    path = Path(folder).expanduser() / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return ExportManifest.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise StudentError(f"{path} is not a qdrant-distill export manifest: {exc}") from exc
+
+
+# ---------------------------------------------------------------------------------------------------------- recipe
+def export_target(target: str | Path, *, formats: Sequence[str] = ("onnx", "onnx-int8"),
+                  out_dir: str | Path | None = None) -> ExportManifest:
+    """``qdrant-distill export``: a migration's run folder (int8 checked on the holdout of the sample it saved), a
+    distill output folder, or any model (``out_dir`` needed; checked on built-in texts)."""
+    from qdrant_distill.distillation import DISTILL_JSON, export_student
+
+    _check_formats(formats)
+    path = Path(target).expanduser()
+    run_student = path / "student" / DISTILL_JSON  # a migration's run folder keeps distill's output in student/
+    if (path / "journal.json").is_file() and run_student.is_file():
+        if out_dir is None:
+            return _manifest_of(export_student(path / "student", formats=formats, sample=_run_sample(path)))
+    elif (path / DISTILL_JSON).is_file() and out_dir is None:
+        return _manifest_of(export_student(path, formats=formats))
+    if out_dir is None:
+        raise ConfigError(f"{target} is not a run or distill output folder: say where to export it",
+                          hint="add --out FOLDER")
+    return export_model(str(target), out_dir, formats=formats)
+
+
+def _run_sample(run_dir: Path) -> tuple[list[str], np.ndarray] | None:
+    """The sample a migration distilled from (saved in its run folder), or None."""
+    from qdrant_distill.journal import Journal
+    from qdrant_distill.migration import load_sample
+
+    journal = Journal.load(run_dir)
+    if not journal.sample_path or not Path(journal.sample_path).is_file():
+        return None
+    sample = load_sample(Path(journal.sample_path))
+    return sample.texts, sample.vectors
+
+
+def _manifest_of(result: Any) -> ExportManifest:
+    manifest = read_manifest(result.export_path)
+    assert manifest is not None
+    return manifest
+
+
+def export_model(
+    model_or_ref: Any,
+    out_dir: str | Path,
+    *,
+    formats: Sequence[str] = ("onnx", "onnx-int8"),
+    check_texts: Sequence[str] | None = None,
+    evaluate: Callable[[Any], dict[str, float]] | None = None,
+    source: str | None = None,
+) -> ExportManifest:
+    """Export ``model_or_ref`` (a ``SentenceTransformer`` or a reference ``load_encoder`` accepts) into ``out_dir``.
+
+    ``check_texts`` are encoded by the torch model and by each exported format (cosine per text); ``evaluate`` (an
+    encoder -> holdout metrics function, e.g. a :class:`~qdrant_distill.evaluate.FidelityEvaluator`) is run on the
+    torch model and on the int8 graph, and int8 is refused when a tracked metric drops by more than
+    :data:`INT8_TOLERANCE`. A static student is exported as its token table whatever ``formats`` says.
+    """
+    started = time.perf_counter()
+    out = Path(out_dir).expanduser()
+    _check_formats(formats)
+    _fresh_folder(out)
+    model, source = _model(model_or_ref, source)
+    texts = list(check_texts or DEFAULT_CHECK_TEXTS)
+    static = _static_table(model)
+    if static is not None:
+        manifest = _export_static(model, static, out, source)
+    else:
+        manifest = _export_onnx(model, out, source, formats)
+    manifest.save(out)
+    _check(manifest, model, out, texts, evaluate)
+    manifest.wall_time_s = round(time.perf_counter() - started, 2)
+    manifest.save(out)
+    logger.info("exported %s to %s (%s) in %.0f s; auto uses %s", source, out, ", ".join(manifest.files),
+                manifest.wall_time_s, manifest.preferred or "torch")
+    return manifest
+
+
+def _model(model_or_ref: Any, source: str | None) -> tuple[Any, str]:
+    if isinstance(model_or_ref, (str, Path)):
+        from qdrant_distill.encoders import resolve_reference
+        from qdrant_distill.students import load_body
+
+        ref = resolve_reference(model_or_ref)
+        return load_body(ref), source or ref
+    if not hasattr(model_or_ref, "tokenizer") or not hasattr(model_or_ref, "encode"):
+        raise StudentError(f"cannot export a {type(model_or_ref).__name__}: not a sentence-transformers model")
+    return model_or_ref, source or type(model_or_ref).__name__
+
+
+def _check_formats(formats: Sequence[str]) -> None:
+    unknown = [f for f in formats if f not in ("onnx", "onnx-int8")]
+    if unknown or not formats:
+        raise ConfigError(f"unknown export format {', '.join(unknown) or '(none)'}", hint="use onnx and/or onnx-int8")
+
+
+def _fresh_folder(out: Path) -> None:
+    """An empty folder to export into; an earlier export there is replaced, anything else is refused."""
+    if out.exists() and any(out.iterdir()):
+        if not (out / MANIFEST).is_file():
+            raise ConfigError(f"{out} exists and is not an earlier export: not writing into it",
+                              hint="give an empty or new folder")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------------------- formats
+def _static_table(model: Any) -> np.ndarray | None:
+    from qdrant_distill.encoders import static_module
+
+    static = static_module(model)
+    return None if static is None else static.embedding.weight.detach().cpu().numpy().astype(np.float32)
+
+
+def _export_static(model: Any, table: np.ndarray, out: Path, source: str) -> ExportManifest:
+    from safetensors.numpy import save_file
+
+    save_file({"embedding.weight": table}, str(out / FILES["static"]))
+    static = model[0]
+    static.tokenizer.save(str(out / "tokenizer.json"))
+    return ExportManifest(source=source, kind="static", dim=int(table.shape[1]), files={"static": FILES["static"]},
+                          prompts=_prompts(model))
+
+
+def _export_onnx(model: Any, out: Path, source: str, formats: Sequence[str]) -> ExportManifest:
+    inputs = _export_graph(model, out / FILES["onnx"])
+    files = {"onnx": FILES["onnx"]}
+    if "onnx-int8" in formats:
+        _quantize(out / FILES["onnx"], out / FILES["onnx-int8"])
+        files["onnx-int8"] = FILES["onnx-int8"]
+    _tokenizer_files(model, out)
+    from qdrant_distill._compat import embedding_dimension
+
+    manifest = ExportManifest(source=source, kind="transformer", dim=embedding_dimension(model),
+                              max_seq_length=int(model.max_seq_length), inputs=inputs, files=files,
+                              prompts=_prompts(model))
+    if "onnx" not in formats:  # int8 only: the fp32 graph was the quantiser's input
+        (out / FILES["onnx"]).unlink()
+        del manifest.files["onnx"]
+    return manifest
+
+
+def _prompts(model: Any) -> dict[str, str]:
+    """The prompt each kind of text gets, as ``encode_query`` / ``encode_document`` would add it."""
+    prompts = dict(getattr(model, "prompts", None) or {})
+    default = prompts.get(getattr(model, "default_prompt_name", None) or "", "")
+    return {kind: prompts.get(kind, default) for kind in ("query", "document") if prompts.get(kind, default)}
+
+
+def _export_graph(model: Any, path: Path) -> list[str]:
+    """``torch.onnx.export`` of the whole model, batch and sequence axes dynamic; returns its input names."""
+    import torch
+
+    sample = model.tokenizer(["an example to trace the graph with", "short"], padding=True, return_tensors="pt")
+    names = list(sample.keys())
+    wrapper = _Whole(model, names).eval()
+    axes = {name: {0: "batch", 1: "sequence"} for name in names} | {"sentence_embedding": {0: "batch"}}
+    import warnings
+
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(wrapper, tuple(sample[n].cpu() for n in names), str(path), input_names=names,
+                              output_names=["sentence_embedding"], dynamic_axes=axes, opset_version=OPSET,
+                              dynamo=False)
+    except Exception as exc:
+        raise StudentError(f"cannot export {type(model).__name__} to ONNX: {type(exc).__name__}: {exc}") from exc
+    return names
+
+
+def _whole_module() -> type:
+    import torch
+
+    class Whole(torch.nn.Module):
+        """The model as one function of its tokenizer's tensors (for tracing)."""
+
+        def __init__(self, model: Any, names: list[str]) -> None:
+            super().__init__()
+            self.model = model.cpu()
+            self.names = names
+
+        def forward(self, *tensors: Any) -> Any:
+            return self.model(dict(zip(self.names, tensors)))["sentence_embedding"]
+
+    return Whole
+
+
+def _Whole(model: Any, names: list[str]) -> Any:  # noqa: N802 - a class made on first use (torch is lazy)
+    return _whole_module()(model, names)
+
+
+def _quantize(src: Path, dst: Path) -> None:
+    """int8 weights for every MatMul, per output channel; the rest stays fp32."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))  # the quantiser logs a line per tensor on the root logger
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul"], extra_options={"DefaultTensorType": 1})
+    finally:
+        root.setLevel(level)
+
+
+def _tokenizer_files(model: Any, out: Path) -> None:
+    """tokenizer.json and friends, with ``model_max_length`` the model's ``max_seq_length`` (FastEmbed truncates
+    there), and config.json."""
+    model.tokenizer.save_pretrained(str(out))
+    config_path = out / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    config["model_max_length"] = int(model.max_seq_length)
+    config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    special = out / "special_tokens_map.json"
+    if not special.is_file():
+        tokens = {k: str(v) for k, v in model.tokenizer.special_tokens_map.items() if isinstance(v, str)}
+        special.write_text(json.dumps(tokens, indent=2), encoding="utf-8")
+    auto = getattr(model[0], "auto_model", None)
+    if auto is not None and hasattr(auto, "config"):
+        auto.config.to_json_file(str(out / "config.json"))
+
+
+# ------------------------------------------------------------------------------------------------------------ checks
+def _check(manifest: ExportManifest, model: Any, out: Path, texts: list[str],
+           evaluate: Callable[[Any], dict[str, float]] | None) -> None:
+    """Compare every exported format with the torch model; keep only what passes; set ``preferred``."""
+    from qdrant_distill.encoders import as_encoder, load_encoder
+
+    torch_encoder = as_encoder(model)
+    reference = {kind: torch_encoder.encode(texts, kind=kind) for kind in ("document", "query")}
+    manifest.reference_metrics = evaluate(torch_encoder) if evaluate else {}
+    for backend in list(manifest.files):
+        encoder = load_encoder(out, backend=backend)
+        cosines = np.concatenate([_cosines(encoder.encode(texts, kind=k), reference[k]) for k in reference])
+        metrics = evaluate(encoder) if evaluate and backend == "onnx-int8" else {}
+        manifest.checks[backend] = BackendCheck(cosine_mean=round(float(cosines.mean()), 5),
+                                                cosine_min=round(float(cosines.min()), 5), texts=len(texts),
+                                                metrics=metrics)
+        reason = _refusal(backend, manifest.checks[backend], manifest.reference_metrics)
+        if reason:
+            manifest.refuse(backend, reason)
+            logger.warning("export: %s not used: %s", backend, reason)
+    manifest.preferred = manifest.choose()
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    return (a * b).sum(axis=1)
+
+
+def _refusal(backend: str, check: BackendCheck, reference: dict[str, float]) -> str | None:
+    """Why a format must not be used, or None."""
+    # int8 moves every vector a little: judged on the mean; fp32 must reproduce every vector
+    minimum, value = (MIN_INT8_COSINE, check.cosine_mean) if backend == "onnx-int8" else (MIN_FP32_COSINE,
+                                                                                        check.cosine_min)
+    if value < minimum:
+        return f"cosine to the torch model {check.cosine_mean:.4f} (min {check.cosine_min:.4f}) < {minimum}"
+    for key in TRACKED:
+        if key in check.metrics and key in reference and reference[key] - check.metrics[key] > INT8_TOLERANCE:
+            return (f"{key} {check.metrics[key]:.4f} vs {reference[key]:.4f} for the torch model "
+                    f"(loses more than {INT8_TOLERANCE})")
+    return None
+
+
+# --------------------------------------------------------------------------------------------------------- fastembed
+def fastembed_model(folder: str | Path, *, name: str | None = None,
+                    backend: str | None = None) -> tuple[str, dict[str, Any]]:
+    """Register an export folder with FastEmbed; returns the model name and the options that load it.
+
+    Use them with FastEmbed (``TextEmbedding(name, **options)``) or with qdrant-client's inference
+    (``models.Document(text=..., model=name, options=options)``). ``backend`` is ``onnx`` or ``onnx-int8`` (default:
+    the export's choice). The graph pools itself (pooling disabled); FastEmbed normalises, as load_encoder does. It adds no
+    prompt: a model with query/document prompts gets them only through :func:`~qdrant_distill.load_encoder`.
+    """
+    from fastembed import TextEmbedding
+    from fastembed.common.model_description import ModelSource, PoolingType
+
+    path = Path(folder).expanduser().resolve()
+    manifest = read_manifest(path)
+    if manifest is None or manifest.kind != "transformer":
+        raise ConfigError(f"{path} is not an ONNX export", hint="qdrant-distill export MODEL --out FOLDER")
+    chosen = backend or (manifest.preferred if manifest.preferred in ("onnx", "onnx-int8") else "onnx")
+    if chosen not in manifest.files:
+        raise ConfigError(f"{path} holds no {chosen} graph (it has {', '.join(manifest.files)})")
+    model = name or f"qdrant-distill/{path.parent.name}-{path.name}-{chosen}"
+    known = {m["model"].lower() for m in TextEmbedding.list_supported_models()}
+    if model.lower() not in known:
+        TextEmbedding.add_custom_model(
+            model=model, pooling=PoolingType.DISABLED, normalization=True, sources=ModelSource(hf=model),
+            dim=manifest.dim, model_file=manifest.files[chosen],
+            description=f"qdrant-distill export of {manifest.source}",
+        )
+    return model, {"specific_model_path": str(path)}
