@@ -190,7 +190,13 @@ def check_teacher_reproduces(config: MigrationConfig, probe: Sample) -> TeacherC
 def _missing(*modules: str) -> list[str]:
     import importlib.util
 
-    return [m for m in modules if importlib.util.find_spec(m) is None]
+    def absent(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is None
+        except (ImportError, ValueError):
+            return True
+
+    return [m for m in modules if absent(m)]
 
 
 def check_packages(config: MigrationConfig) -> None:

@@ -201,9 +201,8 @@ def stage_gate(
         return
     distilled = dict(journal.metrics)
     failures = _gate(config, journal, conn, plan, distilled)
-    if failures and journal.backend == "onnx-int8":  # the int8 graph falls short where the student may not
-        _refuse_backend(journal, f"below the quality gate: {_failure_text(failures)}")
-        failures = _gate(config, journal, conn, plan, distilled)
+    if failures and journal.backend == "onnx-int8":  # the int8 graph may fall short where the student does not
+        failures = _gate_without_int8(config, journal, conn, plan, distilled, failures)
     if failures:
         raise GateFailed(
             f"the student is below the quality gate: {_failure_text(failures)}; nothing was written to Qdrant",
@@ -225,6 +224,20 @@ def _gate(config: MigrationConfig, journal: Journal, conn: Connector | None, pla
     return gate_failures(metrics, config.gate.thresholds())
 
 
+def _gate_without_int8(config: MigrationConfig, journal: Journal, conn: Connector | None, plan: MigrationPlan | None,
+                       distilled: dict[str, float], int8_failures: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The gate on the fp32 graph: when it passes, int8 is refused (recorded in the export, with why) and the
+    student runs on fp32; when it fails too, int8 is kept for a later, relaxed gate and its failures returned."""
+    journal.backend = "onnx"
+    failures = _gate(config, journal, conn, plan, distilled)
+    if failures:
+        journal.backend = "onnx-int8"
+        return _gate(config, journal, conn, plan, distilled) or int8_failures
+    journal.backend = "onnx-int8"
+    _refuse_backend(journal, f"below the quality gate: {_failure_text(int8_failures)}")
+    return []
+
+
 def _failure_text(failures: list[dict[str, Any]]) -> str:
     return "; ".join(
         f"{f['metric']} = {f['value']:.4f} < {f['threshold']} (short by {f['short_by']})" if f["value"] is not None
@@ -233,12 +246,15 @@ def _failure_text(failures: list[dict[str, Any]]) -> str:
 
 
 def _backend_metrics(journal: Journal) -> dict[str, float]:
-    """The holdout metrics the export measured for the chosen backend (only int8 differs from the student's)."""
+    """The holdout metrics the export measured for the chosen backend: int8's own, else the torch model's (fp32
+    graphs reproduce it)."""
     from qdrant_distill.export import read_manifest
 
     manifest = read_manifest(journal.export_path) if journal.export_path else None
-    check = manifest.checks.get(journal.backend) if manifest else None
-    return dict(check.metrics) if check else {}
+    if manifest is None:
+        return {}
+    check = manifest.checks.get(journal.backend)
+    return dict(check.metrics) if check and check.metrics else dict(manifest.reference_metrics)
 
 
 def _refuse_backend(journal: Journal, reason: str) -> None:
@@ -431,8 +447,32 @@ def _projection_only(config: MigrationConfig, sample: Sample, out: Path, plan: M
     out.mkdir(parents=True, exist_ok=True)
     projection_path = projection.save(out / "projection.npz")
     metrics = fidelity(projection.transform(sample.vectors), sample.vectors)
-    return {"student_path": model_reference(config.teacher_model),
-            "projection_path": str(Path(projection_path).resolve()), "metrics": metrics, "baseline_metrics": metrics}
+    result = {"student_path": model_reference(config.teacher_model),
+              "projection_path": str(Path(projection_path).resolve()), "metrics": metrics, "baseline_metrics": metrics}
+    from connectors.http_embeddings import is_http_reference
+
+    if config.student.export != "none" and not is_http_reference(config.teacher_model):
+        result.update(_export_teacher(config, sample, projection, out))
+    return result
+
+
+def _export_teacher(config: MigrationConfig, sample: Sample, projection: Any, out: Path) -> dict[str, Any]:
+    """Projection-only mode: the teacher exported for onnxruntime (:mod:`qdrant_distill.export`). Each format is
+    judged as the query encoder it becomes: teacher + projection against the stored vectors of sampled texts."""
+    from qdrant_distill.evaluate import fidelity
+    from qdrant_distill.export import EXPORT_DIR, export_model
+
+    assert config.teacher_model is not None
+    n = min(len(sample.texts), 256)
+    texts, stored = sample.texts[:n], sample.vectors[:n]
+
+    def evaluate(encoder: Encoder) -> dict[str, float]:
+        return fidelity(projection.transform(encoder.encode(texts)), stored)
+
+    formats = ("onnx", "onnx-int8") if config.student.export == "onnx-int8" else ("onnx",)
+    manifest = export_model(config.teacher_model, out / EXPORT_DIR, formats=formats, check_texts=texts[:64],
+                            evaluate=evaluate, source=model_reference(config.teacher_model))
+    return {"export_path": str((out / EXPORT_DIR).resolve()), "backend": manifest.preferred or "torch"}
 
 
 def model_reference(ref: str) -> str:

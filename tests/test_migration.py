@@ -418,3 +418,32 @@ def test_a_resumed_run_that_fails_on_its_saved_sample_says_how_to_sample_afresh(
     with pytest.raises(InvalidVectors, match="resumed from the sample saved") as err:
         migrate(cfg, connector=conn)
     assert "--restart" in str(err.value) and "abandon" in str(err.value)
+
+
+def test_an_int8_graph_below_the_gate_gives_way_to_fp32(conn, demo_texts, tiny_model_path, tmp_path) -> None:
+    """The gate runs on the backend the student will use. A gate nothing passes keeps int8 (a relaxed gate may pass
+    it later); an int8 graph that falls short where fp32 passes is refused, and the student runs on fp32."""
+    from qdrant_distill.errors import GateFailed
+    from qdrant_distill.export import read_manifest
+
+    build_source(conn, demo_texts)
+    run_dir = tmp_path / "run"
+    with pytest.raises(GateFailed):
+        migrate(config(tiny_model_path, run_dir, gate=GateConfig(min_recall_at_10=1.0, min_spearman=-1)),
+                connector=conn)
+    journal = open_journal(run_dir)
+    manifest = read_manifest(journal.export_path)
+    assert journal.backend == "onnx-int8" and manifest.checks["onnx-int8"].accepted
+    fp32_recall = manifest.reference_metrics["fidelity/recall@10"]
+    assert fp32_recall > 0.01
+    # fault injection: an int8 graph that lost every neighbour on the holdout
+    manifest.checks["onnx-int8"].metrics["fidelity/recall@10"] = 0.0
+    manifest.save(Path(journal.export_path))
+    report = migrate(config(tiny_model_path, run_dir, gate=GateConfig(min_recall_at_10=0.01, min_spearman=-1)),
+                     connector=conn)
+    assert report.stage is Stage.SWAPPED and report.backend == "onnx"
+    assert report.metrics["fidelity/recall@10"] == pytest.approx(fp32_recall)
+    refused = read_manifest(journal.export_path).checks["onnx-int8"]
+    assert not refused.accepted and refused.reason.startswith("below the quality gate: fidelity/recall@10 = 0.0000")
+    assert record.read_from(conn, report.target)["query_backend"] == "onnx"
+    assert encoder_for(conn, "docs").encoder.describe().startswith("onnx ")

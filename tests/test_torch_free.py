@@ -149,3 +149,42 @@ def test_an_exported_student_answers_queries_without_torch(tmp_path: Path, demo_
     int8 = load_encoder(Path(report.student_path).parent, backend="onnx-int8")
     expected = int8.encode(["a large natural stream of water", "a feeling of great happiness"], kind="query")
     np.testing.assert_allclose(np.array(child["vectors"]), expected, atol=1e-5)
+
+
+PLAN_CHILD = textwrap.dedent('''
+    import importlib.abc, json, sys
+
+    class Blocker(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in BLOCKED:
+                raise ImportError(f"blocked in this test: {name}")
+            return None
+
+    sys.meta_path.insert(0, Blocker())
+    from typer.testing import CliRunner
+    from qdrant_distill.cli import app
+
+    done = CliRunner().invoke(app, ["plan", "--path", STORE, "--alias", "docs", "--dim", "8", "--sample-size", "40", "--run-dir", RUN_DIR])
+    print(json.dumps({"code": done.exit_code, "output": done.output}))
+''')
+
+
+def test_distilling_without_torch_is_refused_in_one_line_before_anything(tmp_path: Path, demo_texts) -> None:
+    """An install without the [train] extra can query and administer, not distil: `plan` says what to install."""
+    from qdrant_client import models as qm
+
+    from connectors.base import UNNAMED, Point
+    from tests.conftest import random_unit
+
+    store = tmp_path / "store"
+    with QdrantConnector.open(path=str(store)) as conn:
+        conn.client.create_collection("docs_v1", vectors_config=qm.VectorParams(size=32, distance=qm.Distance.COSINE))
+        conn.upsert("docs_v1", [Point(id=i, payload={"text": t}, vectors={UNNAMED: v})
+                                for i, (t, v) in enumerate(zip(demo_texts[:50], random_unit(50, 32)))])
+        conn.create_alias("docs", "docs_v1")
+    script = f"BLOCKED = {BLOCKED!r}\nSTORE = {str(store)!r}\nRUN_DIR = {str(tmp_path / 'run')!r}\n{PLAN_CHILD}"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    child = json.loads(done.stdout.strip().splitlines()[-1])
+    assert child["code"] == 1 and "pip install 'qdrant-distill[train]'" in child["output"], child
+    assert len(child["output"].strip().splitlines()) == 1 and not (tmp_path / "run").exists()
