@@ -45,3 +45,11 @@ def test_http_teacher_quick(tmp_path: Path) -> None:
     rows = result["rows"]
     assert len(rows) == 4 and all(row["texts_per_s"] > 0 for row in rows.values())
     assert all(row["min_cosine_vs_in_process"] > 0.999 for row in list(rows.values())[1:])
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "scifact").exists(), reason="needs ../shared/data/scifact")
+def test_backends_quick(tmp_path: Path) -> None:
+    result = run("backends.py", tmp_path / "backends.json")
+    rows = {(r["model"].split()[0], r["backend"]) for r in result["rows"]}
+    assert {("student", "torch"), ("student", "onnx"), ("student", "onnx-int8"), ("static", "numpy")} <= rows
+    assert result["query_service"]["torch_loaded"] is False and result["query_service"]["peak_rss_mb"] > 0

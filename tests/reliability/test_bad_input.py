@@ -89,6 +89,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("all-zero stored vectors", ["--collection", "zeros"], "InvalidVectors"),
     ("--run-dir that is a file", ["--alias", "docs", "--run-dir", "{bad}"], "ConfigError"),
     ("--run-dir under a file", ["--alias", "docs", "--run-dir", "{under_file}"], "ConfigError"),
+    ("unknown export format", ["--alias", "docs", "--export", "tflite"], "ConfigError"),
 ]
 
 
