@@ -53,7 +53,8 @@ def latency_and_throughput(enc: Any, queries: list[str], docs: list[str]) -> dic
         lat.append((time.perf_counter() - t) * 1000)
     t = time.perf_counter()
     enc.encode(docs)
-    return {"latency_ms": round(statistics.median(lat), 2), "docs_per_s": round(len(docs) / (time.perf_counter() - t), 1)}
+    docs_s = len(docs) / (time.perf_counter() - t)
+    return {"latency_ms": round(statistics.median(lat), 2), "docs_per_s": round(docs_s, 1)}
 
 
 def student_model(teacher_docs: np.ndarray, doc_texts: list[str]) -> Any:
@@ -132,7 +133,6 @@ def run(quick: bool) -> dict[str, Any]:
     import torch
 
     from qdrant_distill.export import export_model
-    from qdrant_distill.projection import PCAProjection
 
     torch.set_num_threads(os.cpu_count() or 1)
     data = load_beir(SCIFACT, split="test")
@@ -207,7 +207,8 @@ def table(result: dict[str, Any]) -> str:
         lines.append(f"{r['model']:34} {r['backend']:10} {r['latency_ms']:9.2f} {r['docs_per_s']:8.1f} {nd:>8}")
     lines += [f"{k}: {v}" for k, v in result["ratios"].items()]
     lines.append(f"torch-free query service (int8 student, 1,000 points): peak RSS "
-                 f"{result['query_service']['peak_rss_mb']:.0f} MB, torch loaded: {result['query_service']['torch_loaded']}")
+                 f"{result['query_service']['peak_rss_mb']:.0f} MB, "
+                 f"torch loaded: {result['query_service']['torch_loaded']}")
     return "\n".join(lines)
 
 

@@ -338,7 +338,8 @@ def evaluate(
 def export(
     target: Annotated[str, typer.Argument(help="a migration's run folder, a distill output folder, or any model")],
     format: Annotated[str, typer.Option("--format", help="onnx, or onnx-int8 (fp32 and int8)")] = "onnx-int8",
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="export folder [default: the run's student/onnx]")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option(
+        "--out", help="export folder [default: the run's student/onnx]")] = None,
     as_json: AsJson = False, debug: Debug = False,
 ) -> None:
     """Export a student (or any sentence-transformers model) for onnxruntime; checks each format against torch."""

@@ -2,7 +2,7 @@
 table.
 
 One folder per export, readable by :func:`qdrant_distill.encoders.load_encoder` (``backend="onnx" | "onnx-int8"``)
-and by FastEmbed (``TextEmbedding.add_custom_model(..., pooling=PoolingType.DISABLED, normalization=False)`` with
+and by FastEmbed (``TextEmbedding.add_custom_model(..., pooling=PoolingType.DISABLED, normalization=True)`` with
 ``specific_model_path``):
 
 - ``model.onnx``: the *whole* model (transformer + pooling + Dense head + normalisation) in one graph, exported with
@@ -26,6 +26,7 @@ import json
 import logging
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -54,7 +55,8 @@ EXPORT_DIR = "onnx"  # a distillation output folder keeps its export in this sub
 MANIFEST = "export.json"
 FILES: dict[str, str] = {"onnx": "model.onnx", "onnx-int8": "model_int8.onnx", "static": "model.safetensors"}
 OPSET = 17
-INT8_TOLERANCE = 0.01  # an int8 graph may lose at most this on a holdout metric (a 100-text holdout moves by ~0.01 under int8 noise)
+# an int8 graph may lose at most this on a holdout metric (a 100-text holdout moves by about 0.01 under int8 noise)
+INT8_TOLERANCE = 0.01
 MIN_FP32_COSINE = 0.999  # an fp32 graph is the same model: anything less means a broken export
 MIN_INT8_COSINE = 0.98
 TRACKED = ("fidelity/recall@10", "pseudo_query/self_mrr@10", "pseudo_query/mrr@10")
@@ -282,10 +284,8 @@ def _export_graph(model: Any, path: Path) -> list[str]:
 
     sample = model.tokenizer(["an example to trace the graph with", "short"], padding=True, return_tensors="pt")
     names = list(sample.keys())
-    wrapper = _Whole(model, names).eval()
+    wrapper = _whole(model, names).eval()
     axes = {name: {0: "batch", 1: "sequence"} for name in names} | {"sentence_embedding": {0: "batch"}}
-    import warnings
-
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -297,25 +297,19 @@ def _export_graph(model: Any, path: Path) -> list[str]:
     return names
 
 
-def _whole_module() -> type:
+def _whole(model: Any, names: list[str]) -> Any:
+    """The model as one function of its tokenizer's tensors, for tracing (a class made here: torch is lazy)."""
     import torch
 
     class Whole(torch.nn.Module):
-        """The model as one function of its tokenizer's tensors (for tracing)."""
-
-        def __init__(self, model: Any, names: list[str]) -> None:
+        def __init__(self) -> None:
             super().__init__()
             self.model = model.cpu()
-            self.names = names
 
         def forward(self, *tensors: Any) -> Any:
-            return self.model(dict(zip(self.names, tensors)))["sentence_embedding"]
+            return self.model(dict(zip(names, tensors)))["sentence_embedding"]
 
-    return Whole
-
-
-def _Whole(model: Any, names: list[str]) -> Any:  # noqa: N802 - a class made on first use (torch is lazy)
-    return _whole_module()(model, names)
+    return Whole()
 
 
 def _quantize(src: Path, dst: Path) -> None:
@@ -399,8 +393,8 @@ def fastembed_model(folder: str | Path, *, name: str | None = None,
 
     Use them with FastEmbed (``TextEmbedding(name, **options)``) or with qdrant-client's inference
     (``models.Document(text=..., model=name, options=options)``). ``backend`` is ``onnx`` or ``onnx-int8`` (default:
-    the export's choice). The graph pools itself (pooling disabled); FastEmbed normalises, as load_encoder does. It adds no
-    prompt: a model with query/document prompts gets them only through :func:`~qdrant_distill.load_encoder`.
+    the export's choice). The graph pools itself (pooling disabled); FastEmbed normalises, as load_encoder does. It
+    adds no prompt: a model with query/document prompts gets them only through :func:`~qdrant_distill.load_encoder`.
     """
     from fastembed import TextEmbedding
     from fastembed.common.model_description import ModelSource, PoolingType

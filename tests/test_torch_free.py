@@ -18,7 +18,7 @@ from tests.conftest import REPO, encode
 
 BLOCKED = ("torch", "sentence_transformers", "transformers")
 
-CHILD = textwrap.dedent('''
+BLOCK = textwrap.dedent('''
     import importlib.abc, json, sys
 
     class Blocker(importlib.abc.MetaPathFinder):
@@ -28,6 +28,9 @@ CHILD = textwrap.dedent('''
             return None
 
     sys.meta_path.insert(0, Blocker())
+''')
+
+CHILD = BLOCK + textwrap.dedent('''
     import connectors, qdrant_distill as qd
     from qdrant_distill import config, errors
     from qdrant_distill.cli import app
@@ -92,16 +95,7 @@ def test_admin_commands_and_a_static_query_path_import_no_torch(tmp_path: Path, 
     assert report["hits"] == 3 and "static" in report["encoder"] and "numpy" in report["encoder"]
 
 
-ONNX_CHILD = textwrap.dedent('''
-    import importlib.abc, json, sys
-
-    class Blocker(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in BLOCKED:
-                raise ImportError(f"blocked in this test: {name}")
-            return None
-
-    sys.meta_path.insert(0, Blocker())
+ONNX_CHILD = BLOCK + textwrap.dedent('''
     sys.path.insert(0, "examples")
     import connectors, qdrant_distill as qd
     from query_service import search
@@ -151,20 +145,12 @@ def test_an_exported_student_answers_queries_without_torch(tmp_path: Path, demo_
     np.testing.assert_allclose(np.array(child["vectors"]), expected, atol=1e-5)
 
 
-PLAN_CHILD = textwrap.dedent('''
-    import importlib.abc, json, sys
-
-    class Blocker(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in BLOCKED:
-                raise ImportError(f"blocked in this test: {name}")
-            return None
-
-    sys.meta_path.insert(0, Blocker())
+PLAN_CHILD = BLOCK + textwrap.dedent('''
     from typer.testing import CliRunner
     from qdrant_distill.cli import app
 
-    done = CliRunner().invoke(app, ["plan", "--path", STORE, "--alias", "docs", "--dim", "8", "--sample-size", "40", "--run-dir", RUN_DIR])
+    args = ["plan", "--path", STORE, "--alias", "docs", "--dim", "8", "--sample-size", "40", "--run-dir", RUN_DIR]
+    done = CliRunner().invoke(app, args)
     print(json.dumps({"code": done.exit_code, "output": done.output}))
 ''')
 
