@@ -321,8 +321,10 @@ def _pick_backend(ref: str | Path, backend: str) -> tuple[Path | None, str]:
 
         manifest = read_manifest(folder) if folder else None
         preferred = manifest.preferred if manifest else None
-        if preferred is None or (preferred != "static" and not _has_onnxruntime()):
+        if preferred is None:
             return None, "torch"
+        if preferred != "static" and not _has_onnxruntime() and folder != Path(ref).expanduser():
+            return None, "torch"  # a model with an export runs on torch here; an export folder alone says what's missing
         return folder, preferred
     if folder is None:
         raise StudentError(f"{ref} has no export for the {backend} backend",
@@ -415,11 +417,15 @@ def _load_http(ref: object, normalize: bool) -> Encoder | None:
 
 
 def resolve_reference(ref: str | Path) -> str:
-    """A distill() output folder stands for the student it holds; everything else is taken as given."""
+    """A distill() output folder stands for the student it holds, an export folder for the model it was exported
+    from; everything else is taken as given."""
+    from qdrant_distill.export import read_manifest
+
     path = Path(ref).expanduser()
     if (path / STUDENT_DIR / "modules.json").is_file():
         return str(path / STUDENT_DIR)
-    return str(ref)
+    manifest = read_manifest(path) if not (path / "modules.json").is_file() else None
+    return manifest.source if manifest is not None else str(ref)
 
 
 def load_encoder(

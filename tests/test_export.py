@@ -55,6 +55,7 @@ def test_every_backend_reproduces_the_torch_model_at_any_length_and_batch(export
         np.testing.assert_allclose(fp32.encode(text)[0], one, atol=1e-4)
     assert float((int8.encode(TEXTS) * reference).sum(axis=1).min()) > 0.97
     assert load_encoder(exported).describe().startswith("onnx-int8")  # auto: what the checks chose
+    assert load_encoder(exported, backend="torch").describe().startswith("sentence-transformers")  # its source
     assert fp32.encode([]).shape == (0, 32)
 
 
