@@ -59,7 +59,10 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
         except DistillError as exc:
             if debug:
                 err.print_exception()
-            err.print(f"[red]error:[/red] {type(exc).__name__}: {exc}", markup=True, highlight=False, soft_wrap=True)
+            from rich.markup import escape  # a message may hold brackets: pip install 'qdrant-distill[ray]'
+
+            err.print(f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))}", markup=True, highlight=False,
+                      soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("[red]interrupted[/red]; rerun the same command to resume")

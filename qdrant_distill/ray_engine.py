@@ -280,11 +280,9 @@ class ReadRange:
     """Ray Data ``flat_map``: one range in, one row per point out (``point`` pickled, ``text`` to encode or not),
     then a marker row carrying the range's count, projected and skipped points. Opens its own client."""
 
-    def __init__(self, settings: QdrantSettings, *, source: str, ranges: list[tuple[Any, Any]],
+    def __init__(self, settings: QdrantSettings | Connector, *, source: str, ranges: list[tuple[Any, Any]],
                  converter: PageConverter, vectors: list[str] | bool, page_size: int) -> None:
-        from connectors.qdrant import QdrantConnector
-
-        self.conn = QdrantConnector.open(settings)
+        self.conn = _connect(settings)
         self.source, self.ranges, self.converter = source, ranges, converter
         self.vectors, self.page_size = vectors, page_size
 
@@ -302,6 +300,16 @@ class ReadRange:
         yield _row(index, "", False, b"", count=count, projected=stats.projected, skipped=stats.skipped)
 
 
+def _connect(settings: QdrantSettings | Connector) -> Connector:
+    """A worker's own client, from connection settings (the API key travels inside them, never in a log line); a
+    connector given instead is used as it is (one process: tests, or a caller that runs the stages itself)."""
+    if not isinstance(settings, QdrantSettings):
+        return settings
+    from connectors.qdrant import QdrantConnector
+
+    return QdrantConnector.open(settings)
+
+
 def _row(index: int, text: str, encode: bool, point: bytes, *, count: int = -1, projected: int = 0,
          skipped: list[Any] | None = None) -> dict[str, Any]:
     return {RANGE: index, TEXT: text, ENCODE: encode, POINT: point, COUNT: count, PROJECTED: projected,
@@ -312,10 +320,8 @@ class WriteRows:
     """Ray Data ``map_batches``: upserts a batch's points (``wait=True``) and returns, per range in the batch, the
     points written and, from a range's marker row, its count, projected and skipped points."""
 
-    def __init__(self, settings: QdrantSettings, *, target: str, converter: PageConverter) -> None:
-        from connectors.qdrant import QdrantConnector
-
-        self.conn = QdrantConnector.open(settings)
+    def __init__(self, settings: QdrantSettings | Connector, *, target: str, converter: PageConverter) -> None:
+        self.conn = _connect(settings)
         self.target, self.converter = target, converter
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
