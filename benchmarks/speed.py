@@ -3,6 +3,7 @@ encoding, peak memory of a re-embed at 10k and 100k points, and project mode aga
 
     .venv/bin/python benchmarks/speed.py            # full
     .venv/bin/python benchmarks/speed.py --quick    # a smoke run (CI): tiny sizes, checks the script works
+    .venv/bin/python benchmarks/speed.py --ray-only # the Ray engine against the local engine (3,000 points)
 
 Prints a table and writes benchmarks/results/speed.json. Threads are pinned to the machine's cores; warm-up excluded.
 Student speed does not depend on trained weights, so the students here have the architectures distillation produces
@@ -214,6 +215,60 @@ def project_vs_writes(n: int, texts: Sequence[str]) -> dict[str, float]:
             "ratio_to_copy": stats.points_per_s / copy}
 
 
+def ray_vs_local(n: int, texts: Sequence[str], quick: bool) -> dict[str, Any]:
+    """The Ray engine (2 actors, 1 thread each, on a local Ray) against the local engine (2 torch threads), same
+    student (MiniLM + Dense 128, loaded from its folder), same ``n`` points in embedded Qdrant (:memory:), one run.
+    Steady state: from the first range written to the last (startup, actors loading the model, excluded)."""
+    import tempfile
+
+    import ray
+    from qdrant_client import models as qm
+    from sentence_transformers import SentenceTransformer
+
+    from connectors.qdrant import QdrantConnector
+    from connectors.settings import QdrantSettings
+    from qdrant_distill.config import RayConfig
+    from qdrant_distill.encoders import load_encoder
+    from qdrant_distill.journal import Journal
+    from qdrant_distill.ray_engine import encoded_elsewhere, reembed_ranges, session
+    from qdrant_distill.students import transformer_student
+
+    page, range_size = (64, 128) if quick else (256, 512)
+    conn = QdrantConnector.open(location=":memory:")
+    conn.client.create_collection("src", vectors_config=qm.VectorParams(size=4, distance=qm.Distance.COSINE))
+    for name in ("local", "ray"):
+        conn.client.create_collection(name, vectors_config=qm.VectorParams(size=128, distance=qm.Distance.COSINE))
+    for s in range(0, n, 512):
+        conn.upsert("src", [Point(i, {"text": texts[i % len(texts)], "n": i}, {UNNAMED: [1.0, 0.0, 0.0, 0.0]})
+                            for i in range(s, min(s + 512, n))])
+    with tempfile.TemporaryDirectory() as tmp:
+        minilm = SentenceTransformer(str(MODELS / "all-MiniLM-L6-v2"), device="cpu")
+        transformer_student(minilm, None, dim=128).save(tmp)
+        student = load_encoder(tmp, batch_size=64)
+        student.encode(list(texts[:32]))  # warm-up
+        conv = PageConverter(vector_name=UNNAMED, text=TextSource(), encode=student.encode)
+        local = reembed(conn, source="src", target="local", converter=conv, vectors=False, page_size=page,
+                        progress=False)
+        cfg = RayConfig(workers=2, range_size=range_size)
+        t = time.perf_counter()
+        with session(cfg):
+            started = time.perf_counter() - t
+            journal = Journal(path=str(Path(tmp) / "journal.json"))
+            shipped = PageConverter(vector_name=UNNAMED, text=TextSource(), encode=encoded_elsewhere)
+            reembed_ranges(conn, QdrantSettings(location=":memory:"), journal, source="src", target="ray",
+                           converter=shipped, vectors=False, config=cfg, student=tmp, page_size=page,
+                           encode_batch_size=64, total=n, progress=False)
+            total_s = time.perf_counter() - t
+        ray_alive = ray.is_initialized()
+    times = [r.written_at for r in journal.ranges]
+    steady = sum(r.written for r in journal.ranges[1:]) / (times[-1] - times[0])
+    return {"points": n, "page_size": page, "range_size": range_size, "workers": 2,
+            "local_points_per_s": local.points_per_s, "ray_points_per_s_steady": steady,
+            "ray_points_per_s_with_startup": n / total_s, "ray_startup_s": started,
+            "ratio_steady": steady / local.points_per_s, "ratio_with_startup": n / total_s / local.points_per_s,
+            "per_worker_points_per_s": steady / 2, "ray_left_running": ray_alive}
+
+
 def distill_time(n: int, quick: bool) -> dict[str, float]:
     """Wall time of distilling MiniLM on ``n`` SciFact documents (stored mpnet vectors), per 1k samples."""
     import gzip as gz
@@ -241,12 +296,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=None, help="JSON output (default benchmarks/results/speed.json)")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--ray-only", action="store_true", help="only the Ray vs local engine comparison "
+                        "(writes benchmarks/results/ray[_quick].json)")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
     if args.memory_child:
         print(json.dumps(memory_run(args.memory_child, debian_texts(20000))))
+        return
+    if args.ray_only:
+        ray_only(args.quick, args.out)
         return
     quick = args.quick
     out: dict[str, Any] = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, torch threads "
@@ -277,10 +337,22 @@ def main() -> None:
     print("project", out["project"], flush=True)
     out["distill"] = distill_time(64 if quick else 1000, quick)
     print("distill", out["distill"], flush=True)
+    out["ray"] = ray_vs_local(300 if quick else 3000, debian_texts(3000), quick)
+    print("ray", out["ray"], flush=True)
     path = args.out or RESULTS / ("speed_quick.json" if quick else "speed.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2))
     print(table(out))
+    print(f"wrote {path}")
+
+
+def ray_only(quick: bool, out: Path | None) -> None:
+    result = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "quick": quick,
+              "ray": ray_vs_local(300 if quick else 3000, debian_texts(3000), quick)}
+    path = out or RESULTS / ("ray_quick.json" if quick else "ray.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result["ray"], indent=2))
     print(f"wrote {path}")
 
 
@@ -306,6 +378,12 @@ def table(out: dict[str, Any]) -> str:
     d = out["distill"]
     lines.append(f"distillation (MiniLM, SciFact abstracts): {d['wall_time_s']:.0f} s for {d['samples']} samples, "
                  f"{d['per_1k_s']:.0f} s per 1k")
+    r = out["ray"]
+    lines.append(f"Ray engine ({r['workers']} actors x 1 thread, local Ray) vs local engine (2 threads), MiniLM+Dense "
+                 f"student, {r['points']:,} points: {r['ray_points_per_s_steady']:.1f} vs {r['local_points_per_s']:.1f}"
+                 f" points/s steady ({r['ratio_steady']:.2f}x; {r['per_worker_points_per_s']:.1f} per worker); with "
+                 f"Ray's startup ({r['ray_startup_s']:.1f} s) {r['ray_points_per_s_with_startup']:.1f} points/s "
+                 f"({r['ratio_with_startup']:.2f}x)")
     return "\n".join(lines)
 
 

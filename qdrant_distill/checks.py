@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from connectors.base import Sample
-from qdrant_distill.config import MIN_HOLDOUT, MIN_TRAIN_PAIRS, HeadInit, MigrationConfig, Mode, StudentKind
+from qdrant_distill.config import MIN_HOLDOUT, MIN_TRAIN_PAIRS, Engine, HeadInit, MigrationConfig, Mode, StudentKind
 from qdrant_distill.encoders import local_modules
 from qdrant_distill.errors import ConfigError, DimensionError, DistillError, EmptyCollection, UnsupportedVectors
 from qdrant_distill.teacher import TeacherCheck, check_teacher
@@ -214,12 +214,21 @@ def check_packages(config: MigrationConfig) -> None:
                           hint="pip install 'qdrant-distill[train]', or pass --export none")
 
 
+def check_engine(config: MigrationConfig) -> None:
+    """The Ray engine needs Ray installed (checked without importing it)."""
+    if config.engine is Engine.RAY:
+        from qdrant_distill.ray_engine import require_ray
+
+        require_ray()
+
+
 def check_inputs(config: MigrationConfig, points: int, notes: list[str]) -> None:
     """Everything the configuration alone (and the collection's size) tells: models, sizes, training, the gate."""
     if config.mode is Mode.PROJECTION_ONLY and not config.teacher_model:
         raise ConfigError("projection-only mode needs the teacher model for queries", hint="pass --teacher MODEL")
     check_model(config.student.base_model, "student model")
     check_model(config.teacher_model, "teacher model")
+    check_engine(config)
     check_sizes(config, points)
     check_training(config)
     check_packages(config)

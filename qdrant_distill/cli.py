@@ -110,6 +110,7 @@ OPTION_PATHS = {
     "epochs": "student.epochs", "max_steps": "student.max_steps", "keep_layers": "student.keep_layers",
     "label_queries": "student.label_queries", "export": "student.export", "min_recall": "gate.min_recall_at_10",
     "min_spearman": "gate.min_spearman", "min_ndcg": "gate.min_ndcg_at_10", "queries": "gate.queries",
+    "engine": "engine", "ray_address": "ray.address", "workers": "ray.workers", "gpus_per_worker": "ray.gpus_per_worker",
 }
 # flags that only ever switch a default off
 OFF_SWITCHES = {"no_progress": "progress", "no_teacher_check": "teacher_check"}
@@ -178,6 +179,11 @@ def migrate(
     missing_text: Annotated[Optional[str], typer.Option(help="fail | skip | project")] = None,
     page_size: Annotated[Optional[int], typer.Option(help="points per page")] = None,
     run_dir: Annotated[Optional[str], typer.Option(help="journal folder [default: ./runs/<source>-<dim>]")] = None,
+    engine: Annotated[Optional[str], typer.Option(help="re-embed engine: local | ray [default: local]")] = None,
+    ray_address: Annotated[Optional[str], typer.Option(
+        "--ray-address", envvar="RAY_ADDRESS", help="existing Ray cluster [default: a local one]")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="ray: encoder actors [default: 2]")] = None,
+    gpus_per_worker: Annotated[Optional[float], typer.Option(help="ray: GPUs per actor [default: 0]")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bars")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask before moving the alias")] = False,
     url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False,

@@ -25,12 +25,14 @@ __all__ = [
     "MIN_HOLDOUT",
     "MIN_TRAIN_PAIRS",
     "DistillConfig",
+    "Engine",
     "GateConfig",
     "HeadInit",
     "LossWeights",
     "MigrationConfig",
     "MissingTextPolicy",
     "Mode",
+    "RayConfig",
     "StudentKind",
     "load_config",
 ]
@@ -194,6 +196,33 @@ class MissingTextPolicy(str, enum.Enum):
     PROJECT = "project"
 
 
+class Engine(str, enum.Enum):
+    """What runs the re-embed stage.
+
+    - ``local``: threads in this process (the default; needs nothing more).
+    - ``ray``: Ray actors encode, on this machine or an existing Ray cluster (``pip install 'qdrant-distill[ray]'``).
+    """
+
+    LOCAL = "local"
+    RAY = "ray"
+
+
+DEFAULT_RANGE_SIZE = 4096
+
+
+class RayConfig(BaseModel):
+    """How the Ray engine runs (ignored by the local engine). See docs/scale.md."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str | None = Field(None, description="an existing Ray cluster (e.g. ray://head:10001 or auto); "
+                                "default: start a local one on this machine's cores")
+    workers: int = Field(2, ge=1, description="encoder actors, each with the student loaded once")
+    gpus_per_worker: float = Field(0.0, ge=0, description="GPUs each actor reserves (0: CPU actors)")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs each actor reserves (its torch threads)")
+    range_size: int = Field(DEFAULT_RANGE_SIZE, ge=1, description="points per id range (the unit of resume)")
+
+
 class GateConfig(BaseModel):
     """Minimum quality before anything is written. Metric keys as :func:`qdrant_distill.evaluate.fidelity` returns."""
 
@@ -245,6 +274,8 @@ class MigrationConfig(BaseModel):
     page_size: int = Field(1024, ge=1, description="points per scroll page and upsert (larger pages encode faster)")
     encode_batch_size: int = Field(64, ge=1)
     prefetch_pages: int = Field(2, ge=1, description="pages read ahead of the encoder (bounds memory)")
+    engine: Engine = Engine.LOCAL
+    ray: RayConfig = Field(default_factory=RayConfig)
     verify_sample: int = Field(64, ge=0, description="target vectors re-encoded and compared during verify")
     run_dir: str | None = Field(None, description="folder for the journal and student; default ./runs/<source>-<dim>")
     progress: bool = True

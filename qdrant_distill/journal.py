@@ -18,9 +18,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from connectors.base import PointId
 from qdrant_distill.errors import MigrationError
 
-__all__ = ["JOURNAL_FILE", "Journal", "Stage"]
+__all__ = ["JOURNAL_FILE", "IdRange", "Journal", "Stage"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,19 @@ class Stage(str, enum.Enum):
         return list(Stage).index(self)
 
 
+class IdRange(BaseModel):
+    """One contiguous id range of the source (the Ray engine's unit of work and of resume): the points from ``start``
+    (inclusive, in scroll order) up to ``end`` (exclusive; None: to the end). ``done`` once all of it is written."""
+
+    start: PointId
+    end: PointId | None = None
+    done: bool = False
+    written: int = 0
+    projected: int = 0
+    skipped: list[Any] = Field(default_factory=list)
+    written_at: float | None = None
+
+
 class Journal(BaseModel):
     """State of one migration run. ``path`` is where it lives; every ``save`` replaces the file atomically."""
 
@@ -69,6 +83,7 @@ class Journal(BaseModel):
     backend: str = "torch"  # how the student runs: torch, onnx, onnx-int8 or static (its export's checked choice)
     checkpoint: Any = None  # scroll offset of the next page to re-embed
     reembed_finished: bool = False  # the last page is written (checkpoint is None again)
+    ranges: list[IdRange] = Field(default_factory=list)  # the Ray engine's id ranges (the local engine: checkpoint)
     points_written: int = 0
     skipped_ids: list[Any] = Field(default_factory=list)
     projected_ids: int = 0
@@ -147,6 +162,17 @@ class Journal(BaseModel):
             if tmp is not None:
                 Path(tmp).unlink(missing_ok=True)
             raise
+
+    def record_range(self, index: int, *, written: int, projected: int, skipped: list[Any]) -> None:
+        """Record that range ``index`` is written (``wait=True``), totals updated; saved at once."""
+        r = self.ranges[index]
+        r.done, r.written, r.projected, r.skipped, r.written_at = True, written, projected, list(skipped), time.time()
+        done = [x for x in self.ranges if x.done]
+        self.points_written = sum(x.written for x in done)
+        self.projected_ids = sum(x.projected for x in done)
+        self.skipped_ids = [i for x in done for i in x.skipped]
+        self.reembed_finished = len(done) == len(self.ranges)
+        self.save()
 
     def advance(self, stage: Stage, **fields: Any) -> None:
         """Record that ``stage`` is complete, with its results, and save."""

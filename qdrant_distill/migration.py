@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from pathlib import Path
 from collections.abc import Callable
 from functools import partial
@@ -19,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from connectors.base import Connector, Sample
 from qdrant_distill._version import __version__
-from qdrant_distill.config import MigrationConfig, Mode
+from qdrant_distill.config import Engine, MigrationConfig, Mode
 from qdrant_distill.encoders import Encoder, load_encoder
 from qdrant_distill.errors import (
     DimensionError,
@@ -97,6 +98,7 @@ def migrate(
     """
     own = connector is None
     conn = connector or open_connector(config)
+    engine = ExitStack()
     try:
         if plan is None:
             plan = make_plan(config, conn)
@@ -109,6 +111,7 @@ def migrate(
             plan.source_collection, plan.source_alias, plan.target, plan.alias,
         )
         journal.save()
+        engine.enter_context(_engine_session(config, journal))  # Ray started (and checked) before any training
         resumed = journal.done(Stage.SAMPLED)
         sample = stage_sample(config, conn, journal, plan)
         try:
@@ -131,6 +134,7 @@ def migrate(
                 mirror_stage(conn, journal)  # killed after the swap was journaled, before the metadata caught up
         return _report(config, plan, journal)
     finally:
+        engine.close()
         if own:
             conn.close()
 
@@ -287,13 +291,18 @@ def stage_create(config: MigrationConfig, conn: Connector, journal: Journal, pla
 
 
 def stage_reembed(config: MigrationConfig, conn: Connector, journal: Journal, plan: MigrationPlan) -> None:
-    """Stream every point into the target, checkpointing the scroll offset after each written page."""
+    """Stream every point into the target, checkpointing the scroll offset after each written page (the Ray engine:
+    each id range once written)."""
     if journal.done(Stage.REEMBEDDED):
         return
-    converter, vectors = _pipeline(config, conn, journal, plan)
     if journal.reembed_finished:  # killed between the last page and the stage record
         journal.advance(Stage.REEMBEDDED)
         return
+    if config.engine is Engine.RAY:
+        _reembed_on_ray(config, conn, journal, plan)
+        journal.advance(Stage.REEMBEDDED)
+        return
+    converter, vectors = _pipeline(config, conn, journal, plan)
     if journal.checkpoint is None:  # nothing durable yet: start over (upserts are idempotent)
         journal.points_written, journal.skipped_ids, journal.projected_ids = 0, [], 0
     written_before, skipped_before, projected_before = journal.points_written, list(journal.skipped_ids), journal.projected_ids
@@ -315,6 +324,16 @@ def stage_reembed(config: MigrationConfig, conn: Connector, journal: Journal, pl
         progress=config.progress,
     )
     journal.advance(Stage.REEMBEDDED)
+
+
+def _reembed_on_ray(config: MigrationConfig, conn: Connector, journal: Journal, plan: MigrationPlan) -> None:
+    from qdrant_distill.ray_engine import encoded_elsewhere, reembed_ranges
+
+    converter, vectors = _pipeline(config, conn, journal, plan, encode=encoded_elsewhere)
+    reembed_ranges(conn, config.qdrant, journal, source=plan.source_collection, target=plan.target,
+                   converter=converter, vectors=vectors, config=config.ray, student=encoder_reference(journal),
+                   backend=journal.backend, page_size=config.page_size, encode_batch_size=config.encode_batch_size,
+                   total=plan.points, progress=config.progress)
 
 
 def stage_verify(config: MigrationConfig, conn: Connector, journal: Journal, plan: MigrationPlan) -> None:
@@ -380,6 +399,15 @@ def _mirrored_stage(conn: Connector, target: str) -> str | None:
     return record.read_from(conn, target).get("stage")
 
 
+def _engine_session(config: MigrationConfig, journal: Journal) -> AbstractContextManager[None]:
+    """The re-embed engine's lifetime: a Ray session while the Ray engine still has points to write."""
+    if config.engine is not Engine.RAY or journal.done(Stage.REEMBEDDED):
+        return nullcontext()
+    from qdrant_distill.ray_engine import session
+
+    return session(config.ray)
+
+
 def _teacher_id(config: MigrationConfig, plan: MigrationPlan) -> str:
     return config.teacher_model or f"stored:{plan.source_collection}/{plan.vector_name or 'vector'}"
 
@@ -409,13 +437,16 @@ def encoder_reference(journal: Journal) -> str:
     return journal.export_path if journal.backend != "torch" and journal.export_path else journal.student_path
 
 
-def _converter(config: MigrationConfig, journal: Journal, plan: MigrationPlan) -> PageConverter:
+def _converter(config: MigrationConfig, journal: Journal, plan: MigrationPlan,
+               encode: Callable[[list[str]], np.ndarray] | None = None) -> PageConverter:
+    """The page converter; ``encode`` replaces the student's own (the Ray engine encodes in its actors)."""
     from qdrant_distill.projection import PCAProjection
 
     projection = PCAProjection.load(journal.projection_path) if journal.projection_path else None
     project = (lambda v: projection.transform(v, normalize=True)) if projection is not None else None
-    encode = None
-    if config.mode is Mode.REEMBED:
+    if config.mode is not Mode.REEMBED:
+        encode = None
+    elif encode is None:
         student = load_encoder(encoder_reference(journal), backend=journal.backend,
                                batch_size=config.encode_batch_size)
         encode = partial(student.encode, kind="document")
@@ -424,10 +455,11 @@ def _converter(config: MigrationConfig, journal: Journal, plan: MigrationPlan) -
 
 
 def _pipeline(
-    config: MigrationConfig, conn: Connector, journal: Journal, plan: MigrationPlan
+    config: MigrationConfig, conn: Connector, journal: Journal, plan: MigrationPlan,
+    encode: Callable[[list[str]], np.ndarray] | None = None,
 ) -> tuple[PageConverter, list[str] | bool]:
     """The page converter of this migration and the vectors a scroll of the source must fetch for it."""
-    converter = _converter(config, journal, plan)
+    converter = _converter(config, journal, plan, encode)
     info = conn.describe(plan.source_collection)
     vectors = read_vectors([*info.vectors, *info.sparse_vectors], plan.vector_name, converter.needs_teacher_vector)
     return converter, vectors

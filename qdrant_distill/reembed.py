@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from connectors.base import UNNAMED, Connector, Point, PointId, TextSource
+from connectors.base import UNNAMED, Connector, Page, Point, PointId, TextSource
 from qdrant_distill.config import MissingTextPolicy
 from qdrant_distill.errors import MigrationError, NoTextPayload
 
-__all__ = ["PageConverter", "ReembedStats", "reembed"]
+__all__ = ["PageConverter", "PendingPage", "ReembedStats", "id_key", "id_ranges", "reembed", "scroll_range"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,15 @@ class ReembedStats:
 
 
 @dataclass
+class PendingPage:
+    """A page between reading and writing: texts to encode, their points, and the points converted already."""
+
+    texts: list[str]
+    to_encode: list[Point]
+    ready: list[Point]
+
+
+@dataclass
 class PageConverter:
     """Turns source points into target points: the teacher vector replaced, payload and other vectors kept.
 
@@ -69,8 +78,20 @@ class PageConverter:
         return self.encode is None or self.missing_text is MissingTextPolicy.PROJECT
 
     def convert(self, points: Sequence[Point], stats: ReembedStats) -> list[Point]:
+        pending = self.prepare(points, stats)
+        vectors = None
+        if pending.texts:
+            assert self.encode is not None  # prepare() only asks for texts when there is an encoder
+            started = time.perf_counter()
+            vectors = np.asarray(self.encode(pending.texts), dtype=np.float32)
+            stats.encode_seconds += time.perf_counter() - started
+        return self.complete(pending, vectors, stats)
+
+    def prepare(self, points: Sequence[Point], stats: ReembedStats) -> PendingPage:
+        """The first half of :meth:`convert`: the texts to encode, and the points that need no encoder (projected,
+        or skipped by the missing-text policy) converted already. An engine encodes ``texts`` where it likes."""
         if self.encode is None:
-            return self._projected(points, stats)
+            return PendingPage(texts=[], to_encode=[], ready=self._projected(points, stats))
         texts: list[str] = []
         with_text: list[Point] = []
         without: list[Point] = []
@@ -79,16 +100,16 @@ class PageConverter:
             (with_text if t is not None else without).append(p)
             if t is not None:
                 texts.append(t)
-        out: list[Point] = []
-        if without:
-            out += self._missing(without, stats)
-        if texts:
-            started = time.perf_counter()
-            vectors = np.asarray(self.encode(texts), dtype=np.float32)
-            stats.encode_seconds += time.perf_counter() - started
-            stats.encoded += len(texts)
-            out += [self._with_vector(p, v) for p, v in zip(with_text, vectors)]
-        return out
+        ready = self._missing(without, stats) if without else []
+        return PendingPage(texts=texts, to_encode=with_text, ready=ready)
+
+    def complete(self, pending: PendingPage, vectors: np.ndarray | None, stats: ReembedStats) -> list[Point]:
+        """The second half of :meth:`convert`: the target points, given the vectors of ``pending.texts``."""
+        if not pending.texts:
+            return pending.ready
+        assert vectors is not None and len(vectors) == len(pending.texts)
+        stats.encoded += len(pending.texts)
+        return pending.ready + [self._with_vector(p, v) for p, v in zip(pending.to_encode, vectors)]
 
     def _missing(self, points: list[Point], stats: ReembedStats) -> list[Point]:
         ids = [p.id for p in points]
@@ -132,6 +153,45 @@ def read_vectors(info_vectors: Sequence[str], vector_name: str, need_teacher: bo
     if names == [UNNAMED]:
         return True
     return names
+
+
+def id_key(pid: PointId) -> tuple[int, int | str]:
+    """A point id's place in Qdrant's scroll order: integer ids first, by value, then UUIDs (as canonical strings)."""
+    return (0, pid) if isinstance(pid, int) else (1, str(pid).lower())
+
+
+ID_SCROLL_PAGE = 10_000  # ids per request of the boundary scroll (ids only: a few hundred KB a page)
+
+
+def id_ranges(connector: Connector, collection: str, size: int) -> list[tuple[PointId, PointId | None]]:
+    """Split ``collection`` into contiguous id ranges of ``size`` points: one scroll of ids only (no payload, no
+    vectors) takes every ``size``-th id as a boundary. Returns ``(start, end)`` pairs, ``end`` exclusive (None: to
+    the end); an empty collection gives none."""
+    starts: list[PointId] = []
+    seen = 0
+    for page in connector.scroll(collection, page_size=ID_SCROLL_PAGE, with_payload=False, with_vectors=False):
+        for p in page.points:
+            if seen % size == 0:
+                starts.append(p.id)
+            seen += 1
+    return list(zip(starts, [*starts[1:], None]))
+
+
+def scroll_range(
+    connector: Connector, collection: str, start: PointId, end: PointId | None, *, page_size: int,
+    vectors: list[str] | bool,
+) -> Iterator[Page]:
+    """The pages of one id range: a scroll from ``start`` that stops before ``end`` (points added or deleted
+    meanwhile move no boundary: the order decides, not a count). The last page has ``next_offset`` None."""
+    limit = None if end is None else id_key(end)
+    for page in connector.scroll(collection, page_size=page_size, with_payload=True, with_vectors=vectors,
+                                 offset=start):
+        points = page.points if limit is None else [p for p in page.points if id_key(p.id) < limit]
+        last = page.next_offset is None or len(points) < len(page.points) or (
+            limit is not None and id_key(page.next_offset) >= limit)
+        yield Page(points=points, offset=page.offset, next_offset=None if last else page.next_offset)
+        if last:
+            return
 
 
 class _Pipeline:

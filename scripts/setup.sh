@@ -21,7 +21,7 @@ fi
 stamp=.venv/.qdrant-distill-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "[setup] installing qdrant-distill and its dependencies"
-  $VPIP install -q -e '.[train,dev]'
+  $VPIP install -q -e '.[train,dev,ray]'  # ray: an optional extra for users; the tests run the Ray engine
   touch "$stamp"
 fi
 

@@ -25,7 +25,8 @@ def run(script: str, out: Path) -> dict:
                     reason="needs models/all-mpnet-base-v2 (scripts/setup.sh) and ../shared/data")
 def test_speed_quick(tmp_path: Path) -> None:
     result = run("speed.py", tmp_path / "speed.json")
-    assert {"encode", "pipeline", "memory", "project", "distill"} <= result.keys()
+    assert {"encode", "pipeline", "memory", "project", "distill", "ray"} <= result.keys()
+    assert result["ray"]["ray_points_per_s_steady"] > 0 and result["ray"]["local_points_per_s"] > 0
     assert len(result["encode"]) == 5 and len(result["memory"]) == 2
 
 
