@@ -265,7 +265,7 @@ def export_folder(ref: str | Path | None) -> Path | None:
     return None
 
 
-def _onnx_session(path: Path) -> Any:
+def _onnx_session(path: Path, threads: int | None = None) -> Any:
     try:
         import onnxruntime as ort
     except ImportError as exc:
@@ -273,10 +273,12 @@ def _onnx_session(path: Path) -> Any:
                            hint="pip install 'qdrant-distill[onnx]', or use backend='torch'") from exc
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _load_export(folder: Path, backend: str, batch_size: int, normalize: bool) -> Encoder:
+def _load_export(folder: Path, backend: str, batch_size: int, normalize: bool, threads: int | None = None) -> Encoder:
     """The encoder of one format in an export folder (``static``, ``onnx`` or ``onnx-int8``)."""
     from tokenizers import Tokenizer
 
@@ -301,7 +303,7 @@ def _load_export(folder: Path, backend: str, batch_size: int, normalize: bool) -
         tokenizer.enable_truncation(manifest.max_seq_length)
     pad_id = tokenizer.padding["pad_id"] if tokenizer.padding else 0
     tokenizer.enable_padding(pad_id=pad_id)
-    session = _onnx_session(folder / manifest.files[backend])
+    session = _onnx_session(folder / manifest.files[backend], threads)
     return OnnxEncoder(session, tokenizer, name=name, dim=manifest.dim, inputs=manifest.inputs,
                        prompts=manifest.prompts, backend=backend, batch_size=batch_size, normalize=normalize)
 
@@ -437,6 +439,7 @@ def load_encoder(
     batch_size: int = DEFAULT_BATCH_SIZE,
     max_seq_length: int | None = None,
     normalize: bool = True,
+    threads: int | None = None,
 ) -> Encoder:
     """The one place a model is loaded to encode.
 
@@ -444,13 +447,14 @@ def load_encoder(
     export folder, an embeddings endpoint, or an encoder (returned as it is). ``backend`` picks how a local model
     runs: ``torch``, ``onnx`` or ``onnx-int8`` (its export, :mod:`qdrant_distill.export`), or ``auto``: the format
     its export chose when it passed its checks (int8 first), torch when there is no export. ``projection`` (a
-    :class:`PCAProjection` or its ``.npz``) puts a projection on top. Models are cached.
+    :class:`PCAProjection` or its ``.npz``) puts a projection on top. ``threads`` caps an onnxruntime session's
+    threads (torch's are process-wide: ``torch.set_num_threads``). Models are cached.
     """
     http = _load_http(ref, normalize)
     if http is not None:
         encoder = http
     elif isinstance(ref, (str, Path)):
-        encoder = _load_local(ref, backend, device, batch_size, max_seq_length, normalize)
+        encoder = _load_local(ref, backend, device, batch_size, max_seq_length, normalize, threads)
     else:
         encoder = as_encoder(ref, batch_size=batch_size)
     if projection is None:
@@ -462,11 +466,11 @@ def load_encoder(
 
 
 def _load_local(ref: str | Path, backend: str, device: str, batch_size: int, max_seq_length: int | None,
-                normalize: bool) -> Encoder:
+                normalize: bool, threads: int | None = None) -> Encoder:
     """A model on this machine (or a hub name), on the backend asked for."""
     folder, chosen = _pick_backend(ref, backend)
     if folder is not None:
-        return _load_export(folder, chosen, batch_size, normalize)
+        return _load_export(folder, chosen, batch_size, normalize, threads)
     resolved = resolve_reference(ref)
     encoder = _load_static(Path(resolved).expanduser(), resolved, normalize)
     if encoder is None:

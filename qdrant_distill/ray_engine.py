@@ -127,14 +127,15 @@ class EncodeBatch:
     are written to a temporary folder when ``student`` does not exist there."""
 
     def __init__(self, student: str, *, batch_size: int = 64, device: str = "cpu", threads: int | None = None,
-                 files: dict[str, bytes] | None = None) -> None:
-        from qdrant_distill.encoders import load_encoder
+                 files: dict[str, bytes] | None = None, backend: str = "auto") -> None:
+        from qdrant_distill.encoders import SentenceTransformerEncoder, load_encoder
 
-        if threads:
+        self.encoder = load_encoder(_student_folder(student, files), device=device, batch_size=batch_size,
+                                    backend=backend, threads=threads)
+        if threads and isinstance(self.encoder, SentenceTransformerEncoder):
             import torch
 
             torch.set_num_threads(threads)
-        self.encoder = load_encoder(_student_folder(student, files), device=device, batch_size=batch_size)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         texts = [str(t) for t in batch[TEXT]]
@@ -165,13 +166,13 @@ def _student_folder(student: str, files: dict[str, bytes] | None) -> str:
     return str(root)
 
 
-def _encoder_args(config: RayConfig, student: str, batch_size: int) -> dict[str, Any]:
+def _encoder_args(config: RayConfig, student: str, batch_size: int, backend: str) -> dict[str, Any]:
     from qdrant_distill.encoders import STUDENT_DIR
 
     folder = Path(student) / STUDENT_DIR if (Path(student) / STUDENT_DIR).is_dir() else Path(student)
     return {"student": str(folder), "batch_size": batch_size, "device": "cuda" if config.gpus_per_worker else "cpu",
             "threads": max(1, int(config.cpus_per_worker)),
-            "files": student_files(folder) if config.address and folder.is_dir() else None}
+            "files": student_files(folder) if config.address and folder.is_dir() else None, "backend": backend}
 
 
 # -- the stage --------------------------------------------------------------------------------------------------------
@@ -180,7 +181,7 @@ def _encoder_args(config: RayConfig, student: str, batch_size: int) -> dict[str,
 def reembed_ranges(
     conn: Connector, settings: QdrantSettings, journal: Journal, *, source: str, target: str,
     converter: PageConverter, vectors: list[str] | bool, config: RayConfig, student: str, page_size: int,
-    encode_batch_size: int, total: int, progress: bool = True,
+    encode_batch_size: int, total: int, progress: bool = True, backend: str = "auto",
 ) -> None:
     """Re-embed every range the journal does not record as written (splitting the source into ranges first)."""
     if not journal.ranges:
@@ -193,7 +194,7 @@ def reembed_ranges(
         logger.info("resuming: %d of %d ranges written, %d to go", len(journal.ranges) - len(todo),
                     len(journal.ranges), len(todo))
     shipped = dataclasses.replace(converter, encode=encoded_elsewhere if converter.encode else None)
-    args = _encoder_args(config, student, encode_batch_size)
+    args = _encoder_args(config, student, encode_batch_size, backend)
     already = journal.points_written + len(journal.skipped_ids)
     with tqdm(total=total, initial=already, unit="pt", desc="re-embed (ray)", disable=not progress,
               dynamic_ncols=True) as bar:

@@ -23,7 +23,8 @@ from connectors.base import UNNAMED, Point
 from qdrant_distill import ConfigError, Stage, migrate, open_journal
 from qdrant_distill.reembed import id_key, id_ranges, scroll_range
 from tests.conftest import REPO
-from tests.test_migration import build_source, config, points_of
+from tests.test_migration import build_source, points_of
+from tests.test_migration import config as migration_config
 
 ray = pytest.importorskip("ray")  # a guard only: scripts/setup.sh installs the ray extra, so CI runs these
 
@@ -35,6 +36,13 @@ def local_ray():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+
+
+def config(model: Path, run_dir: Path, **overrides: Any):
+    """The students run as their fp32 ONNX graph: it gives a text the same vector in any batch, so the two engines
+    (which batch differently) agree within 1e-5. An int8 graph quantises activations per batch (docs/encoders.md)."""
+    cfg = migration_config(model, run_dir, **overrides)
+    return cfg.model_copy(update={"student": cfg.student.model_copy(update={"export": "onnx"})})
 
 
 def ray_config(model: Path, run_dir: Path, **overrides: Any):

@@ -71,7 +71,8 @@ def env() -> dict[str, str]:
 def args(store: Path, run_dir: Path, model: Path) -> list[str]:
     return ["migrate", "--alias", "docs", "--yes", "--path", str(store), "--student", str(model), "--dim", "16",
             "--sample-size", "100", "--max-steps", "2", "--min-recall", "0", "--min-spearman", "-1",
-            "--page-size", "50", "--run-dir", str(run_dir), "--no-progress"]
+            "--page-size", "50", "--run-dir", str(run_dir), "--no-progress",
+            "--export", "onnx"]  # fp32: a text's vector does not depend on its batch (the Ray engine batches otherwise)
 
 
 def journal(run_dir: Path) -> dict[str, Any]:
