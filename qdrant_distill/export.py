@@ -22,12 +22,13 @@ and, when a holdout evaluation is given, int8 is re-evaluated on it and refused 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -287,7 +288,7 @@ def _export_graph(model: Any, path: Path) -> list[str]:
     wrapper = _whole(model, names).eval()
     axes = {name: {0: "batch", 1: "sequence"} for name in names} | {"sentence_embedding": {0: "batch"}}
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        with torch.no_grad(), warnings.catch_warnings(), _eager_attention(model):
             warnings.simplefilter("ignore")
             torch.onnx.export(wrapper, tuple(sample[n].cpu() for n in names), str(path), input_names=names,
                               output_names=["sentence_embedding"], dynamic_axes=axes, opset_version=OPSET,
@@ -295,6 +296,27 @@ def _export_graph(model: Any, path: Path) -> list[str]:
     except Exception as exc:
         raise StudentError(f"cannot export {type(model).__name__} to ONNX: {type(exc).__name__}: {exc}") from exc
     return names
+
+
+@contextlib.contextmanager
+def _eager_attention(model: Any) -> Iterator[None]:
+    """Trace the plain attention (MatMul, Softmax, MatMul): measured here, the graph traced from PyTorch's SDPA ran
+    batches of long texts at 0.7x the speed of this one in onnxruntime (int8 MiniLM: 28.8 against 42.7 docs/s)."""
+    auto = getattr(model[0], "auto_model", None)
+    setter = getattr(auto, "set_attn_implementation", None)
+    before = getattr(getattr(auto, "config", None), "_attn_implementation", None)
+    if setter is None or before in (None, "eager"):
+        yield
+        return
+    try:
+        setter("eager")
+    except (ValueError, ImportError):  # a model without an eager attention: keep what it has
+        yield
+        return
+    try:
+        yield
+    finally:
+        setter(before)
 
 
 def _whole(model: Any, names: list[str]) -> Any:

@@ -37,7 +37,7 @@ from qdrant_distill.reembed import PageConverter, read_vectors, reembed
 from qdrant_distill import record
 from qdrant_distill.swap import abandon, finalize, rollback, swap
 from qdrant_distill.swap import mirror_stage
-from qdrant_distill.verify import catch_up, verify
+from qdrant_distill.verify import VERIFY_MIN_COSINE, catch_up, verify
 
 __all__ = ["MigrationReport", "abandon_run", "migrate", "open_connector", "open_journal", "query_encoder", "status"]
 
@@ -348,9 +348,17 @@ def stage_verify(config: MigrationConfig, conn: Connector, journal: Journal, pla
     journal.save()
     report = verify(conn, source=plan.source_collection, target=plan.target, converter=converter,
                     vector_name=plan.vector_name, dim=config.dim, skipped=journal.skipped_ids,
-                    sample=config.verify_sample, page_size=config.page_size)
+                    sample=config.verify_sample, page_size=config.page_size, min_cosine=_verify_cosine(journal))
     journal.advance(Stage.VERIFIED, verify=report)
     record.write(conn, plan.target, {**_record(config, journal, plan), "stage": Stage.VERIFIED.value})
+
+
+def _verify_cosine(journal: Journal) -> float:
+    """How close re-encoded vectors must be: an int8 graph's move with their batch (as much as its export check
+    allows), every other backend's are the same vectors."""
+    from qdrant_distill.export import MIN_INT8_COSINE
+
+    return MIN_INT8_COSINE if journal.backend == "onnx-int8" else VERIFY_MIN_COSINE
 
 
 # -- operator commands ----------------------------------------------------------------------------------------------
