@@ -18,7 +18,9 @@ test: setup
 bench-quick: setup
 	.venv/bin/python benchmarks/quality.py --quick
 	.venv/bin/python benchmarks/speed.py --quick
+	.venv/bin/python benchmarks/backends.py --quick
 
 bench: setup
 	.venv/bin/python benchmarks/quality.py
 	.venv/bin/python benchmarks/speed.py
+	.venv/bin/python benchmarks/backends.py
