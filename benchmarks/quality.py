@@ -195,6 +195,7 @@ def transformer_config(quick: bool) -> DistillConfig:
     the body (exp. in docs/benchmarks.md) lowered it further; so the head moves little (low rate, one epoch).
     """
     return DistillConfig(
+        export="none",  # the rows here run on torch; the ONNX backends: benchmarks/backends.py
         kind="transformer",
         base_model=str(MINILM),
         dim=DIM,
@@ -222,6 +223,7 @@ def query_student_config(quick: bool) -> DistillConfig:
     Chosen on the 809 SciFact *train* queries as a dev set (docs/benchmarks.md); the 300 test queries report.
     """
     return DistillConfig(
+        export="none",  # the rows here run on torch; the ONNX backends: benchmarks/backends.py
         kind="transformer",
         base_model=str(MINILM),
         dim=DIM,
@@ -250,6 +252,7 @@ def pruned_query_config(quick: bool) -> DistillConfig:
     PCA head, the body trained on pseudo-queries against every training target, 3 epochs). Only the short
     pseudo-queries pass through the body, so a pruned teacher is affordable here, unlike the symmetric pruned row."""
     return for_queries(DistillConfig(
+        export="none",  # the rows here run on torch; the ONNX backends: benchmarks/backends.py
         kind="pruned",
         teacher_model=str(MPNET),
         keep_layers=PRUNED_QUERY_KEEP,
@@ -263,6 +266,7 @@ def pruned_query_config(quick: bool) -> DistillConfig:
 
 def static_config(quick: bool) -> DistillConfig:
     return DistillConfig(
+        export="none",  # the rows here run on torch; the ONNX backends: benchmarks/backends.py
         kind="static",
         base_model=str(MINILM),
         dim=DIM,
@@ -289,6 +293,7 @@ def pruned_config(quick: bool) -> DistillConfig:
     batch_size`` documents (one pass, no repeat) at the full 256-token length.
     """
     return DistillConfig(
+        export="none",  # the rows here run on torch; the ONNX backends: benchmarks/backends.py
         kind="pruned",
         teacher_model=str(MPNET),
         keep_layers=PRUNED_KEEP,
@@ -395,7 +400,7 @@ def run(quick: bool, data: Path, skip: set[str], only: set[str] | None = None) -
         cache = {b.docs[i]: md[i] for i in range(len(b.docs))}
         res = distill(train_texts, b.teacher_docs[b.train_idx], cfg, output_dir=out_root / name,
                       teacher_id="all-mpnet-base-v2", holdout=holdout, body_cache=cache)
-        student = load_encoder(res.student_path)
+        student = load_encoder(res.student_path, backend="torch")
         sq = student.encode(b.queries, kind="query")
         # the body did not change, so the student's document vectors are its head applied to the cached body
         # vectors; checked against real encodings of a sample
@@ -432,7 +437,7 @@ def run(quick: bool, data: Path, skip: set[str], only: set[str] | None = None) -
             cfg = pruned_query_config(quick)
             res = distill(train_texts, b.teacher_docs[b.train_idx], cfg, output_dir=out_root / "query-pruned",
                           teacher_id="all-mpnet-base-v2", holdout=holdout)
-            student = load_encoder(res.student_path)
+            student = load_encoder(res.student_path, backend="torch")
             student.max_seq_length = b.seq
             sq = student.encode(b.queries, kind="query")
             extra = distill_extra(res) | {"keep_layers": PRUNED_QUERY_KEEP}
@@ -469,7 +474,7 @@ def run(quick: bool, data: Path, skip: set[str], only: set[str] | None = None) -
             cfg = pruned_config(quick)
             res = distill(train_texts, b.teacher_docs[b.train_idx], cfg, output_dir=out_root / "pruned",
                           teacher_id="all-mpnet-base-v2", holdout=holdout)
-            student = load_encoder(res.student_path)
+            student = load_encoder(res.student_path, backend="torch")
             # encodings cached by the digest of the trained weights: a retrained student is encoded again
             weights = Path(res.student_path) / "model.safetensors"
             tag = f"mpnet-pruned{PRUNED_KEEP}-{file_digest(weights) if weights.exists() else 'unhashed'}"
@@ -490,7 +495,7 @@ def run(quick: bool, data: Path, skip: set[str], only: set[str] | None = None) -
     if "static" in wanted:
         res = distill(train_texts, b.teacher_docs[b.train_idx], static_config(quick), output_dir=out_root / "static",
                       teacher_id="all-mpnet-base-v2", holdout=holdout)
-        student = load_encoder(res.student_path)
+        student = load_encoder(res.student_path, backend="torch")
         sq, sd = student.encode(b.queries, kind="query"), student.encode(b.docs)
         extra = distill_extra(res)
         if teacher is not None:

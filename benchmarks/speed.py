@@ -283,7 +283,7 @@ def distill_time(n: int, quick: bool) -> dict[str, float]:
             by_id[row["_id"]] = f"{row['title']} {row['text']}"
     ids = [str(i) for i in data["doc_ids"][:n]]
     cfg = DistillConfig(base_model=str(MODELS / "all-MiniLM-L6-v2"), epochs=1, max_seq_length=256,
-                        max_steps=2 if quick else None)
+                        max_steps=2 if quick else None, export="none")  # distillation alone (export: export.json)
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
