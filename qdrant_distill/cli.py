@@ -350,16 +350,12 @@ def export(
 ) -> None:
     """Export a student (or any sentence-transformers model) for onnxruntime; checks each format against torch."""
     from qdrant_distill.render import export_table
-    from qdrant_distill.export import export_target
+    from qdrant_distill.export import export_target, formats_for
 
-    manifest = export_target(target, formats=_formats(format), out_dir=out_dir)
+    if format not in ("onnx", "onnx-int8"):
+        raise typer.BadParameter(f"unknown format {format!r}: use onnx or onnx-int8", param_hint="--format")
+    manifest = export_target(target, formats=formats_for(format), out_dir=out_dir)
     _print_json(manifest) if as_json else out.print(export_table(manifest))
-
-
-def _formats(name: str) -> tuple[str, ...]:
-    if name not in ("onnx", "onnx-int8"):
-        raise typer.BadParameter(f"unknown format {name!r}: use onnx or onnx-int8", param_hint="--format")
-    return ("onnx", "onnx-int8") if name == "onnx-int8" else ("onnx",)
 
 
 @app.command()

@@ -485,10 +485,9 @@ def distill(
 def _export(config: DistillConfig, model: Any, run: _Run, pairs: _Pairs, result: DistillResult,
             output_dir: Path) -> None:
     """Export the saved student (:mod:`qdrant_distill.export`), int8 checked on the holdout; record the outcome."""
-    from qdrant_distill.export import EXPORT_DIR, export_model
+    from qdrant_distill.export import EXPORT_DIR, export_model, formats_for
 
-    formats = ("onnx", "onnx-int8") if config.export == "onnx-int8" else ("onnx",)
-    manifest = export_model(model, output_dir / EXPORT_DIR, formats=formats, check_texts=pairs.hold_texts[:256],
+    manifest = export_model(model, output_dir / EXPORT_DIR, formats=formats_for(config.export), check_texts=pairs.hold_texts[:256],
                             evaluate=run.evaluator, source=result.student_path)
     _record_export(result, manifest, output_dir)
 

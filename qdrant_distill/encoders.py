@@ -269,6 +269,13 @@ def export_folder(ref: str | Path | None) -> Path | None:
 
 
 def _onnx_session(path: Path, threads: int | None = None) -> Any:
+    """The (cached) session of a graph file; a file written again since is loaded again."""
+    stat = path.stat()
+    return _cached_session(str(path), stat.st_mtime_ns, stat.st_size, threads)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_session(path: str, mtime_ns: int, size: int, threads: int | None) -> Any:
     try:
         import onnxruntime as ort
     except ImportError as exc:

@@ -47,6 +47,7 @@ __all__ = [
     "export_model",
     "export_target",
     "fastembed_model",
+    "formats_for",
     "read_manifest",
 ]
 
@@ -223,6 +224,13 @@ def _model(model_or_ref: Any, source: str | None) -> tuple[Any, str]:
     if not hasattr(model_or_ref, "tokenizer") or not hasattr(model_or_ref, "encode"):
         raise StudentError(f"cannot export a {type(model_or_ref).__name__}: not a sentence-transformers model")
     return model_or_ref, source or type(model_or_ref).__name__
+
+
+def formats_for(choice: str) -> tuple[str, ...]:
+    """The graphs an export choice makes: ``onnx-int8`` is fp32 and int8 (fp32 stays as the fallback), ``onnx``
+    fp32 alone."""
+    _check_formats([choice])
+    return ("onnx", "onnx-int8") if choice == "onnx-int8" else ("onnx",)
 
 
 def _check_formats(formats: Sequence[str]) -> None:

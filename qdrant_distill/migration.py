@@ -232,12 +232,14 @@ def _gate_without_int8(config: MigrationConfig, journal: Journal, conn: Connecto
                        distilled: dict[str, float], int8_failures: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The gate on the fp32 graph: when it passes, int8 is refused (recorded in the export, with why) and the
     student runs on fp32; when it fails too, int8 is kept for a later, relaxed gate and its failures returned."""
+    int8_metrics = dict(journal.metrics)
     journal.backend = "onnx"
     failures = _gate(config, journal, conn, plan, distilled)
-    if failures:
-        journal.backend = "onnx-int8"
-        return _gate(config, journal, conn, plan, distilled) or int8_failures
     journal.backend = "onnx-int8"
+    if failures:  # the gate's record stays int8's (measured already: labelled queries are not answered again)
+        journal.metrics = int8_metrics
+        journal.save()
+        return int8_failures
     _refuse_backend(journal, f"below the quality gate: {_failure_text(int8_failures)}")
     return []
 
@@ -500,7 +502,7 @@ def _export_teacher(config: MigrationConfig, sample: Sample, projection: Any, ou
     """Projection-only mode: the teacher exported for onnxruntime (:mod:`qdrant_distill.export`). Each format is
     judged as the query encoder it becomes: teacher + projection against the stored vectors of sampled texts."""
     from qdrant_distill.evaluate import fidelity
-    from qdrant_distill.export import EXPORT_DIR, export_model
+    from qdrant_distill.export import EXPORT_DIR, export_model, formats_for
 
     assert config.teacher_model is not None
     n = min(len(sample.texts), 256)
@@ -509,8 +511,7 @@ def _export_teacher(config: MigrationConfig, sample: Sample, projection: Any, ou
     def evaluate(encoder: Encoder) -> dict[str, float]:
         return fidelity(projection.transform(encoder.encode(texts)), stored)
 
-    formats = ("onnx", "onnx-int8") if config.student.export == "onnx-int8" else ("onnx",)
-    manifest = export_model(config.teacher_model, out / EXPORT_DIR, formats=formats, check_texts=texts[:64],
+    manifest = export_model(config.teacher_model, out / EXPORT_DIR, formats=formats_for(config.student.export), check_texts=texts[:64],
                             evaluate=evaluate, source=model_reference(config.teacher_model))
     return {"export_path": str((out / EXPORT_DIR).resolve()), "backend": manifest.preferred or "torch"}
 
