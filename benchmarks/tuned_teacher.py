@@ -41,6 +41,26 @@ RECIPE = {"epochs": 2, "batch_size": 16, "lr": 3e-5, "warmup_ratio": 0.1, "max_s
 logger = logging.getLogger("benchmarks.tuned_teacher")
 
 
+ADAPTER = REPO.parent / "shared" / "models" / "mpnet-scifact-lora"
+SHIPPED = DATA / "teacher_mpnet-scifact-lora.npz"
+MERGED = CACHE / "tuned-mpnet-lora"
+
+
+def merged_teacher(adapter: Path = ADAPTER, out: Path = MERGED) -> Path:
+    """The tuned teacher: all-mpnet-base-v2 + the shipped LoRA adapter, merged with peft (seconds) into a plain
+    sentence-transformers folder (cached)."""
+    if (out / "modules.json").is_file():
+        return out
+    from peft import PeftModel
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(MPNET), device="cpu")
+    model[0].auto_model = PeftModel.from_pretrained(model[0].auto_model, str(adapter)).merge_and_unload()
+    model.max_seq_length = RECIPE["encode_max_seq_length"]
+    model.save(str(out))
+    return out
+
+
 def train_pairs(quick: bool) -> list[tuple[str, str]]:
     """(train query, judged document text) pairs."""
     data = load_beir(DATA, split="train")

@@ -308,6 +308,7 @@ def _load_export(folder: Path, backend: str, batch_size: int, normalize: bool, t
         tokenizer.no_truncation()
         table = load_file(str(folder / manifest.files["static"]))["embedding.weight"]
         return StaticEncoder(tokenizer, table, name=name, normalize=normalize)
+    backend = _portable_backend(folder, manifest, backend)
     tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
     if manifest.max_seq_length:
         tokenizer.enable_truncation(manifest.max_seq_length)
@@ -317,6 +318,25 @@ def _load_export(folder: Path, backend: str, batch_size: int, normalize: bool, t
     return OnnxEncoder(session, tokenizer, name=name, dim=manifest.dim, inputs=manifest.inputs,
                        prompts=manifest.prompts, backend=backend, batch_size=min(batch_size, ONNX_CPU_BATCH),
                        normalize=normalize)
+
+
+_WARNED: set[str] = set()
+
+
+def _portable_backend(folder: Path, manifest: Any, backend: str) -> str:
+    """``backend``, or fp32 where an (older) int8 graph would compute other vectors on this processor than on the
+    machine that wrote them (:func:`qdrant_distill.cpu.int8_refusal`); the reason is logged once per folder."""
+    from qdrant_distill.cpu import int8_refusal
+
+    reason = int8_refusal(manifest.int8_weight_bits) if backend == "onnx-int8" else None
+    if reason is None:
+        return backend
+    fallback = "onnx" if manifest.accepted("onnx") else None
+    if str(folder) not in _WARNED:
+        _WARNED.add(str(folder))
+        logger.warning("%s: not running int8 here: %s; %s", folder, reason,
+                       "running the fp32 graph instead" if fallback else "no fp32 graph to fall back to")
+    return fallback or backend
 
 
 def _pick_backend(ref: str | Path, backend: str) -> tuple[Path | None, str]:

@@ -8,8 +8,9 @@ and by FastEmbed (``TextEmbedding.add_custom_model(..., pooling=PoolingType.DISA
 - ``model.onnx``: the *whole* model (transformer + pooling + Dense head + normalisation) in one graph, exported with
   ``torch.onnx.export`` (sentence-transformers' own ONNX backend needs optimum, which does not install beside
   sentence-transformers 6, and exports the transformer only).
-- ``model_int8.onnx``: the same graph with the weights of its ``MatMul`` nodes quantised to int8 per output channel
-  (dynamic quantisation: activations are quantised at run time); embeddings, LayerNorm and biases stay fp32.
+- ``model_int8.onnx``: the same graph with the weights of its ``MatMul`` nodes quantised to int8 per output channel,
+  in 7 bits (``|w| <= 64``: exact on every CPU, see :mod:`qdrant_distill.cpu`; dynamic quantisation: activations are
+  quantised at run time); embeddings, LayerNorm and biases stay fp32.
 - ``model.safetensors`` for a static student: its token table (``embedding.weight``), read with numpy.
 - ``tokenizer.json``, ``tokenizer_config.json`` (``model_max_length`` = the model's ``max_seq_length``),
   ``special_tokens_map.json``, ``config.json``, and ``export.json`` (:class:`ExportManifest`): what the folder holds,
@@ -36,6 +37,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
+from qdrant_distill.cpu import SAFE_WEIGHT_BITS, CpuFeatures, cpu_features
 from qdrant_distill.errors import ConfigError, StudentError
 
 __all__ = [
@@ -107,6 +109,9 @@ class ExportManifest(BaseModel):
     checks: dict[str, BackendCheck] = Field(default_factory=dict)
     reference_metrics: dict[str, float] = Field(default_factory=dict)
     preferred: str | None = None
+    # int8 weights in this many bits: 7 since they were made exact on every CPU; a manifest without it is older (8)
+    int8_weight_bits: int = 8
+    checked_on: CpuFeatures | None = None  # the processor the checks below ran on
     wall_time_s: float = 0.0
 
     def accepted(self, backend: str) -> bool:
@@ -270,15 +275,18 @@ def _export_static(model: Any, table: np.ndarray, out: Path, source: str) -> Exp
 def _export_onnx(model: Any, out: Path, source: str, formats: Sequence[str]) -> ExportManifest:
     inputs = _export_graph(model, out / FILES["onnx"])
     files = {"onnx": FILES["onnx"]}
+    bits = 8
     if "onnx-int8" in formats:
         _quantize(out / FILES["onnx"], out / FILES["onnx-int8"])
         files["onnx-int8"] = FILES["onnx-int8"]
+        # the int8 graph's weights are checked, not assumed: the manifest says what the file holds
+        bits = int8_weight_bits(out / FILES["onnx-int8"])
     _tokenizer_files(model, out)
     from qdrant_distill._compat import embedding_dimension
 
     manifest = ExportManifest(source=source, kind="transformer", dim=embedding_dimension(model),
                               max_seq_length=int(model.max_seq_length), inputs=inputs, files=files,
-                              prompts=_prompts(model))
+                              prompts=_prompts(model), int8_weight_bits=bits)
     if "onnx" not in formats:  # int8 only: the fp32 graph was the quantiser's input
         (out / FILES["onnx"]).unlink()
         del manifest.files["onnx"]
@@ -349,7 +357,8 @@ def _whole(model: Any, names: list[str]) -> Any:
 
 def _quantize(src: Path, dst: Path) -> None:
     """int8 weights for every MatMul, per output channel, but the first layer's FFN output (:data:`KEEP_FP32`); the
-    rest stays fp32."""
+    rest stays fp32. Weights in 7 bits (``reduce_range``): with 8, x86 CPUs without VNNI saturate the int16 sums of
+    uint8 x int8 products and compute other vectors than VNNI CPUs do (:mod:`qdrant_distill.cpu`)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -360,11 +369,23 @@ def _quantize(src: Path, dst: Path) -> None:
     level = root.level
     root.setLevel(max(level, logging.ERROR))  # the quantiser logs a line per tensor on the root logger
     try:
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
                          op_types_to_quantize=["MatMul"], nodes_to_exclude=keep,
                          extra_options={"DefaultTensorType": 1})
     finally:
         root.setLevel(level)
+
+
+def int8_weight_bits(path: Path) -> int:
+    """The bits an int8 graph's quantised weights use: 7 when every one lies in [-64, 64] (the 2 x 255 x 64 = 32,640
+    bound of a saturating int16 pair sum), else 8."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    quantised = [numpy_helper.to_array(t) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    widest = max((int(np.abs(w.astype(np.int32)).max()) for w in quantised if w.size), default=0)
+    return SAFE_WEIGHT_BITS if widest <= 2 ** (SAFE_WEIGHT_BITS - 1) else 8
 
 
 def _tokenizer_files(model: Any, out: Path) -> None:
@@ -405,6 +426,7 @@ def _check(manifest: ExportManifest, model: Any, out: Path, texts: list[str],
             manifest.refuse(backend, reason)
             logger.warning("export: %s not used: %s", backend, reason)
     manifest.preferred = manifest.choose()
+    manifest.checked_on = cpu_features()
 
 
 def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
