@@ -12,6 +12,7 @@ demo: setup
 	.venv/bin/qdrant-distill demo
 
 test: setup
+	bash scripts/test-tools.sh
 	.venv/bin/python -m pytest -q
 
 # benchmarks: quick (a few minutes, subsets; also run by the test suite) and full (about 2.5 hours on 2 CPU cores)
