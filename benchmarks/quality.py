@@ -265,17 +265,25 @@ def pruned_query_config(quick: bool) -> DistillConfig:
 
 
 def static_config(quick: bool) -> DistillConfig:
+    """The static tier (issue 23): the token table starts as before (MiniLM's token vectors, SIF weights, ridge onto
+    the targets), then trains mostly on the search it will answer: each document's pseudo-query must find the
+    student's own vector of that document among the batch's (``query_document``) and the document's stored vector
+    (``pseudo_query``), while the documents stay on their stored vectors (cosine + in-batch contrastive). Many short
+    epochs: a fresh cut of every document each epoch. docs/benchmarks.md ("Static tier") has the ablation."""
     return DistillConfig(
         export="none",  # the rows here run on torch; the ONNX backends: benchmarks/backends.py
         kind="static",
         base_model=str(MINILM),
         dim=DIM,
-        epochs=1 if quick else 6,
-        batch_size=64,
-        lr_static=2e-2,
-        weights=LossWeights(mse=1.0, contrastive=1.0, kl=1.0, pseudo_query=1.0),
-        eval_steps=None,
-        early_stopping_patience=3,
+        epochs=1 if quick else 80,
+        batch_size=256,
+        lr_static=1e-2,
+        weight_decay=0.0,
+        weights=LossWeights(mse=0.0, cosine=1.0, contrastive=1.0, kl=0.0, pseudo_query=1.0, query_document=1.0),
+        pseudo_query_negatives="batch",
+        primary_metric="pseudo_query/mrr@10",
+        eval_steps=None if quick else 100,
+        early_stopping_patience=100,
         seed=0,
     )
 

@@ -223,19 +223,28 @@ def _batch_loss(
     embed: Callable[[list[str]], torch.Tensor], texts: list[str], idx: list[int], targets: torch.Tensor,
     settings: TrainSettings, doc_terms: list[str], use_pq: bool, rng: random.Random,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The student's vectors of the documents, and of query-like cuts of them, against the documents' targets."""
+    """The student's vectors of the documents, and of query-like cuts of them, against the documents' targets (and,
+    with ``query_document``, against the student's own vectors of the documents)."""
     tgt = targets[idx]  # targets live on the training device
-    terms = _loss_terms(embed(texts), tgt, settings, doc_terms) if doc_terms else {}
+    student_docs = None
+    if doc_terms or settings.weights.get("query_document", 0.0):
+        student_docs = embed(texts)
+    terms = _loss_terms(student_docs, tgt, settings, doc_terms) if doc_terms else {}
     if use_pq:
-        queries = [pseudo_query(t, rng) for t in texts]
-        if settings.pseudo_query_negatives == "sample":
+        queries = embed([pseudo_query(t, rng) for t in texts])
+        if settings.weights.get("query_document", 0.0):
+            terms["query_document"] = info_nce(queries, student_docs, temperature=settings.temperature,
+                                               symmetric=False)
+        if not settings.weights.get("pseudo_query", 0.0):
+            pass  # only the student-to-student term
+        elif settings.pseudo_query_negatives == "sample":
             # every training target is a negative: they are fixed, so this costs one matrix product
             terms["pseudo_query"] = info_nce_bank(
-                embed(queries), targets, torch.as_tensor(idx, device=settings.device),
+                queries, targets, torch.as_tensor(idx, device=settings.device),
                 temperature=settings.temperature, dims=settings.matryoshka_dims,
             )
         else:
-            terms |= _loss_terms(embed(queries), tgt, settings, ["pseudo_query"])
+            terms |= _loss_terms(queries, tgt, settings, ["pseudo_query"])
     return weighted_sum(terms, settings.weights)
 
 
@@ -273,7 +282,8 @@ def train(
     total = _total_steps(settings, steps_per_epoch)
     eval_every = settings.eval_steps or steps_per_epoch
     doc_terms = [k for k in ("mse", "cosine", "contrastive", "kl") if settings.weights.get(k, 0.0)]
-    use_pq = settings.pseudo_queries and settings.weights.get("pseudo_query", 0.0) > 0
+    use_pq = settings.pseudo_queries and (settings.weights.get("pseudo_query", 0.0) > 0
+                                          or settings.weights.get("query_document", 0.0) > 0)
     if not doc_terms and not use_pq:
         raise StudentError("every loss weight is zero: nothing to train")
 
