@@ -312,3 +312,28 @@ def test_a_plain_head_replaces_the_trained_state_only_without_losing_queries() -
     # a query-side primary metric (project mode) needs no guard
     assert _best({"trained": {"pseudo_query/mrr@10": 0.5}, "ridge head": {"pseudo_query/mrr@10": 0.6}}, "trained",
                  "pseudo_query/mrr@10") == "ridge head"
+
+
+def test_query_document_alone_trains_a_static_student_toward_its_own_documents(tiny_model_path, pairs,
+                                                                                tmp_path) -> None:
+    """The student-to-student term (a pseudo-query against the batch's documents as the student encodes them) is a
+    loss of its own: with every other weight zero it still trains, and each document's cuts come to find it."""
+    from qdrant_distill.config import LossWeights
+    from qdrant_distill.pseudo_queries import pseudo_query
+
+    texts, vecs = pairs
+    weights = LossWeights(mse=0.0, cosine=0.0, contrastive=0.0, kl=0.0, pseudo_query=0.0, query_document=1.0)
+    res = distill(texts, vecs, fast_config(tiny_model_path, kind="static", lr_static=5e-2, epochs=6, weights=weights,
+                                           weight_decay=0.0, eval_steps=None),
+                  output_dir=tmp_path / "qd", progress=False)
+    assert all(set(h) == {"step", "loss", "query_document"} for h in res.losses)
+    assert np.mean([h["loss"] for h in res.losses[-3:]]) < np.mean([h["loss"] for h in res.losses[:3]])
+
+    def own_document_rank_one(path: str) -> float:
+        enc = load_encoder(path, backend="torch")
+        rng = random.Random(1)
+        d = enc.encode(texts)
+        q = enc.encode([pseudo_query(t, rng) for t in texts], kind="query")
+        return float(np.mean(np.argmax(q @ d.T, axis=1) == np.arange(len(texts))))
+
+    assert own_document_rank_one(res.student_path) > 0.5
