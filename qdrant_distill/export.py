@@ -355,10 +355,11 @@ def _whole(model: Any, names: list[str]) -> Any:
     return Whole()
 
 
-def _quantize(src: Path, dst: Path) -> None:
+def _quantize(src: Path, dst: Path, *, weight_bits: int = SAFE_WEIGHT_BITS) -> None:
     """int8 weights for every MatMul, per output channel, but the first layer's FFN output (:data:`KEEP_FP32`); the
     rest stays fp32. Weights in 7 bits (``reduce_range``): with 8, x86 CPUs without VNNI saturate the int16 sums of
-    uint8 x int8 products and compute other vectors than VNNI CPUs do (:mod:`qdrant_distill.cpu`)."""
+    uint8 x int8 products and compute other vectors than VNNI CPUs do (:mod:`qdrant_distill.cpu`). ``weight_bits=8``
+    makes the graph older exports hold (tests and benchmarks compare the two)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -369,7 +370,8 @@ def _quantize(src: Path, dst: Path) -> None:
     level = root.level
     root.setLevel(max(level, logging.ERROR))  # the quantiser logs a line per tensor on the root logger
     try:
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                         reduce_range=weight_bits <= SAFE_WEIGHT_BITS,
                          op_types_to_quantize=["MatMul"], nodes_to_exclude=keep,
                          extra_options={"DefaultTensorType": 1})
     finally:

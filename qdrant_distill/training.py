@@ -226,24 +226,21 @@ def _batch_loss(
     """The student's vectors of the documents, and of query-like cuts of them, against the documents' targets (and,
     with ``query_document``, against the student's own vectors of the documents)."""
     tgt = targets[idx]  # targets live on the training device
-    student_docs = None
-    if doc_terms or settings.weights.get("query_document", 0.0):
-        student_docs = embed(texts)
+    weights = settings.weights
+    student_docs = embed(texts) if doc_terms or weights.get("query_document", 0.0) else None
     terms = _loss_terms(student_docs, tgt, settings, doc_terms) if doc_terms else {}
     if use_pq:
         queries = embed([pseudo_query(t, rng) for t in texts])
-        if settings.weights.get("query_document", 0.0):
+        if weights.get("query_document", 0.0):
             terms["query_document"] = info_nce(queries, student_docs, temperature=settings.temperature,
                                                symmetric=False)
-        if not settings.weights.get("pseudo_query", 0.0):
-            pass  # only the student-to-student term
-        elif settings.pseudo_query_negatives == "sample":
+        if weights.get("pseudo_query", 0.0) and settings.pseudo_query_negatives == "sample":
             # every training target is a negative: they are fixed, so this costs one matrix product
             terms["pseudo_query"] = info_nce_bank(
                 queries, targets, torch.as_tensor(idx, device=settings.device),
                 temperature=settings.temperature, dims=settings.matryoshka_dims,
             )
-        else:
+        elif weights.get("pseudo_query", 0.0):
             terms |= _loss_terms(queries, tgt, settings, ["pseudo_query"])
     return weighted_sum(terms, settings.weights)
 

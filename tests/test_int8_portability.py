@@ -8,7 +8,6 @@ With 8-bit weights a pair reaches 2 x 255 x 127 = 64,770 > 32,767; with 7-bit we
 from __future__ import annotations
 
 import json
-import logging
 import os
 import platform
 import shutil
@@ -135,19 +134,10 @@ def test_int8_vectors_are_the_same_on_an_avx2_cpu_as_here(exported: Path, batch_
 
 def eight_bit_export(exported: Path, out: Path) -> Path:
     """The folder as an export made before 7-bit weights: 8-bit weights and a manifest without the field."""
-    import onnx
-
-    from qdrant_distill.export import KEEP_FP32
+    from qdrant_distill.export import _quantize
 
     shutil.copytree(exported, out)
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    graph = onnx.load(str(out / FILES["onnx"])).graph
-    keep = [n.name for n in graph.node if n.op_type == "MatMul" and KEEP_FP32.search(n.name)]
-    logging.getLogger().setLevel(logging.ERROR)
-    quantize_dynamic(str(out / FILES["onnx"]), str(out / FILES["onnx-int8"]), weight_type=QuantType.QInt8,
-                     per_channel=True, op_types_to_quantize=["MatMul"], nodes_to_exclude=keep,
-                     extra_options={"DefaultTensorType": 1})
+    _quantize(out / FILES["onnx"], out / FILES["onnx-int8"], weight_bits=8)
     manifest = json.loads((out / MANIFEST).read_text())
     manifest.pop("int8_weight_bits"), manifest.pop("checked_on")
     (out / MANIFEST).write_text(json.dumps(manifest))
