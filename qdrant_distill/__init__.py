@@ -55,7 +55,7 @@ _LAZY = {
     "PCAProjection": "qdrant_distill.projection",
     "Stage": "qdrant_distill.journal",
     "StudentKind": "qdrant_distill.config",
-    "beir_metrics": "qdrant_distill.evaluate",
+    "beir_metrics": "qdrant_distill.gate",
     "distill": "qdrant_distill.distillation",
     "encoder_for": "qdrant_distill.registry",
     "fidelity": "qdrant_distill.evaluate",
@@ -65,11 +65,11 @@ _LAZY = {
     "load_encoder": "qdrant_distill.encoders",
     "make_plan": "qdrant_distill.plan",
     "migrate": "qdrant_distill.migration",
-    "open_journal": "qdrant_distill.migration",
+    "open_journal": "qdrant_distill.runs",
     "projection_model": "qdrant_distill.projection",
     "retrieval_metrics": "qdrant_distill.evaluate",
     "rollback": "qdrant_distill.swap",
-    "status": "qdrant_distill.migration",
+    "status": "qdrant_distill.runs",
     "swap": "qdrant_distill.swap",
 }
 
@@ -90,7 +90,7 @@ if TYPE_CHECKING:  # static checkers see the real names
     from qdrant_distill.projection import PCAProjection
     from qdrant_distill.journal import Stage
     from qdrant_distill.config import StudentKind
-    from qdrant_distill.evaluate import beir_metrics
+    from qdrant_distill.gate import beir_metrics
     from qdrant_distill.distillation import distill
     from qdrant_distill.registry import encoder_for
     from qdrant_distill.evaluate import fidelity
@@ -100,11 +100,11 @@ if TYPE_CHECKING:  # static checkers see the real names
     from qdrant_distill.encoders import load_encoder
     from qdrant_distill.plan import make_plan
     from qdrant_distill.migration import migrate
-    from qdrant_distill.migration import open_journal
+    from qdrant_distill.runs import open_journal
     from qdrant_distill.projection import projection_model
     from qdrant_distill.evaluate import retrieval_metrics
     from qdrant_distill.swap import rollback
-    from qdrant_distill.migration import status
+    from qdrant_distill.runs import status
     from qdrant_distill.swap import swap
 
 

@@ -30,9 +30,12 @@ from pydantic import BaseModel, Field
 from qdrant_distill._compat import embedding_dimension
 from qdrant_distill._quiet import quiet_loading
 from qdrant_distill.config import MIN_HOLDOUT, MIN_TRAIN_PAIRS, DistillConfig, HeadInit, LossWeights, StudentKind
-from qdrant_distill.encoders import STUDENT_DIR, as_encoder, load_encoder
+from qdrant_distill.encoders import as_encoder, load_encoder
 from qdrant_distill.errors import ConfigError, DimensionError, InvalidVectors, StudentError
 from qdrant_distill.evaluate import PRIMARY_METRIC, QUERY_METRIC, FidelityEvaluator, fidelity
+from qdrant_distill.export import export_model, formats_for
+from qdrant_distill.export_folder import GRAPHS, Backend, ExportChoice, ExportManifest
+from qdrant_distill.folders import DistillFolder
 from qdrant_distill.projection import PCAProjection
 from qdrant_distill.students import (
     add_head,
@@ -52,9 +55,7 @@ __all__ = ["DISTILL_JSON", "QUERY_RECIPE", "DistillResult", "distill", "export_s
 
 logger = logging.getLogger(__name__)
 
-DISTILL_JSON = "distill.json"
-PROJECTION_FILE = "projection.npz"
-LABELS_DIR = "teacher_labels"
+DISTILL_JSON = DistillFolder.RESULT
 QUERY_SIDE_GUARD = "pseudo_query/self_mrr@10"
 QUERY_SIDE_TOLERANCE = 0.005  # a plain head replacing the trained state may lose at most this on the query side
 MIN_PAIRS = MIN_TRAIN_PAIRS
@@ -91,7 +92,7 @@ class DistillResult(BaseModel):
     evaluations: list[dict[str, float]]
     config: dict[str, Any]
     export_path: str | None = None
-    backend: str = "torch"  # what load_encoder's "auto" picks for this student: its export's preferred format
+    backend: Backend = Backend.TORCH  # what load_encoder's "auto" picks for this student: its export's choice
     export: dict[str, Any] = Field(default_factory=dict)  # the export's checks (qdrant_distill.export.ExportManifest)
 
 
@@ -287,7 +288,8 @@ def _teacher_labels(
         raise ConfigError("teacher labels (label_queries) need teacher_model", hint="pass --teacher MODEL")
     teacher = load_encoder(config.teacher_model, batch_size=config.encode_batch_size)
     queries = cut_queries(texts, config.label_queries, seed=config.seed)
-    vectors = _check_pairs(queries, label_queries(teacher, queries, output_dir / LABELS_DIR, progress=progress))
+    vectors = _check_pairs(queries, label_queries(teacher, queries, DistillFolder(output_dir).labels,
+                                                  progress=progress))
     if vectors.shape[1] != projection.in_dim:
         raise DimensionError(f"the teacher labels {vectors.shape[1]}-d vectors, the stored ones are "
                              f"{projection.in_dim}-d", hint="--teacher must be the model the collection was indexed "
@@ -346,14 +348,18 @@ def _run(config: DistillConfig, student: _Student, pairs: _Pairs, space: _Space,
 def _full_length_evaluate(config: DistillConfig, model: Any, evaluator: FidelityEvaluator) -> Callable:
     """Holdout fidelity at the length the student will be used with (training may use shorter inputs)."""
     full_length = model.max_seq_length
+
+    def as_is(m: Any) -> dict[str, float]:
+        return evaluator(as_encoder(m, batch_size=config.encode_batch_size))
+
     if not config.train_max_seq_length or full_length == math.inf:
-        return evaluator
+        return as_is
     model.max_seq_length = config.train_max_seq_length
 
     def evaluate(m: Any) -> dict[str, float]:
         m.max_seq_length = full_length
         try:
-            return evaluator(m)
+            return as_is(m)
         finally:
             m.max_seq_length = config.train_max_seq_length
 
@@ -477,7 +483,7 @@ def distill(
         student.model.max_seq_length = full_length
     selection = _select(config, student, run, outcome)
     result = _save(config, student.model, space, pairs, outcome, selection, output_dir, teacher_id, started)
-    if config.export != "none":
+    if config.export is not ExportChoice.NONE:
         _export(config, student.model, run, pairs, result, output_dir)
     return result
 
@@ -485,38 +491,32 @@ def distill(
 def _export(config: DistillConfig, model: Any, run: _Run, pairs: _Pairs, result: DistillResult,
             output_dir: Path) -> None:
     """Export the saved student (:mod:`qdrant_distill.export`), int8 checked on the holdout; record the outcome."""
-    from qdrant_distill.export import EXPORT_DIR, export_model, formats_for
-
-    manifest = export_model(model, output_dir / EXPORT_DIR, formats=formats_for(config.export), check_texts=pairs.hold_texts[:256],
-                            evaluate=run.evaluator, source=result.student_path)
+    manifest = export_model(model, DistillFolder(output_dir).export.root, formats=formats_for(config.export),
+                            check_texts=pairs.hold_texts[:256], evaluate=run.evaluator, source=result.student_path)
     _record_export(result, manifest, output_dir)
 
 
-def _record_export(result: DistillResult, manifest: Any, output_dir: Path) -> None:
-    from qdrant_distill.export import EXPORT_DIR
-
-    result.export_path, result.backend = str(output_dir / EXPORT_DIR), manifest.preferred or "torch"
+def _record_export(result: DistillResult, manifest: ExportManifest, output_dir: Path) -> None:
+    result.export_path, result.backend = str(DistillFolder(output_dir).export.root), manifest.runs_on()
     result.export = manifest.model_dump(mode="json", include={"preferred", "checks", "reference_metrics", "files"})
     _write_result(result, output_dir)
 
 
-def export_student(output_dir: str | Path, *, formats: Sequence[str] = ("onnx", "onnx-int8"),
+def export_student(output_dir: str | Path, *, formats: Sequence[Backend | str] = GRAPHS,
                    sample: tuple[Sequence[str], np.ndarray] | None = None) -> DistillResult:
     """Export the student of a :func:`distill` output folder again (``qdrant-distill export``). With the ``sample``
     it was distilled from, int8 is checked on the same holdout; without it, on the built-in check texts."""
     output_dir = Path(output_dir)
     try:
-        result = DistillResult.model_validate_json((output_dir / DISTILL_JSON).read_text(encoding="utf-8"))
+        result = DistillResult.model_validate_json(DistillFolder(output_dir).result.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise StudentError(f"{output_dir} holds no readable {DISTILL_JSON}: {exc}") from exc
-    from qdrant_distill.export import EXPORT_DIR, export_model
-
     config = DistillConfig.model_validate(result.config)
     evaluator = None
     if sample is not None:
         pairs = _pairs(sample[0], sample[1], config, None)
         evaluator = _evaluator(config, pairs, PCAProjection.load(result.projection_path).transform(pairs.hold_vecs))
-    manifest = export_model(result.student_path, output_dir / EXPORT_DIR, formats=formats,
+    manifest = export_model(result.student_path, DistillFolder(output_dir).export.root, formats=formats,
                             check_texts=evaluator.texts[:256] if evaluator else None, evaluate=evaluator,
                             source=result.student_path)
     _record_export(result, manifest, output_dir)
@@ -525,7 +525,7 @@ def export_student(output_dir: str | Path, *, formats: Sequence[str] = ("onnx", 
 
 def _write_result(result: DistillResult, output_dir: Path) -> None:
     text = json.dumps(result.model_dump(mode="json"), indent=2)
-    for where in (output_dir / DISTILL_JSON, Path(result.student_path) / DISTILL_JSON):
+    for where in DistillFolder(output_dir).result_copies:
         where.write_text(text, encoding="utf-8")
 
 
@@ -533,7 +533,7 @@ def _save(config: DistillConfig, model: Any, space: _Space, pairs: _Pairs, outco
           selection: dict[str, Any], output_dir: Path, teacher_id: str, started: float) -> DistillResult:
     """Save the student, the projection and ``distill.json`` describing both."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    student_path = output_dir / STUDENT_DIR
+    student_path = DistillFolder(output_dir).student
     try:
         with quiet_loading():
             model.save(str(student_path))
@@ -541,7 +541,7 @@ def _save(config: DistillConfig, model: Any, space: _Space, pairs: _Pairs, outco
         raise StudentError(f"cannot save the student to {student_path}: {exc}") from exc
     projection = space.projection
     result = DistillResult(
-        student_path=str(student_path), projection_path=str(projection.save(output_dir / PROJECTION_FILE)),
+        student_path=str(student_path), projection_path=str(projection.save(DistillFolder(output_dir).projection)),
         kind=config.kind, base_model=config.teacher_model if config.kind is StudentKind.PRUNED else config.base_model,
         dim=projection.dim, teacher_dim=projection.in_dim, teacher_id=teacher_id, center=config.center,
         explained_variance=projection.explained_variance_ratio, train_size=len(space.texts),

@@ -25,14 +25,17 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from qdrant_distill.errors import StudentError
-
-if TYPE_CHECKING:
-    from qdrant_distill.projection import PCAProjection
+from qdrant_distill._compat import embedding_dimension
+from qdrant_distill._quiet import quiet_loading
+from qdrant_distill.cpu import int8_refusal
+from qdrant_distill.errors import ConfigError, DimensionError, StudentError
+from qdrant_distill.export_folder import Backend, ExportManifest, export_folder, read_manifest
+from qdrant_distill.folders import DistillFolder, ExportFolder
+from qdrant_distill.projection import PCAProjection
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -45,6 +48,7 @@ __all__ = [
     "as_encoder",
     "encode_with_progress",
     "export_folder",
+    "load_body",
     "load_encoder",
     "local_modules",
     "resolve_reference",
@@ -54,13 +58,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 EncodeKind = Literal["query", "document"]
-Backend = Literal["auto", "torch", "onnx", "onnx-int8", "static"]
-BACKENDS: tuple[str, ...] = ("auto", "torch", "onnx", "onnx-int8", "static")
 DEFAULT_BATCH_SIZE = 64
 # texts per onnxruntime call on CPU: measured here (int8 MiniLM, SciFact abstracts, 2 cores) 58, 64, 64, 60, 41 and 41
 # docs/s at 1, 2, 4, 8, 32 and 64 texts; torch does 34-35 at 8 or 64
 ONNX_CPU_BATCH = 4
-STUDENT_DIR = "student"  # distill() saves the student in this subfolder of its output folder
+STUDENT_DIR = DistillFolder.STUDENT  # distill() saves the student in this subfolder of its output folder
 _STATIC_TYPE = "StaticEmbedding"
 _NORMALIZE_TYPE = "Normalize"
 
@@ -183,8 +185,6 @@ class SentenceTransformerEncoder:
 
     @property
     def dim(self) -> int:
-        from qdrant_distill._compat import embedding_dimension
-
         return embedding_dimension(self.model)
 
     @property
@@ -218,7 +218,8 @@ class OnnxEncoder:
     """
 
     def __init__(self, session: Any, tokenizer: Any, *, name: str, dim: int, inputs: Sequence[str],
-                 prompts: dict[str, str] | None = None, backend: str = "onnx", batch_size: int = DEFAULT_BATCH_SIZE,
+                 prompts: dict[str, str] | None = None, backend: Backend = Backend.ONNX,
+                 batch_size: int = DEFAULT_BATCH_SIZE,
                  normalize: bool = True) -> None:
         self.session = session
         self.tokenizer = tokenizer
@@ -251,48 +252,50 @@ class OnnxEncoder:
         return f"{self.backend} {self.name} ({self.dim}-d, onnxruntime)"
 
 
-def export_folder(ref: str | Path | None) -> Path | None:
-    """The export folder (:mod:`qdrant_distill.export`) that belongs to ``ref``: ``ref`` itself when it is one, the
-    ``onnx/`` of a distillation output folder, or that of the output folder a student folder sits in."""
-    from qdrant_distill.export import EXPORT_DIR, MANIFEST
-
-    if ref is None or not isinstance(ref, (str, Path)):
-        return None
-    path = Path(ref).expanduser()
-    candidates = [path, path / EXPORT_DIR]
-    if path.name == STUDENT_DIR and (path.parent / "distill.json").is_file():  # the student of a distill output
-        candidates.append(path.parent / EXPORT_DIR)
-    for candidate in candidates:
-        if (candidate / MANIFEST).is_file():
-            return candidate
-    return None
-
-
-def _onnx_session(path: Path, threads: int | None = None) -> Any:
+def _onnx_session(path: Path, threads: int | None = None, device: str = "cpu") -> Any:
     """The (cached) session of a graph file; a file written again since is loaded again."""
     stat = path.stat()
-    return _cached_session(str(path), stat.st_mtime_ns, stat.st_size, threads)
+    return _cached_session(str(path), stat.st_mtime_ns, stat.st_size, threads, _providers(device))
+
+
+def _providers(device: str) -> tuple[str, ...]:
+    """onnxruntime's execution providers for a torch-style ``device``: the CPU's for ``cpu``, CUDA's (with the CPU's
+    for what CUDA does not run) for ``cuda`` / ``cuda:N``; a device onnxruntime cannot use is one error."""
+    if device == "cpu":
+        return ("CPUExecutionProvider",)
+    if not device.startswith("cuda"):
+        raise ConfigError(f"the onnx backends run on cpu or cuda, not {device!r}", hint="use device='cpu' or 'cuda'")
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise StudentError(f"device {device!r} asks for onnxruntime's CUDA provider, which this onnxruntime lacks "
+                           f"(it has {', '.join(ort.get_available_providers())})",
+                           hint="pip install onnxruntime-gpu, or run on the CPU (device='cpu' / --gpus-per-worker 0)")
+    return ("CUDAExecutionProvider", "CPUExecutionProvider")
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_session(path: str, mtime_ns: int, size: int, threads: int | None) -> Any:
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:
-        raise StudentError("the onnx backends need onnxruntime, which is not installed",
-                           hint="pip install 'qdrant-distill[onnx]', or use backend='torch'") from exc
+def _cached_session(path: str, mtime_ns: int, size: int, threads: int | None,
+                    providers: tuple[str, ...] = ("CPUExecutionProvider",)) -> Any:
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if threads:
         options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), options, providers=list(providers))
 
 
-def _load_export(folder: Path, backend: str, batch_size: int, normalize: bool, threads: int | None = None) -> Encoder:
+def _require_onnxruntime() -> None:
+    if not _has_onnxruntime():
+        raise StudentError("the onnx backends need onnxruntime, which is not installed",
+                           hint="pip install 'qdrant-distill[onnx]', or use backend='torch'")
+
+
+def _load_export(folder: Path, backend: Backend, batch_size: int, normalize: bool, threads: int | None = None,
+                 device: str = "cpu") -> Encoder:
     """The encoder of one format in an export folder (``static``, ``onnx`` or ``onnx-int8``)."""
     from tokenizers import Tokenizer
-
-    from qdrant_distill.export import read_manifest
 
     manifest = read_manifest(folder)
     assert manifest is not None
@@ -300,21 +303,23 @@ def _load_export(folder: Path, backend: str, batch_size: int, normalize: bool, t
         raise StudentError(f"{folder} holds no {backend} export (it has {', '.join(manifest.files) or 'nothing'})",
                            hint=f"export it: qdrant-distill export {manifest.source} --format {backend}")
     name = manifest.source
-    if backend == "static":
+    files = ExportFolder(folder)
+    if backend is Backend.STATIC:
         from safetensors.numpy import load_file
 
-        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        tokenizer = Tokenizer.from_file(str(files.tokenizer))
         tokenizer.no_padding()
         tokenizer.no_truncation()
-        table = load_file(str(folder / manifest.files["static"]))["embedding.weight"]
+        table = load_file(str(folder / manifest.files[Backend.STATIC]))["embedding.weight"]
         return StaticEncoder(tokenizer, table, name=name, normalize=normalize)
+    _require_onnxruntime()
     backend = _portable_backend(folder, manifest, backend)
-    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tokenizer = Tokenizer.from_file(str(files.tokenizer))
     if manifest.max_seq_length:
         tokenizer.enable_truncation(manifest.max_seq_length)
     pad_id = tokenizer.padding["pad_id"] if tokenizer.padding else 0
     tokenizer.enable_padding(pad_id=pad_id)
-    session = _onnx_session(folder / manifest.files[backend], threads)
+    session = _onnx_session(folder / manifest.files[backend], threads, device)
     return OnnxEncoder(session, tokenizer, name=name, dim=manifest.dim, inputs=manifest.inputs,
                        prompts=manifest.prompts, backend=backend, batch_size=min(batch_size, ONNX_CPU_BATCH),
                        normalize=normalize)
@@ -323,15 +328,13 @@ def _load_export(folder: Path, backend: str, batch_size: int, normalize: bool, t
 _WARNED: set[str] = set()
 
 
-def _portable_backend(folder: Path, manifest: Any, backend: str) -> str:
+def _portable_backend(folder: Path, manifest: ExportManifest, backend: Backend) -> Backend:
     """``backend``, or fp32 where an (older) int8 graph would compute other vectors on this processor than on the
     machine that wrote them (:func:`qdrant_distill.cpu.int8_refusal`); the reason is logged once per folder."""
-    from qdrant_distill.cpu import int8_refusal
-
-    reason = int8_refusal(manifest.int8_weight_bits) if backend == "onnx-int8" else None
+    reason = int8_refusal(manifest.int8_weight_bits) if backend is Backend.ONNX_INT8 else None
     if reason is None:
         return backend
-    fallback = "onnx" if manifest.accepted("onnx") else None
+    fallback = Backend.ONNX if manifest.accepted(Backend.ONNX) else None
     if str(folder) not in _WARNED:
         _WARNED.add(str(folder))
         logger.warning("%s: not running int8 here: %s; %s", folder, reason,
@@ -339,25 +342,26 @@ def _portable_backend(folder: Path, manifest: Any, backend: str) -> str:
     return fallback or backend
 
 
-def _pick_backend(ref: str | Path, backend: str) -> tuple[Path | None, str]:
+def _backend(backend: Backend | str) -> Backend:
+    try:
+        return Backend(backend)
+    except ValueError:
+        raise ConfigError(f"unknown backend {backend!r}", hint=f"use one of {', '.join(Backend)}") from None
+
+
+def _pick_backend(ref: str | Path, backend: Backend) -> tuple[Path | None, Backend]:
     """The export folder and format ``backend`` asks for (``torch``: no folder). ``auto`` takes the export's
     preferred format when the reference has an export and onnxruntime is installed, else torch."""
-    if backend not in BACKENDS:
-        from qdrant_distill.errors import ConfigError
-
-        raise ConfigError(f"unknown backend {backend!r}", hint=f"use one of {', '.join(BACKENDS)}")
-    if backend == "torch":
-        return None, "torch"
+    if backend is Backend.TORCH:
+        return None, Backend.TORCH
     folder = export_folder(ref)
-    if backend == "auto":
-        from qdrant_distill.export import read_manifest
-
+    if backend is Backend.AUTO:
         manifest = read_manifest(folder) if folder else None
         preferred = manifest.preferred if manifest else None
         if preferred is None:
-            return None, "torch"
-        if preferred != "static" and not _has_onnxruntime() and folder != Path(ref).expanduser():
-            return None, "torch"  # a model with an export runs on torch here; an export folder alone says what's missing
+            return None, Backend.TORCH
+        if preferred is not Backend.STATIC and not _has_onnxruntime() and folder != Path(ref).expanduser():
+            return None, Backend.TORCH  # a model with an export runs on torch here; an export alone says what's missing
         return folder, preferred
     if folder is None:
         raise StudentError(f"{ref} has no export for the {backend} backend",
@@ -377,8 +381,6 @@ class ProjectedEncoder:
 
     def __init__(self, inner: Encoder, projection: PCAProjection, *, normalize: bool = True) -> None:
         if inner.dim != projection.in_dim:
-            from qdrant_distill.errors import DimensionError
-
             raise DimensionError(
                 f"{inner.name} encodes {inner.dim}-d vectors, the projection expects {projection.in_dim}-d",
                 hint="the projection was fitted on another model's vectors",
@@ -433,11 +435,27 @@ def static_module(model: Any) -> Any | None:
     return None
 
 
+def load_body(name_or_path: str, *, device: str = "cpu", max_seq_length: int | None = None) -> Any:
+    """A fresh sentence-transformers model (to build a student from, or to export: training changes it, so it is
+    never the cached model :func:`load_encoder` shares); every failure becomes a :class:`StudentError`."""
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        with quiet_loading():
+            model = SentenceTransformer(str(name_or_path), device=device)
+    except Exception as exc:
+        raise StudentError(
+            f"cannot load the model {str(name_or_path)!r}: {type(exc).__name__}: {exc}",
+            hint="give a local sentence-transformers folder or a model name reachable from this machine",
+        ) from exc
+    if max_seq_length is not None and hasattr(model[0], "max_seq_length"):
+        model.max_seq_length = max_seq_length
+    return model
+
+
 @functools.lru_cache(maxsize=8)
 def _sentence_transformer(ref: str, device: str, max_seq_length: int | None) -> Any:
     """The shared (cached) model behind a reference; students to train get their own copy from ``load_body``."""
-    from qdrant_distill.students import load_body
-
     return load_body(ref, device=device, max_seq_length=max_seq_length)
 
 
@@ -452,11 +470,10 @@ def _load_http(ref: object, normalize: bool) -> Encoder | None:
 def resolve_reference(ref: str | Path) -> str:
     """A distill() output folder stands for the student it holds, an export folder for the model it was exported
     from; everything else is taken as given."""
-    from qdrant_distill.export import read_manifest
-
     path = Path(ref).expanduser()
-    if (path / STUDENT_DIR / "modules.json").is_file():
-        return str(path / STUDENT_DIR)
+    student = DistillFolder(path).student
+    if (student / "modules.json").is_file():
+        return str(student)
     manifest = read_manifest(path) if not (path / "modules.json").is_file() else None
     return manifest.source if manifest is not None else str(ref)
 
@@ -465,7 +482,7 @@ def load_encoder(
     ref: str | Path | Encoder,
     *,
     projection: str | Path | PCAProjection | None = None,
-    backend: Backend | str = "auto",
+    backend: Backend | str = Backend.AUTO,
     device: str = "cpu",
     batch_size: int = DEFAULT_BATCH_SIZE,
     max_seq_length: int | None = None,
@@ -485,23 +502,21 @@ def load_encoder(
     if http is not None:
         encoder = http
     elif isinstance(ref, (str, Path)):
-        encoder = _load_local(ref, backend, device, batch_size, max_seq_length, normalize, threads)
+        encoder = _load_local(ref, _backend(backend), device, batch_size, max_seq_length, normalize, threads)
     else:
         encoder = as_encoder(ref, batch_size=batch_size)
     if projection is None:
         return encoder
-    from qdrant_distill.projection import PCAProjection
-
     proj = projection if isinstance(projection, PCAProjection) else PCAProjection.load(projection)
     return ProjectedEncoder(encoder, proj, normalize=normalize)
 
 
-def _load_local(ref: str | Path, backend: str, device: str, batch_size: int, max_seq_length: int | None,
+def _load_local(ref: str | Path, backend: Backend, device: str, batch_size: int, max_seq_length: int | None,
                 normalize: bool, threads: int | None = None) -> Encoder:
     """A model on this machine (or a hub name), on the backend asked for."""
     folder, chosen = _pick_backend(ref, backend)
     if folder is not None:
-        return _load_export(folder, chosen, batch_size, normalize, threads)
+        return _load_export(folder, chosen, batch_size, normalize, threads, device)
     resolved = resolve_reference(ref)
     encoder = _load_static(Path(resolved).expanduser(), resolved, normalize)
     if encoder is None:

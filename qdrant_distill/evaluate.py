@@ -2,8 +2,10 @@
 
 Label-free fidelity (the migration's quality gate) compares a student's vectors with the stored teacher vectors of the
 same held-out points; labelled metrics (nDCG@10, recall@100, MRR@10, STS Spearman) need a BEIR folder or STS pairs.
-Everything here works on arrays; where a model appears it is an :class:`~qdrant_distill.encoders.Encoder` (or a model
-in memory, wrapped by :func:`~qdrant_distill.encoders.as_encoder`).
+Everything here is pure: arrays (or texts, with something that encodes them) in, numbers out. Loading a model is
+:func:`~qdrant_distill.encoders.load_encoder`; the gate that judges these numbers, and labelled queries answered
+through a run's encoder, are :mod:`qdrant_distill.gate`; reading stored vectors is the connectors' (
+:func:`connectors.scroll.stored_vectors`).
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import csv
 import gzip
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +28,13 @@ __all__ = [
     "BeirDataset",
     "FidelityEvaluator",
     "StsPairs",
-    "beir_metrics",
     "fidelity",
-    "gate_failures",
-    "labelled_metrics",
     "load_beir",
     "load_stsb",
     "ndcg_at_k",
     "pseudo_query_mrr",
     "retrieval_metrics",
     "spearman",
-    "stored_vectors",
     "sts_spearman",
 ]
 
@@ -161,8 +159,7 @@ class FidelityEvaluator:
     """The quality gate: fidelity of a model's vectors of held-out texts against their stored teacher vectors.
 
     Like a sentence-transformers ``SentenceEvaluator`` it declares its ``primary_metric`` and ``greater_is_better``
-    and returns a ``dict[str, float]`` of prefixed keys. ``thresholds`` maps metric keys to minimum values;
-    :meth:`failures` lists what falls short. With ``pseudo_queries`` (one query-like text per held-out text) it also
+    and returns a ``dict[str, float]`` of prefixed keys (judged by :func:`qdrant_distill.gate.gate_failures`). With ``pseudo_queries`` (one query-like text per held-out text) it also
     reports ``pseudo_query/mrr@10`` against the projected targets and ``pseudo_query/self_mrr@10`` against the
     model's own vectors of the held-out texts (:func:`pseudo_query_mrr`).
     """
@@ -172,7 +169,6 @@ class FidelityEvaluator:
     projected_targets: np.ndarray | None = None
     k: int = DEFAULT_K
     batch_size: int = 32
-    thresholds: dict[str, float] = field(default_factory=dict)
     primary_metric: str = PRIMARY_METRIC
     greater_is_better: bool = True
     pseudo_queries: list[str] | None = None
@@ -181,11 +177,8 @@ class FidelityEvaluator:
         if self.pseudo_queries is not None and len(self.pseudo_queries) != len(self.texts):
             raise ConfigError(f"{len(self.pseudo_queries)} pseudo-queries for {len(self.texts)} held-out texts")
 
-    def __call__(self, model: Any) -> dict[str, float]:
-        """Metrics of ``model`` (an :class:`~qdrant_distill.encoders.Encoder`, or a model in memory)."""
-        from qdrant_distill.encoders import as_encoder
-
-        encoder = as_encoder(model, batch_size=self.batch_size)
+    def __call__(self, encoder: Any) -> dict[str, float]:
+        """Metrics of ``encoder`` (an :class:`~qdrant_distill.encoders.Encoder`: ``encode(texts, kind=...)``)."""
         vecs = encoder.encode(self.texts, kind="document")
         query_vecs = encoder.encode(self.pseudo_queries, kind="query") if self.pseudo_queries else None
         return self.evaluate_vectors(vecs, query_vecs)
@@ -200,23 +193,6 @@ class FidelityEvaluator:
             if targets is not None:
                 out[QUERY_METRIC] = pseudo_query_mrr(query_vecs, targets, k=self.k)
         return out
-
-    def failures(self, metrics: Mapping[str, float]) -> list[dict[str, Any]]:
-        """Metrics below this evaluator's thresholds (see :func:`gate_failures`)."""
-        return gate_failures(metrics, self.thresholds)
-
-
-def gate_failures(metrics: Mapping[str, float], thresholds: Mapping[str, float]) -> list[dict[str, Any]]:
-    """The gate decision: every metric below its threshold, or missing, as ``{"metric", "value", "threshold",
-    "short_by"}`` (``value`` and ``short_by`` None when missing). Empty when the gate passes; greater is better."""
-    out: list[dict[str, Any]] = []
-    for key, minimum in thresholds.items():
-        value = metrics.get(key)
-        if value is None or value < minimum:
-            out.append({"metric": key, "value": value, "threshold": minimum,
-                        "short_by": None if value is None else round(minimum - value, 4)})
-    return out
-
 
 # ---------------------------------------------------------------------------------------------------------- retrieval
 def ndcg_at_k(ranked: Sequence[str], relevant: Mapping[str, float], k: int = 10) -> float:
@@ -314,54 +290,6 @@ def load_beir(folder: str | Path, split: str = "test") -> BeirDataset:
     )
 
 
-def beir_metrics(
-    encoder: Any, folder: str | Path, *, split: str = "test",
-    doc_vectors: Callable[[list[str]], np.ndarray] | None = None,
-) -> dict[str, float]:
-    """nDCG@10, recall@100 and MRR@10 of ``encoder`` on a labelled BEIR folder (exact cosine search): queries
-    encoded as queries, documents as documents, or given by ``doc_vectors`` (document ids -> vectors) when they do
-    not come from the encoder (project modes: the projected stored vectors)."""
-    from qdrant_distill.encoders import as_encoder
-
-    enc = as_encoder(encoder)
-    data = load_beir(folder, split=split)
-    docs = enc.encode(data.doc_texts, kind="document") if doc_vectors is None else doc_vectors(data.doc_ids)
-    queries = enc.encode(data.queries, kind="query")
-    return retrieval_metrics(queries, docs, data.qrels, data.query_ids, data.doc_ids)
-
-
-def labelled_metrics(
-    encoder: Any, folder: str | Path, *, split: str = "test",
-    doc_vectors: Callable[[list[str]], np.ndarray] | None = None,
-) -> dict[str, float]:
-    """:func:`beir_metrics` with the keys the gate checks (``labelled/ndcg@10``, ...)."""
-    metrics = beir_metrics(encoder, folder, split=split, doc_vectors=doc_vectors)
-    return {f"labelled/{k}": float(v) for k, v in metrics.items()}
-
-
-def stored_vectors(connector: Any, collection: str, vector_name: str, doc_ids: list[str]) -> np.ndarray:
-    """The stored vectors of labelled documents whose corpus ids are point ids of ``collection`` (project modes:
-    the new collection answers with their projections). Missing ones are one :class:`ConfigError`."""
-    from qdrant_distill.reembed import read_vectors
-
-    point_ids = [int(d) if d.isdigit() else d for d in doc_ids]
-    wanted = read_vectors([vector_name], vector_name, True)
-    found: dict[str, Any] = {}
-    for start in range(0, len(point_ids), 256):
-        for p in connector.retrieve(collection, point_ids[start : start + 256], with_payload=False,
-                                    with_vectors=wanted):
-            if p.vectors.get(vector_name) is not None:
-                found[str(p.id)] = p.vectors[vector_name]
-    missing = [d for d in doc_ids if d not in found]
-    if missing:
-        raise ConfigError(
-            f"{len(missing)} of {len(doc_ids)} labelled documents have no stored vector in {collection} "
-            f"(first ids: {', '.join(missing[:3])})",
-            hint="in project modes the labelled corpus ids must be point ids of the source collection",
-        )
-    return np.asarray([found[d] for d in doc_ids], dtype=np.float32)
-
-
 @dataclass
 class StsPairs:
     sentences1: list[str]
@@ -410,10 +338,8 @@ def sts_spearman(
     Pass an encoder (or a model in memory), or the first sentences' vectors plus ``vecs2``.
     """
     if hasattr(model_or_vecs, "encode"):
-        from qdrant_distill.encoders import as_encoder
-
-        enc = as_encoder(model_or_vecs, batch_size=batch_size)
-        v1, v2 = enc.encode(pairs.sentences1), enc.encode(pairs.sentences2)
+        v1 = np.asarray(model_or_vecs.encode(pairs.sentences1), dtype=np.float32)
+        v2 = np.asarray(model_or_vecs.encode(pairs.sentences2), dtype=np.float32)
     else:
         if vecs2 is None:
             raise ValueError("sts_spearman needs vecs2 when given vectors")

@@ -32,13 +32,24 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field
 
-from qdrant_distill.cpu import SAFE_WEIGHT_BITS, CpuFeatures, cpu_features
+from qdrant_distill.cpu import SAFE_WEIGHT_BITS, cpu_features
+from qdrant_distill.encoders import as_encoder, load_body, load_encoder, resolve_reference, static_module
 from qdrant_distill.errors import ConfigError, StudentError
+from qdrant_distill.export_folder import (
+    EXPORT_DIR,
+    FILES,
+    GRAPHS,
+    MANIFEST,
+    Backend,
+    BackendCheck,
+    ExportChoice,
+    ExportManifest,
+    read_manifest,
+)
 
 __all__ = [
     "EXPORT_DIR",
@@ -47,7 +58,6 @@ __all__ = [
     "BackendCheck",
     "ExportManifest",
     "export_model",
-    "export_target",
     "fastembed_model",
     "formats_for",
     "read_manifest",
@@ -55,10 +65,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Format = Literal["onnx", "onnx-int8", "static"]
-EXPORT_DIR = "onnx"  # a distillation output folder keeps its export in this subfolder
-MANIFEST = "export.json"
-FILES: dict[str, str] = {"onnx": "model.onnx", "onnx-int8": "model_int8.onnx", "static": "model.safetensors"}
 OPSET = 17
 # an int8 graph may lose at most this on a holdout metric (a 100-text holdout moves by about 0.01 under int8 noise)
 INT8_TOLERANCE = 0.01
@@ -83,111 +89,12 @@ DEFAULT_CHECK_TEXTS = [
 ]
 
 
-class BackendCheck(BaseModel):
-    """How one exported format compares with the torch model it came from."""
-
-    cosine_mean: float
-    cosine_min: float
-    texts: int
-    metrics: dict[str, float] = Field(default_factory=dict)
-    accepted: bool = True
-    reason: str | None = None
-
-
-class ExportManifest(BaseModel):
-    """``export.json``: what an export folder holds and which backend ``auto`` loads from it."""
-
-    version: int = 1
-    source: str
-    kind: Literal["transformer", "static"]
-    dim: int
-    max_seq_length: int | None = None
-    inputs: list[str] = Field(default_factory=list)
-    output: str = "sentence_embedding"
-    prompts: dict[str, str] = Field(default_factory=dict)
-    files: dict[str, str] = Field(default_factory=dict)
-    checks: dict[str, BackendCheck] = Field(default_factory=dict)
-    reference_metrics: dict[str, float] = Field(default_factory=dict)
-    preferred: str | None = None
-    # int8 weights in this many bits: 7 since they were made exact on every CPU; a manifest without it is older (8)
-    int8_weight_bits: int = 8
-    checked_on: CpuFeatures | None = None  # the processor the checks below ran on
-    wall_time_s: float = 0.0
-
-    def accepted(self, backend: str) -> bool:
-        check = self.checks.get(backend)
-        return backend in self.files and (check is None or check.accepted)
-
-    def choose(self) -> str | None:
-        """The fastest format that passed its checks: int8, then fp32 ONNX, then the static table."""
-        return next((b for b in ("onnx-int8", "onnx", "static") if self.accepted(b)), None)
-
-    def refuse(self, backend: str, reason: str) -> None:
-        if backend in self.checks:
-            self.checks[backend] = self.checks[backend].model_copy(update={"accepted": False, "reason": reason})
-        self.preferred = self.choose()
-
-    def save(self, folder: Path) -> Path:
-        path = folder / MANIFEST
-        path.write_text(json.dumps(self.model_dump(mode="json"), indent=2), encoding="utf-8")
-        return path
-
-
-def read_manifest(folder: str | Path) -> ExportManifest | None:
-    """The manifest of an export folder, or None when ``folder`` is not one."""
-    path = Path(folder).expanduser() / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        return ExportManifest.model_validate_json(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise StudentError(f"{path} is not a qdrant-distill export manifest: {exc}") from exc
-
-
 # ---------------------------------------------------------------------------------------------------------- recipe
-def export_target(target: str | Path, *, formats: Sequence[str] = ("onnx", "onnx-int8"),
-                  out_dir: str | Path | None = None) -> ExportManifest:
-    """``qdrant-distill export``: a migration's run folder (int8 checked on the holdout of the sample it saved), a
-    distill output folder, or any model (``out_dir`` needed; checked on built-in texts)."""
-    from qdrant_distill.distillation import DISTILL_JSON, export_student
-
-    _check_formats(formats)
-    path = Path(target).expanduser()
-    run_student = path / "student" / DISTILL_JSON  # a migration's run folder keeps distill's output in student/
-    if (path / "journal.json").is_file() and run_student.is_file():
-        if out_dir is None:
-            return _manifest_of(export_student(path / "student", formats=formats, sample=_run_sample(path)))
-    elif (path / DISTILL_JSON).is_file() and out_dir is None:
-        return _manifest_of(export_student(path, formats=formats))
-    if out_dir is None:
-        raise ConfigError(f"{target} is not a run or distill output folder: say where to export it",
-                          hint="add --out FOLDER")
-    return export_model(str(target), out_dir, formats=formats)
-
-
-def _run_sample(run_dir: Path) -> tuple[list[str], np.ndarray] | None:
-    """The sample a migration distilled from (saved in its run folder), or None."""
-    from qdrant_distill.journal import Journal
-    from qdrant_distill.migration import load_sample
-
-    journal = Journal.load(run_dir)
-    if not journal.sample_path or not Path(journal.sample_path).is_file():
-        return None
-    sample = load_sample(Path(journal.sample_path))
-    return sample.texts, sample.vectors
-
-
-def _manifest_of(result: Any) -> ExportManifest:
-    manifest = read_manifest(result.export_path)
-    assert manifest is not None
-    return manifest
-
-
 def export_model(
     model_or_ref: Any,
     out_dir: str | Path,
     *,
-    formats: Sequence[str] = ("onnx", "onnx-int8"),
+    formats: Sequence[Backend | str] = GRAPHS,
     check_texts: Sequence[str] | None = None,
     evaluate: Callable[[Any], dict[str, float]] | None = None,
     source: str | None = None,
@@ -215,15 +122,12 @@ def export_model(
     manifest.wall_time_s = round(time.perf_counter() - started, 2)
     manifest.save(out)
     logger.info("exported %s to %s (%s) in %.0f s; auto uses %s", source, out, ", ".join(manifest.files),
-                manifest.wall_time_s, manifest.preferred or "torch")
+                manifest.wall_time_s, manifest.runs_on())
     return manifest
 
 
 def _model(model_or_ref: Any, source: str | None) -> tuple[Any, str]:
     if isinstance(model_or_ref, (str, Path)):
-        from qdrant_distill.encoders import resolve_reference
-        from qdrant_distill.students import load_body
-
         ref = resolve_reference(model_or_ref)
         return load_body(ref), source or ref
     if not hasattr(model_or_ref, "tokenizer") or not hasattr(model_or_ref, "encode"):
@@ -234,12 +138,16 @@ def _model(model_or_ref: Any, source: str | None) -> tuple[Any, str]:
 def formats_for(choice: str) -> tuple[str, ...]:
     """The graphs an export choice makes: ``onnx-int8`` is fp32 and int8 (fp32 stays as the fallback), ``onnx``
     fp32 alone."""
-    _check_formats([choice])
-    return ("onnx", "onnx-int8") if choice == "onnx-int8" else ("onnx",)
+    try:
+        formats = ExportChoice(choice).formats
+    except ValueError:
+        formats = ()
+    _check_formats(formats or [choice])
+    return formats
 
 
-def _check_formats(formats: Sequence[str]) -> None:
-    unknown = [f for f in formats if f not in ("onnx", "onnx-int8")]
+def _check_formats(formats: Sequence[Backend | str]) -> None:
+    unknown = [str(f) for f in formats if f not in GRAPHS]
     if unknown or not formats:
         raise ConfigError(f"unknown export format {', '.join(unknown) or '(none)'}", hint="use onnx and/or onnx-int8")
 
@@ -256,8 +164,6 @@ def _fresh_folder(out: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------------------- formats
 def _static_table(model: Any) -> np.ndarray | None:
-    from qdrant_distill.encoders import static_module
-
     static = static_module(model)
     return None if static is None else static.embedding.weight.detach().cpu().numpy().astype(np.float32)
 
@@ -265,31 +171,31 @@ def _static_table(model: Any) -> np.ndarray | None:
 def _export_static(model: Any, table: np.ndarray, out: Path, source: str) -> ExportManifest:
     from safetensors.numpy import save_file
 
-    save_file({"embedding.weight": table}, str(out / FILES["static"]))
+    save_file({"embedding.weight": table}, str(out / FILES[Backend.STATIC]))
     static = model[0]
     static.tokenizer.save(str(out / "tokenizer.json"))
-    return ExportManifest(source=source, kind="static", dim=int(table.shape[1]), files={"static": FILES["static"]},
+    return ExportManifest(source=source, kind="static", dim=int(table.shape[1]), files={Backend.STATIC: FILES[Backend.STATIC]},
                           prompts=_prompts(model))
 
 
-def _export_onnx(model: Any, out: Path, source: str, formats: Sequence[str]) -> ExportManifest:
-    inputs = _export_graph(model, out / FILES["onnx"])
-    files = {"onnx": FILES["onnx"]}
+def _export_onnx(model: Any, out: Path, source: str, formats: Sequence[Backend | str]) -> ExportManifest:
+    inputs = _export_graph(model, out / FILES[Backend.ONNX])
+    files = {Backend.ONNX: FILES[Backend.ONNX]}
     bits = 8
-    if "onnx-int8" in formats:
-        _quantize(out / FILES["onnx"], out / FILES["onnx-int8"])
-        files["onnx-int8"] = FILES["onnx-int8"]
+    if Backend.ONNX_INT8 in formats:
+        _quantize(out / FILES[Backend.ONNX], out / FILES[Backend.ONNX_INT8])
+        files[Backend.ONNX_INT8] = FILES[Backend.ONNX_INT8]
         # the int8 graph's weights are checked, not assumed: the manifest says what the file holds
-        bits = int8_weight_bits(out / FILES["onnx-int8"])
+        bits = int8_weight_bits(out / FILES[Backend.ONNX_INT8])
     _tokenizer_files(model, out)
     from qdrant_distill._compat import embedding_dimension
 
     manifest = ExportManifest(source=source, kind="transformer", dim=embedding_dimension(model),
                               max_seq_length=int(model.max_seq_length), inputs=inputs, files=files,
                               prompts=_prompts(model), int8_weight_bits=bits)
-    if "onnx" not in formats:  # int8 only: the fp32 graph was the quantiser's input
-        (out / FILES["onnx"]).unlink()
-        del manifest.files["onnx"]
+    if Backend.ONNX not in formats:  # int8 only: the fp32 graph was the quantiser's input
+        (out / FILES[Backend.ONNX]).unlink()
+        del manifest.files[Backend.ONNX]
     return manifest
 
 
@@ -411,15 +317,13 @@ def _tokenizer_files(model: Any, out: Path) -> None:
 def _check(manifest: ExportManifest, model: Any, out: Path, texts: list[str],
            evaluate: Callable[[Any], dict[str, float]] | None) -> None:
     """Compare every exported format with the torch model; keep only what passes; set ``preferred``."""
-    from qdrant_distill.encoders import as_encoder, load_encoder
-
     torch_encoder = as_encoder(model)
     reference = {kind: torch_encoder.encode(texts, kind=kind) for kind in ("document", "query")}
     manifest.reference_metrics = evaluate(torch_encoder) if evaluate else {}
     for backend in list(manifest.files):
         encoder = load_encoder(out, backend=backend)
         cosines = np.concatenate([_cosines(encoder.encode(texts, kind=k), reference[k]) for k in reference])
-        metrics = evaluate(encoder) if evaluate and backend == "onnx-int8" else {}
+        metrics = evaluate(encoder) if evaluate and backend is Backend.ONNX_INT8 else {}
         manifest.checks[backend] = BackendCheck(cosine_mean=round(float(cosines.mean()), 5),
                                                 cosine_min=round(float(cosines.min()), 5), texts=len(texts),
                                                 metrics=metrics)
@@ -437,10 +341,10 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(axis=1)
 
 
-def _refusal(backend: str, check: BackendCheck, reference: dict[str, float]) -> str | None:
+def _refusal(backend: Backend, check: BackendCheck, reference: dict[str, float]) -> str | None:
     """Why a format must not be used, or None."""
     # int8 moves every vector a little: judged on the mean; fp32 must reproduce every vector
-    minimum, value = (MIN_INT8_COSINE, check.cosine_mean) if backend == "onnx-int8" else (MIN_FP32_COSINE,
+    minimum, value = (MIN_INT8_COSINE, check.cosine_mean) if backend is Backend.ONNX_INT8 else (MIN_FP32_COSINE,
                                                                                         check.cosine_min)
     if value < minimum:
         return f"cosine to the torch model {check.cosine_mean:.4f} (min {check.cosine_min:.4f}) < {minimum}"
@@ -453,7 +357,7 @@ def _refusal(backend: str, check: BackendCheck, reference: dict[str, float]) -> 
 
 # --------------------------------------------------------------------------------------------------------- fastembed
 def fastembed_model(folder: str | Path, *, name: str | None = None,
-                    backend: str | None = None) -> tuple[str, dict[str, Any]]:
+                    backend: Backend | str | None = None) -> tuple[str, dict[str, Any]]:
     """Register an export folder with FastEmbed; returns the model name and the options that load it.
 
     Use them with FastEmbed (``TextEmbedding(name, **options)``) or with qdrant-client's inference
@@ -468,7 +372,7 @@ def fastembed_model(folder: str | Path, *, name: str | None = None,
     manifest = read_manifest(path)
     if manifest is None or manifest.kind != "transformer":
         raise ConfigError(f"{path} is not an ONNX export", hint="qdrant-distill export MODEL --out FOLDER")
-    chosen = backend or (manifest.preferred if manifest.preferred in ("onnx", "onnx-int8") else "onnx")
+    chosen = Backend(backend) if backend else (manifest.preferred if manifest.preferred in GRAPHS else Backend.ONNX)
     if chosen not in manifest.files:
         raise ConfigError(f"{path} holds no {chosen} graph (it has {', '.join(manifest.files)})")
     model = name or f"qdrant-distill/{path.parent.name}-{path.name}-{chosen}"

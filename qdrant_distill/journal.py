@@ -20,12 +20,14 @@ from pydantic import BaseModel, Field
 
 from connectors.base import PointId
 from qdrant_distill.errors import MigrationError
+from qdrant_distill.export_folder import Backend
+from qdrant_distill.folders import RunFolder
 
 __all__ = ["JOURNAL_FILE", "IdRange", "Journal", "Stage"]
 
 logger = logging.getLogger(__name__)
 
-JOURNAL_FILE = "journal.json"
+JOURNAL_FILE = RunFolder.JOURNAL
 
 
 class Stage(str, enum.Enum):
@@ -80,7 +82,7 @@ class Journal(BaseModel):
     baseline_metrics: dict[str, float] = Field(default_factory=dict)
     selection: dict[str, Any] = Field(default_factory=dict)  # the holdout's comparison of trained and plain states
     export_path: str | None = None  # the student's export (qdrant_distill.export), when it has one
-    backend: str = "torch"  # how the student runs: torch, onnx, onnx-int8 or static (its export's checked choice)
+    backend: Backend = Backend.TORCH  # how the student runs: its export's checked choice, or the gate's fallback
     checkpoint: Any = None  # scroll offset of the next page to re-embed
     reembed_finished: bool = False  # the last page is written (checkpoint is None again)
     ranges: list[IdRange] = Field(default_factory=list)  # the Ray engine's id ranges (the local engine: checkpoint)
@@ -95,7 +97,7 @@ class Journal(BaseModel):
     @classmethod
     def open(cls, run_dir: Path, fingerprint: dict[str, Any]) -> Journal:
         """Load the run's journal, or start one. A journal of a different migration in that folder is an error."""
-        path = (Path(run_dir) / JOURNAL_FILE).resolve()
+        path = RunFolder(Path(run_dir)).journal.resolve()
         for stale in path.parent.glob(".journal-*"):  # left by a kill in the middle of a save
             stale.unlink(missing_ok=True)
         if path.exists():
@@ -123,7 +125,7 @@ class Journal(BaseModel):
     def load(cls, path: str | Path) -> Journal:
         p = Path(path).resolve()
         if p.is_dir():
-            p = p / JOURNAL_FILE
+            p = RunFolder(p).journal
         try:
             with p.open(encoding="utf-8") as fh:
                 data = json.load(fh)

@@ -6,9 +6,7 @@ same migration again after a crash resumes where it stopped.
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 from contextlib import AbstractContextManager, ExitStack, nullcontext
 from pathlib import Path
 from collections.abc import Callable
@@ -19,6 +17,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from connectors.base import Connector, Sample
+from connectors.scroll import read_vectors, stored_vectors
+import qdrant_distill.record as record
 from qdrant_distill._version import __version__
 from qdrant_distill.config import Engine, MigrationConfig, Mode
 from qdrant_distill.encoders import Encoder, load_encoder
@@ -30,20 +30,35 @@ from qdrant_distill.errors import (
     NoTextPayload,
     StudentError,
 )
-from qdrant_distill.evaluate import gate_failures, labelled_metrics, stored_vectors
-from qdrant_distill.journal import JOURNAL_FILE, Journal, Stage
+from qdrant_distill.evaluate import fidelity
+from qdrant_distill.export import export_model, formats_for
+from qdrant_distill.export_folder import Backend, read_manifest
+from qdrant_distill.folders import DistillFolder, RunFolder
+from qdrant_distill.gate import GateReport, failure_text, judge, labelled_metrics, verify_min_cosine
+from qdrant_distill.journal import Journal, Stage
 from qdrant_distill.plan import MigrationPlan, make_plan
-from qdrant_distill.reembed import PageConverter, read_vectors, reembed
-from qdrant_distill import record
-from qdrant_distill.swap import abandon, finalize, rollback, swap
-from qdrant_distill.swap import mirror_stage
-from qdrant_distill.verify import VERIFY_MIN_COSINE, catch_up, verify
+from qdrant_distill.projection import PCAProjection
+from qdrant_distill.reembed import PageConverter, reembed
+from qdrant_distill.runs import (
+    abandon_run,
+    encoder_reference,
+    finalize_run,
+    load_sample,
+    open_journal,
+    query_encoder,
+    rollback_run,
+    run_encoder,
+    save_sample,
+    status,
+    swap_run,
+)
+from qdrant_distill.swap import mirror_stage, swap
+from qdrant_distill.verify import catch_up, verify
 
-__all__ = ["MigrationReport", "abandon_run", "migrate", "open_connector", "open_journal", "query_encoder", "status"]
+__all__ = ["MigrationReport", "abandon_run", "finalize_run", "migrate", "open_connector", "open_journal",
+           "query_encoder", "rollback_run", "status", "swap_run"]
 
 logger = logging.getLogger(__name__)
-
-SAMPLE_FILE = "sample.npz"
 
 
 class MigrationReport(BaseModel):
@@ -62,7 +77,7 @@ class MigrationReport(BaseModel):
     skipped: int
     sample_size: int
     student_path: str | None
-    backend: str = "torch"  # what the student runs on (its export's format that passed its checks and the gate)
+    backend: Backend = Backend.TORCH  # what the student runs on (its export's format that passed its checks and the gate)
     metrics: dict[str, float] = Field(default_factory=dict)  # the gate's: measured on that backend
     baseline_metrics: dict[str, float] = Field(default_factory=dict)
     selection: dict[str, Any] = Field(default_factory=dict)
@@ -81,11 +96,6 @@ def open_connector(config: MigrationConfig) -> Connector:
     from connectors.qdrant import QdrantConnector
 
     return QdrantConnector.open(config.qdrant)
-
-
-def open_journal(run_dir: str | Path) -> Journal:
-    """The journal of an earlier run (for status, rollback, finalize)."""
-    return Journal.load(run_dir)
 
 
 def migrate(
@@ -144,7 +154,7 @@ def migrate(
 
 def stage_sample(config: MigrationConfig, conn: Connector, journal: Journal, plan: MigrationPlan) -> Sample:
     """Sample points (text + teacher vector) and keep them in the run folder, so a resume trains on the same ones."""
-    path = journal.run_dir / SAMPLE_FILE
+    path = RunFolder(journal.run_dir).sample
     if journal.done(Stage.SAMPLED) and path.exists():
         logger.info("resuming with the sample saved in %s; to sample afresh (say after fixing the source), rerun "
                     "with --restart or run qdrant-distill abandon %s first", path, journal.run_dir)
@@ -153,7 +163,7 @@ def stage_sample(config: MigrationConfig, conn: Connector, journal: Journal, pla
         plan.source_collection, config.sample_size, text=config.text, vector_name=plan.vector_name,
         seed=config.sample_seed,
     )
-    _save_sample(path, sample)
+    save_sample(path, sample)
     journal.advance(Stage.SAMPLED, sample_path=str(path), sample_size=len(sample))
     logger.info("sampled %d points (%s; %d without text skipped)", len(sample), sample.method, sample.missing_text)
     return sample
@@ -163,11 +173,11 @@ def stage_distill(config: MigrationConfig, journal: Journal, plan: MigrationPlan
     """Train the student on the sample (or, in projection-only mode, build teacher + projection)."""
     if journal.done(Stage.DISTILLED):
         return
-    out = journal.run_dir / "student"
+    out = RunFolder(journal.run_dir).distill.root
     if config.mode is Mode.PROJECTION_ONLY:
         result = _projection_only(config, sample, out, plan)
     else:
-        from qdrant_distill.distillation import distill, for_queries
+        from qdrant_distill.distillation import distill, for_queries  # torch: only when a student is trained
 
         student_config = config.student.model_copy(update={"dim": config.dim})
         if config.mode is Mode.PROJECT:
@@ -195,7 +205,7 @@ def stage_distill(config: MigrationConfig, journal: Journal, plan: MigrationPlan
 def stage_gate(
     config: MigrationConfig, journal: Journal, *, conn: Connector | None = None, plan: MigrationPlan | None = None
 ) -> None:
-    """Stop, with nothing written to Qdrant, when the student is below the thresholds.
+    """Stop, with nothing written to Qdrant, when the student is below the thresholds (:mod:`qdrant_distill.gate`).
 
     Labelled queries (``gate.queries``) are answered the way the new collection will answer them: in ``reembed``
     mode against the student's vectors of the labelled corpus, in the project modes against the projection of the
@@ -203,77 +213,30 @@ def stage_gate(
     """
     if journal.done(Stage.GATED):
         return
-    distilled = dict(journal.metrics)
-    failures = _gate(config, journal, conn, plan, distilled)
-    if failures and journal.backend == "onnx-int8":  # the int8 graph may fall short where the student does not
-        failures = _gate_without_int8(config, journal, conn, plan, distilled, failures)
-    if failures:
+    manifest = read_manifest(journal.export_path) if journal.export_path else None
+    labelled = _labelled(config, journal, conn, plan) if config.gate.queries else None
+    report = judge(config.gate, backend=Backend(journal.backend), distilled=dict(journal.metrics), manifest=manifest,
+                   labelled=labelled)
+    _record_gate(journal, report)
+    if not report.passed:
         raise GateFailed(
-            f"the student is below the quality gate: {_failure_text(failures)}; nothing was written to Qdrant",
+            f"the student is below the quality gate: {failure_text(report.failures)}; nothing was written to Qdrant",
             hint="train on more points, lower --dim, or relax the gate",
-            failures=failures, metrics=journal.metrics,
+            failures=report.failures, metrics=journal.metrics,
         )
     journal.advance(Stage.GATED)
 
 
-def _gate(config: MigrationConfig, journal: Journal, conn: Connector | None, plan: MigrationPlan | None,
-          distilled: dict[str, float]) -> list[dict[str, Any]]:
-    """The gate's metrics for the backend the student will run on (int8's own holdout metrics, labelled queries
-    answered through it), saved in the journal; returns what falls short."""
-    metrics = {**distilled, **_backend_metrics(journal)}
-    if config.gate.queries:
-        metrics.update(_labelled_metrics(config, journal, conn, plan))
-    journal.metrics = metrics
-    journal.save()
-    return gate_failures(metrics, config.gate.thresholds())
-
-
-def _gate_without_int8(config: MigrationConfig, journal: Journal, conn: Connector | None, plan: MigrationPlan | None,
-                       distilled: dict[str, float], int8_failures: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The gate on the fp32 graph: when it passes, int8 is refused (recorded in the export, with why) and the
-    student runs on fp32; when it fails too, int8 is kept for a later, relaxed gate and its failures returned."""
-    int8_metrics = dict(journal.metrics)
-    journal.backend = "onnx"
-    failures = _gate(config, journal, conn, plan, distilled)
-    journal.backend = "onnx-int8"
-    if failures:  # the gate's record stays int8's (measured already: labelled queries are not answered again)
-        journal.metrics = int8_metrics
-        journal.save()
-        return int8_failures
-    _refuse_backend(journal, f"below the quality gate: {_failure_text(int8_failures)}")
-    return []
-
-
-def _failure_text(failures: list[dict[str, Any]]) -> str:
-    return "; ".join(
-        f"{f['metric']} = {f['value']:.4f} < {f['threshold']} (short by {f['short_by']})" if f["value"] is not None
-        else f"{f['metric']} missing" for f in failures
-    )
-
-
-def _backend_metrics(journal: Journal) -> dict[str, float]:
-    """The holdout metrics the export measured for the chosen backend: int8's own, else the torch model's (fp32
-    graphs reproduce it)."""
-    from qdrant_distill.export import read_manifest
-
-    manifest = read_manifest(journal.export_path) if journal.export_path else None
-    if manifest is None:
-        return {}
-    check = manifest.checks.get(journal.backend)
-    return dict(check.metrics) if check and check.metrics else dict(manifest.reference_metrics)
-
-
-def _refuse_backend(journal: Journal, reason: str) -> None:
-    """Stop using the chosen export format (recorded in the export and the journal); the next one is used."""
-    from qdrant_distill.export import read_manifest
-
-    assert journal.export_path is not None
-    manifest = read_manifest(journal.export_path)
-    assert manifest is not None
-    manifest.refuse(journal.backend, reason)
-    manifest.save(Path(journal.export_path))
-    logger.warning("%s is not used: %s; the student runs on %s", journal.backend, reason, manifest.preferred or "torch")
-    journal.backend = manifest.preferred or "torch"
+def _record_gate(journal: Journal, report: GateReport) -> None:
+    """The gate's metrics into the journal; a format it refused recorded in the export (with why), and the backend
+    it judged instead becomes the run's."""
+    journal.metrics = report.metrics
+    if report.refused is not None and journal.export_path:
+        manifest = read_manifest(journal.export_path)
+        assert manifest is not None
+        manifest.refuse(report.refused, report.refused_because or "below the quality gate")
+        manifest.save(Path(journal.export_path))
+        journal.backend = report.backend
     journal.save()
 
 
@@ -334,7 +297,7 @@ def _reembed_on_ray(config: MigrationConfig, conn: Connector, journal: Journal, 
     converter, vectors = _pipeline(config, conn, journal, plan, encode=encoded_elsewhere)
     reembed_ranges(conn, config.qdrant, journal, source=plan.source_collection, target=plan.target,
                    converter=converter, vectors=vectors, config=config.ray, student=encoder_reference(journal),
-                   backend=journal.backend, page_size=config.page_size, encode_batch_size=config.encode_batch_size,
+                   backend=Backend(journal.backend), page_size=config.page_size, encode_batch_size=config.encode_batch_size,
                    total=plan.points, progress=config.progress)
 
 
@@ -350,59 +313,9 @@ def stage_verify(config: MigrationConfig, conn: Connector, journal: Journal, pla
     journal.save()
     report = verify(conn, source=plan.source_collection, target=plan.target, converter=converter,
                     vector_name=plan.vector_name, dim=config.dim, skipped=journal.skipped_ids,
-                    sample=config.verify_sample, page_size=config.page_size, min_cosine=_verify_cosine(journal))
+                    sample=config.verify_sample, page_size=config.page_size, min_cosine=verify_min_cosine(Backend(journal.backend)))
     journal.advance(Stage.VERIFIED, verify=report)
     record.write(conn, plan.target, {**_record(config, journal, plan), "stage": Stage.VERIFIED.value})
-
-
-def _verify_cosine(journal: Journal) -> float:
-    """How close re-encoded vectors must be: an int8 graph's move with their batch (as much as its export check
-    allows), every other backend's are the same vectors."""
-    from qdrant_distill.export import MIN_INT8_COSINE
-
-    return MIN_INT8_COSINE if journal.backend == "onnx-int8" else VERIFY_MIN_COSINE
-
-
-# -- operator commands ----------------------------------------------------------------------------------------------
-
-
-def status(run_dir: str | Path) -> Journal:
-    """The journal of a run."""
-    return open_journal(run_dir)
-
-
-def rollback_run(run_dir: str | Path, connector: Connector) -> str | None:
-    return rollback(connector, open_journal(run_dir))
-
-
-def finalize_run(run_dir: str | Path, connector: Connector) -> str | None:
-    return finalize(connector, open_journal(run_dir))
-
-
-def swap_run(run_dir: str | Path, connector: Connector) -> str | None:
-    return swap(connector, open_journal(run_dir))
-
-
-RUN_FILES = (JOURNAL_FILE, SAMPLE_FILE, "student")  # what a run writes into its folder
-
-
-def abandon_run(run_dir: str | Path, connector: Connector) -> str | None:
-    """Drop the target of a run that was never swapped in and clear its run folder (journal, sample, student), so
-    the same command starts afresh. Returns the dropped collection (None when the run had not created one)."""
-    journal = open_journal(run_dir)
-    dropped = abandon(connector, journal)
-    folder = Path(journal.path).parent
-    for name in RUN_FILES:
-        path = folder / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-    logger.warning("abandon: cleared the run folder %s", folder)
-    return dropped
-
-
-# -- helpers --------------------------------------------------------------------------------------------------------
 
 
 def _mirrored_stage(conn: Connector, target: str) -> str | None:
@@ -433,25 +346,9 @@ def _record(config: MigrationConfig, journal: Journal, plan: MigrationPlan) -> d
     )
 
 
-def query_encoder(config: MigrationConfig, journal: Journal) -> Encoder:
-    """The encoder the new collection answers queries with: the student, or in projection-only mode the teacher
-    followed by the projection, on the backend the run chose."""
-    projection = journal.projection_path if config.mode is Mode.PROJECTION_ONLY else None
-    return load_encoder(encoder_reference(journal), projection=projection, backend=journal.backend,
-                        batch_size=config.encode_batch_size)
-
-
-def encoder_reference(journal: Journal) -> str:
-    """What loads the run's encoder: its export folder when it runs on one, else the student (or teacher)."""
-    assert journal.student_path is not None
-    return journal.export_path if journal.backend != "torch" and journal.export_path else journal.student_path
-
-
 def _converter(config: MigrationConfig, journal: Journal, plan: MigrationPlan,
                encode: Callable[[list[str]], np.ndarray] | None = None) -> PageConverter:
     """The page converter; ``encode`` replaces the student's own (the Ray engine encodes in its actors)."""
-    from qdrant_distill.projection import PCAProjection
-
     projection = PCAProjection.load(journal.projection_path) if journal.projection_path else None
     project = (lambda v: projection.transform(v, normalize=True)) if projection is not None else None
     if config.mode is not Mode.REEMBED:
@@ -477,9 +374,6 @@ def _pipeline(
 
 def _projection_only(config: MigrationConfig, sample: Sample, out: Path, plan: MigrationPlan) -> dict[str, Any]:
     """Teacher + PCA projection as the query encoder; fidelity measured on the stored vectors alone."""
-    from qdrant_distill.evaluate import fidelity
-    from qdrant_distill.projection import PCAProjection
-
     assert config.teacher_model is not None  # make_plan refuses projection-only mode without a teacher
     projection = PCAProjection.fit(sample.vectors, config.dim, center=config.student.center)
     teacher = load_encoder(config.teacher_model)
@@ -487,7 +381,7 @@ def _projection_only(config: MigrationConfig, sample: Sample, out: Path, plan: M
         raise DimensionError(f"the teacher encodes {teacher.dim}-d vectors, the stored ones are {projection.in_dim}-d",
                              hint="--teacher must be the model the collection was indexed with")
     out.mkdir(parents=True, exist_ok=True)
-    projection_path = projection.save(out / "projection.npz")
+    projection_path = projection.save(DistillFolder(out).projection)
     metrics = fidelity(projection.transform(sample.vectors), sample.vectors)
     result = {"student_path": model_reference(config.teacher_model),
               "projection_path": str(Path(projection_path).resolve()), "metrics": metrics, "baseline_metrics": metrics}
@@ -501,9 +395,6 @@ def _projection_only(config: MigrationConfig, sample: Sample, out: Path, plan: M
 def _export_teacher(config: MigrationConfig, sample: Sample, projection: Any, out: Path) -> dict[str, Any]:
     """Projection-only mode: the teacher exported for onnxruntime (:mod:`qdrant_distill.export`). Each format is
     judged as the query encoder it becomes: teacher + projection against the stored vectors of sampled texts."""
-    from qdrant_distill.evaluate import fidelity
-    from qdrant_distill.export import EXPORT_DIR, export_model, formats_for
-
     assert config.teacher_model is not None
     n = min(len(sample.texts), 256)
     texts, stored = sample.texts[:n], sample.vectors[:n]
@@ -511,9 +402,10 @@ def _export_teacher(config: MigrationConfig, sample: Sample, projection: Any, ou
     def evaluate(encoder: Encoder) -> dict[str, float]:
         return fidelity(projection.transform(encoder.encode(texts)), stored)
 
-    manifest = export_model(config.teacher_model, out / EXPORT_DIR, formats=formats_for(config.student.export), check_texts=texts[:64],
-                            evaluate=evaluate, source=model_reference(config.teacher_model))
-    return {"export_path": str((out / EXPORT_DIR).resolve()), "backend": manifest.preferred or "torch"}
+    folder = DistillFolder(out).export.root
+    manifest = export_model(config.teacher_model, folder, formats=formats_for(config.student.export),
+                            check_texts=texts[:64], evaluate=evaluate, source=model_reference(config.teacher_model))
+    return {"export_path": str(folder.resolve()), "backend": manifest.runs_on()}
 
 
 def model_reference(ref: str) -> str:
@@ -522,11 +414,9 @@ def model_reference(ref: str) -> str:
     return str(path.resolve()) if path.exists() else ref
 
 
-def _labelled_metrics(
-    config: MigrationConfig, journal: Journal, conn: Connector | None, plan: MigrationPlan | None
-) -> dict[str, float]:
-    from qdrant_distill.projection import PCAProjection
-
+def _labelled(config: MigrationConfig, journal: Journal, conn: Connector | None,
+              plan: MigrationPlan | None) -> Callable[[Backend], dict[str, float]]:
+    """Labelled queries answered as the new collection will answer them, on the backend the gate judges."""
     gate = config.gate
     assert gate.queries is not None
     doc_vectors: Callable[[list[str]], np.ndarray] | None = None
@@ -538,23 +428,12 @@ def _labelled_metrics(
         projection = PCAProjection.load(journal.projection_path)
         doc_vectors = lambda ids: projection.transform(  # noqa: E731
             stored_vectors(conn, plan.source_collection, plan.vector_name, ids))
-    return labelled_metrics(query_encoder(config, journal), gate.queries, split=gate.split, doc_vectors=doc_vectors)
 
+    def labelled(backend: Backend) -> dict[str, float]:
+        return labelled_metrics(run_encoder(config, journal, backend), gate.queries, split=gate.split,
+                                doc_vectors=doc_vectors)
 
-def _save_sample(path: Path, sample: Sample) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"ids": sample.ids, "texts": sample.texts, "requested": sample.requested, "method": sample.method,
-            "missing_text": sample.missing_text, "missing_vector": sample.missing_vector}
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, vectors=sample.vectors, meta=np.array(json.dumps(meta)))
-    tmp.replace(path)
-
-
-def load_sample(path: Path) -> Sample:
-    with np.load(path) as data:
-        meta = json.loads(str(data["meta"]))
-        vectors = data["vectors"].astype(np.float32)
-    return Sample(vectors=vectors, **meta)
+    return labelled
 
 
 def _report(config: MigrationConfig, plan: MigrationPlan, journal: Journal) -> MigrationReport:

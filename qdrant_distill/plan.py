@@ -17,7 +17,8 @@ from qdrant_distill.checks import (
 )
 from qdrant_distill.config import MigrationConfig, Mode
 from qdrant_distill.errors import AliasConflict, CollectionExists, ConfigError, DimensionError, EmptyCollection
-from qdrant_distill.journal import JOURNAL_FILE, Journal, Stage
+from qdrant_distill.folders import RunFolder
+from qdrant_distill.journal import Journal, Stage
 from qdrant_distill.teacher import TeacherCheck
 
 __all__ = ["MigrationPlan", "make_plan"]
@@ -100,7 +101,7 @@ class MigrationPlan(BaseModel):
 
 def _existing_journal(config: MigrationConfig) -> Journal | None:
     """The journal of an earlier attempt at this same migration (a mismatch raises)."""
-    if not (config.resolved_run_dir() / JOURNAL_FILE).exists():
+    if not RunFolder(config.resolved_run_dir()).is_run():
         return None
     return Journal.open(config.resolved_run_dir(), config.fingerprint())
 
@@ -204,7 +205,7 @@ def _plan(config: MigrationConfig, info: CollectionInfo, spec: VectorSpec, **fie
 
 def _created_by(connector: Connector, target: str, journal: Journal) -> bool:
     """Whether ``target`` is a collection that this journal's run created (its metadata holds the run id)."""
-    from qdrant_distill import record
+    import qdrant_distill.record as record
 
     if not connector.collection_exists(target):
         return False

@@ -37,12 +37,16 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from connectors.base import Connector, Page, Point
+from connectors.base import Connector, Page
 from connectors.settings import QdrantSettings, redact_url
+from connectors.scroll import id_ranges, scroll_range
 from qdrant_distill.config import RayConfig
+from qdrant_distill.encoders import SentenceTransformerEncoder, load_encoder
 from qdrant_distill.errors import ConfigError, MigrationError
+from qdrant_distill.export_folder import Backend
+from qdrant_distill.folders import DistillFolder
 from qdrant_distill.journal import IdRange, Journal
-from qdrant_distill.reembed import PageConverter, PendingPage, ReembedStats, id_ranges, scroll_range
+from qdrant_distill.reembed import PageConverter, PendingPage, ReembedStats
 
 __all__ = ["EncodeBatch", "encoded_elsewhere", "require_ray", "reembed_ranges", "session"]
 
@@ -127,9 +131,7 @@ class EncodeBatch:
     are written to a temporary folder when ``student`` does not exist there."""
 
     def __init__(self, student: str, *, batch_size: int = 64, device: str = "cpu", threads: int | None = None,
-                 files: dict[str, bytes] | None = None, backend: str = "auto") -> None:
-        from qdrant_distill.encoders import SentenceTransformerEncoder, load_encoder
-
+                 files: dict[str, bytes] | None = None, backend: Backend | str = Backend.AUTO) -> None:
         self.encoder = load_encoder(_student_folder(student, files), device=device, batch_size=batch_size,
                                     backend=backend, threads=threads)
         if threads and isinstance(self.encoder, SentenceTransformerEncoder):
@@ -166,13 +168,13 @@ def _student_folder(student: str, files: dict[str, bytes] | None) -> str:
     return str(root)
 
 
-def _encoder_args(config: RayConfig, student: str, batch_size: int, backend: str) -> dict[str, Any]:
-    from qdrant_distill.encoders import STUDENT_DIR
-
-    folder = Path(student) / STUDENT_DIR if (Path(student) / STUDENT_DIR).is_dir() else Path(student)
+def _encoder_args(config: RayConfig, student: str, batch_size: int, backend: Backend) -> dict[str, Any]:
+    inside = DistillFolder(Path(student)).student
+    folder = inside if inside.is_dir() else Path(student)
     return {"student": str(folder), "batch_size": batch_size, "device": "cuda" if config.gpus_per_worker else "cpu",
             "threads": max(1, int(config.cpus_per_worker)),
-            "files": student_files(folder) if config.address and folder.is_dir() else None, "backend": backend}
+            "files": student_files(folder) if config.address and folder.is_dir() else None,
+            "backend": Backend(backend).value}
 
 
 # -- the stage --------------------------------------------------------------------------------------------------------
@@ -181,7 +183,7 @@ def _encoder_args(config: RayConfig, student: str, batch_size: int, backend: str
 def reembed_ranges(
     conn: Connector, settings: QdrantSettings, journal: Journal, *, source: str, target: str,
     converter: PageConverter, vectors: list[str] | bool, config: RayConfig, student: str, page_size: int,
-    encode_batch_size: int, total: int, progress: bool = True, backend: str = "auto",
+    encode_batch_size: int, total: int, progress: bool = True, backend: Backend = Backend.AUTO,
 ) -> None:
     """Re-embed every range the journal does not record as written (splitting the source into ranges first)."""
     if not journal.ranges:
@@ -227,7 +229,6 @@ def _on_driver(conn: Connector, journal: Journal, todo: list[int], *, source: st
     from ray.util import ActorPool
 
     import ray
-    from ray.util import ActorPool
 
     actors = _actors(config, encoder, journal.run_id)
     pool = ActorPool(actors)

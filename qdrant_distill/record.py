@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.base import Connector
+from qdrant_distill.export_folder import Backend
 
 __all__ = ["METADATA_KEY", "build", "read", "read_from", "write"]
 
@@ -20,7 +21,7 @@ METADATA_KEY = "qdrant_distill"
 def build(*, version: str, run_id: str, source: str, alias: str | None, mode: str, dim: int, vector_name: str,
           teacher: str, teacher_dim: int, student_path: str | None, projection_path: str | None,
           query_projection: bool, metrics: dict[str, float], journal_path: str, query_model: str | None = None,
-          backend: str = "torch") -> dict[str, Any]:
+          backend: Backend = Backend.TORCH) -> dict[str, Any]:
     """The record of a migration: enough for :func:`qdrant_distill.encoder_for` to load the query encoder
     (``query_model`` on ``query_backend``: the student's export folder when it runs on onnxruntime)."""
     return {
@@ -35,7 +36,7 @@ def build(*, version: str, run_id: str, source: str, alias: str | None, mode: st
         "teacher_dim": teacher_dim,
         "student": student_path,
         "query_model": query_model or student_path,
-        "query_backend": backend,
+        "query_backend": Backend(backend).value,
         "query_projection": projection_path if query_projection else None,
         "projection": projection_path,
         "metrics": metrics,

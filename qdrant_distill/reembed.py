@@ -18,11 +18,12 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from connectors.base import UNNAMED, Connector, Page, Point, PointId, TextSource
+from connectors.base import Connector, Point, PointId, TextSource
+from connectors.scroll import id_key, id_ranges, read_vectors, scroll_range
 from qdrant_distill.config import MissingTextPolicy
 from qdrant_distill.errors import MigrationError, NoTextPayload
 
-__all__ = ["PageConverter", "PendingPage", "ReembedStats", "id_key", "id_ranges", "reembed", "scroll_range"]
+__all__ = ["PageConverter", "PendingPage", "ReembedStats", "id_key", "id_ranges", "read_vectors", "reembed", "scroll_range"]
 
 logger = logging.getLogger(__name__)
 
@@ -141,57 +142,6 @@ class PageConverter:
     def _with_vector(self, p: Point, vector: np.ndarray) -> Point:
         others = {k: v for k, v in p.vectors.items() if k != self.vector_name}
         return Point(id=p.id, payload=p.payload, vectors={**others, self.vector_name: vector.tolist()})
-
-
-def read_vectors(info_vectors: Sequence[str], vector_name: str, need_teacher: bool) -> list[str] | bool:
-    """Which vectors a scroll must fetch: the others kept unchanged, plus the teacher's when needed."""
-    names = [v for v in info_vectors if v != vector_name]
-    if need_teacher:
-        names.append(vector_name)
-    if not names:
-        return False
-    if names == [UNNAMED]:
-        return True
-    return names
-
-
-def id_key(pid: PointId) -> tuple[int, int | str]:
-    """A point id's place in Qdrant's scroll order: integer ids first, by value, then UUIDs (as canonical strings)."""
-    return (0, pid) if isinstance(pid, int) else (1, str(pid).lower())
-
-
-ID_SCROLL_PAGE = 10_000  # ids per request of the boundary scroll (ids only: a few hundred KB a page)
-
-
-def id_ranges(connector: Connector, collection: str, size: int) -> list[tuple[PointId, PointId | None]]:
-    """Split ``collection`` into contiguous id ranges of ``size`` points: one scroll of ids only (no payload, no
-    vectors) takes every ``size``-th id as a boundary. Returns ``(start, end)`` pairs, ``end`` exclusive (None: to
-    the end); an empty collection gives none."""
-    starts: list[PointId] = []
-    seen = 0
-    for page in connector.scroll(collection, page_size=ID_SCROLL_PAGE, with_payload=False, with_vectors=False):
-        for p in page.points:
-            if seen % size == 0:
-                starts.append(p.id)
-            seen += 1
-    return list(zip(starts, [*starts[1:], None]))
-
-
-def scroll_range(
-    connector: Connector, collection: str, start: PointId, end: PointId | None, *, page_size: int,
-    vectors: list[str] | bool,
-) -> Iterator[Page]:
-    """The pages of one id range: a scroll from ``start`` that stops before ``end`` (points added or deleted
-    meanwhile move no boundary: the order decides, not a count). The last page has ``next_offset`` None."""
-    limit = None if end is None else id_key(end)
-    for page in connector.scroll(collection, page_size=page_size, with_payload=True, with_vectors=vectors,
-                                 offset=start):
-        points = page.points if limit is None else [p for p in page.points if id_key(p.id) < limit]
-        last = page.next_offset is None or len(points) < len(page.points) or (
-            limit is not None and id_key(page.next_offset) >= limit)
-        yield Page(points=points, offset=page.offset, next_offset=None if last else page.next_offset)
-        if last:
-            return
 
 
 class _Pipeline:

@@ -18,6 +18,7 @@ from connectors.base import Connector
 from qdrant_distill.encoders import Encoder, load_encoder
 from qdrant_distill.record import read as read_record
 from qdrant_distill.errors import ConfigError, StudentError
+from qdrant_distill.export_folder import Backend
 
 __all__ = ["CollectionEncoder", "encoder_for"]
 
@@ -46,7 +47,7 @@ class CollectionEncoder:
 
 
 def encoder_for(connector_or_client: Any, alias_or_collection: str, *, default: str | None = None,
-                backend: str | None = None) -> CollectionEncoder:
+                backend: Backend | str | None = None) -> CollectionEncoder:
     """The encoder for the collection behind ``alias_or_collection`` at this moment, on the backend the migration
     recorded (``backend`` overrides it: ``torch``, ``onnx``, ``onnx-int8`` or ``auto``).
 
@@ -66,7 +67,7 @@ def encoder_for(connector_or_client: Any, alias_or_collection: str, *, default: 
             )
         spec = info.vector(None)
         return CollectionEncoder(info.name, alias_or_collection, spec.name, int(spec.size or 0), "original", default,
-                                 _load(default, None, backend or "auto"))
+                                 _load(default, None, backend or Backend.AUTO))
     return CollectionEncoder(
         collection=info.name,
         requested=alias_or_collection,
@@ -74,11 +75,11 @@ def encoder_for(connector_or_client: Any, alias_or_collection: str, *, default: 
         dim=int(record["dim"]),
         mode=record.get("mode", "reembed"),
         model_path=path,
-        encoder=_load(path, record.get("query_projection"), backend or record.get("query_backend", "auto")),
+        encoder=_load(path, record.get("query_projection"), backend or record.get("query_backend", Backend.AUTO)),
     )
 
 
-def _load(ref: str, projection: str | None, backend: str) -> Encoder:
+def _load(ref: str, projection: str | None, backend: Backend | str) -> Encoder:
     try:
         return load_encoder(ref, projection=projection, backend=backend)
     except StudentError as exc:

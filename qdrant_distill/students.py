@@ -10,7 +10,7 @@
   a transformer's vocabulary, initialised by passing every token through that transformer, weighting tokens by
   rarity and mapping the result into the target space by least squares. Hundreds of times faster than a transformer.
 
-Builders take objects (a loaded body, arrays of vectors); only :func:`load_body` touches the disk.
+Builders take objects (a loaded body, arrays of vectors); loading one is :func:`qdrant_distill.encoders.load_body`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import torch
 
 from qdrant_distill._compat import embedding_dimension, st_models
 from qdrant_distill.config import HeadInit
+from qdrant_distill.encoders import load_body
 from qdrant_distill.errors import DimensionError, StudentError
 from qdrant_distill.projection import PCAProjection
 
@@ -45,28 +46,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_RIDGE_ALPHA = 1e-2
 SIF_A = 1e-3  # smooth inverse frequency constant for static token weights
-
-
-# ------------------------------------------------------------------------------------------------------------ bodies
-def load_body(name_or_path: str, *, device: str = "cpu", max_seq_length: int | None = None) -> Any:
-    """A fresh sentence-transformers model to build a student from (training changes it, so it is never the
-    cached model :func:`~qdrant_distill.encoders.load_encoder` shares); every failure becomes a
-    :class:`StudentError`."""
-    from sentence_transformers import SentenceTransformer
-
-    from qdrant_distill._quiet import quiet_loading
-
-    try:
-        with quiet_loading():
-            model = SentenceTransformer(str(name_or_path), device=device)
-    except Exception as exc:
-        raise StudentError(
-            f"cannot load the model {str(name_or_path)!r}: {type(exc).__name__}: {exc}",
-            hint="give a local sentence-transformers folder or a model name reachable from this machine",
-        ) from exc
-    if max_seq_length is not None and hasattr(model[0], "max_seq_length"):
-        model.max_seq_length = max_seq_length
-    return model
 
 
 def _modules(model: Any) -> list[Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from connectors.base import Connector
-from qdrant_distill import record
+import qdrant_distill.record as record
 from qdrant_distill.errors import AliasConflict, MigrationError
 from qdrant_distill.journal import Journal, Stage
 

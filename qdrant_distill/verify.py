@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from connectors.base import Connector, Point, PointId
+from connectors.scroll import id_key
 from qdrant_distill.errors import VerificationFailed
 from qdrant_distill.reembed import PageConverter, ReembedStats
 
@@ -26,10 +27,6 @@ logger = logging.getLogger(__name__)
 
 MAX_LISTED = 20
 VERIFY_MIN_COSINE = 0.99
-
-
-def _key(pid: PointId) -> tuple[int, Any]:
-    return (0, pid) if isinstance(pid, int) else (1, str(pid).lower())
 
 
 def payload_hash(payload: dict[str, Any]) -> str:
@@ -91,11 +88,11 @@ def diff(
             result.source_count += 1
             a = next(src, None)
             continue
-        if b is None or (a is not None and _key(a.id) < _key(b.id)):
+        if b is None or (a is not None and id_key(a.id) < id_key(b.id)):
             result.source_count += 1
             result.missing.append(a.id)  # type: ignore[union-attr]
             a = next(src, None)
-        elif a is None or _key(b.id) < _key(a.id):
+        elif a is None or id_key(b.id) < id_key(a.id):
             result.target_count += 1
             result.extra.append(b.id)
             b = next(dst, None)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from qdrant_distill.errors import ConfigError, InvalidVectors
+from qdrant_distill.gate import gate_failures
 from qdrant_distill.evaluate import (
     FidelityEvaluator,
     fidelity,
@@ -117,12 +118,13 @@ def test_fidelity_evaluator_gate() -> None:
             return self.vecs[: len(texts)]
 
     t = random_unit(40, 12)
-    ev = FidelityEvaluator([f"t{i}" for i in range(40)], t, thresholds={"fidelity/recall@10": 0.9})
+    ev = FidelityEvaluator([f"t{i}" for i in range(40)], t)
+    thresholds = {"fidelity/recall@10": 0.9}
     assert ev.primary_metric == "fidelity/recall@10" and ev.greater_is_better
     good = ev(Echo(t))
-    assert good["fidelity/recall@10"] == pytest.approx(1.0) and ev.failures(good) == []
+    assert good["fidelity/recall@10"] == pytest.approx(1.0) and gate_failures(good, thresholds) == []
     bad = ev(Echo(random_unit(40, 12, seed=9)))
-    assert [f["metric"] for f in ev.failures(bad)] == ["fidelity/recall@10"]
+    assert [f["metric"] for f in gate_failures(bad, thresholds)] == ["fidelity/recall@10"]
 
 
 def test_load_beir_small_folder(tmp_path) -> None:

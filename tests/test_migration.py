@@ -403,7 +403,8 @@ def test_a_resumed_run_that_fails_on_its_saved_sample_says_how_to_sample_afresh(
                                                                                 tmp_path) -> None:
     from qdrant_distill.errors import InvalidVectors
     from qdrant_distill.journal import Journal
-    from qdrant_distill.migration import load_sample, _save_sample, stage_sample
+    from qdrant_distill.migration import stage_sample
+    from qdrant_distill.runs import load_sample, save_sample as _save_sample
 
     build_source(conn, demo_texts)
     cfg = config(tiny_model_path, tmp_path / "run")

@@ -34,7 +34,7 @@ def install(spec: str) -> None:
     from qdrant_distill import migration as mg
 
     if name == "sample-drawn":
-        mg._save_sample = lambda *a, **k: die()  # type: ignore[assignment]
+        mg.save_sample = lambda *a, **k: die()  # type: ignore[assignment]
     elif name in ("before", "after"):
         advance = jr.Journal.advance
 

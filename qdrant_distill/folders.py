@@ -1,0 +1,120 @@
+"""What each folder qdrant-distill writes holds: the one home of their layouts (file and subfolder names).
+
+- :class:`ExportFolder`: an exported model for torch-free inference (:mod:`qdrant_distill.export`; its manifest and
+  the backends it offers are in :mod:`qdrant_distill.export_folder`).
+- :class:`DistillFolder`: what :func:`qdrant_distill.distill` writes: the student, the projection, ``distill.json``,
+  the teacher's labels and the student's export.
+- :class:`RunFolder`: one migration's folder: its journal, the sample it trained on, and its distillation output.
+
+A leaf: it imports nothing of the package, so every module may name a path through it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["DistillFolder", "ExportFolder", "RunFolder"]
+
+
+@dataclass(frozen=True)
+class ExportFolder:
+    """An export folder: one graph (or token table) per format, the tokenizer, and ``export.json``."""
+
+    root: Path
+
+    MANIFEST = "export.json"
+    TOKENIZER = "tokenizer.json"
+    GRAPH = "model.onnx"
+    INT8_GRAPH = "model_int8.onnx"
+    TOKEN_TABLE = "model.safetensors"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / self.MANIFEST
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.root / self.TOKENIZER
+
+    def is_export(self) -> bool:
+        return self.manifest.is_file()
+
+
+@dataclass(frozen=True)
+class DistillFolder:
+    """A distillation output folder: ``student/`` (sentence-transformers), ``projection.npz``, ``distill.json``
+    (also kept inside ``student/``, so a copied student describes itself), ``onnx/`` and ``teacher_labels/``."""
+
+    root: Path
+
+    STUDENT = "student"
+    RESULT = "distill.json"
+    PROJECTION = "projection.npz"
+    EXPORT = "onnx"
+    LABELS = "teacher_labels"
+
+    @property
+    def student(self) -> Path:
+        return self.root / self.STUDENT
+
+    @property
+    def result(self) -> Path:
+        return self.root / self.RESULT
+
+    @property
+    def result_copies(self) -> tuple[Path, Path]:
+        """Where ``distill.json`` is written: the folder and the student inside it."""
+        return self.result, self.student / self.RESULT
+
+    @property
+    def projection(self) -> Path:
+        return self.root / self.PROJECTION
+
+    @property
+    def export(self) -> ExportFolder:
+        return ExportFolder(self.root / self.EXPORT)
+
+    @property
+    def labels(self) -> Path:
+        return self.root / self.LABELS
+
+    def is_distill_output(self) -> bool:
+        return self.result.is_file()
+
+    @classmethod
+    def of_student(cls, student: Path) -> DistillFolder | None:
+        """The distillation folder a student folder sits in (None when it does not sit in one)."""
+        parent = cls(student.parent)
+        return parent if student.name == cls.STUDENT and parent.is_distill_output() else None
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """A migration's run folder: ``journal.json``, ``sample.npz`` and the distillation output in ``student/``."""
+
+    root: Path
+
+    JOURNAL = "journal.json"
+    SAMPLE = "sample.npz"
+    DISTILL = "student"
+
+    @property
+    def journal(self) -> Path:
+        return self.root / self.JOURNAL
+
+    @property
+    def sample(self) -> Path:
+        return self.root / self.SAMPLE
+
+    @property
+    def distill(self) -> DistillFolder:
+        return DistillFolder(self.root / self.DISTILL)
+
+    @property
+    def written(self) -> tuple[Path, ...]:
+        """What a run writes into its folder (what ``abandon`` clears)."""
+        return self.journal, self.sample, self.distill.root
+
+    def is_run(self) -> bool:
+        return self.journal.is_file()

@@ -1,0 +1,152 @@
+"""What is done with a migration's run folder (:class:`~qdrant_distill.folders.RunFolder`) once it exists: read
+its journal and saved sample, load the encoder its collection answers queries with, export its student again, and
+the operator commands (status, swap, rollback, finalize, abandon). The migration itself is
+:mod:`qdrant_distill.migration`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from connectors.base import Connector, Sample
+from qdrant_distill.config import MigrationConfig, Mode
+from qdrant_distill.encoders import Encoder, load_encoder
+from qdrant_distill.errors import ConfigError
+from qdrant_distill.export import export_model
+from qdrant_distill.export_folder import GRAPHS, Backend, ExportManifest, read_manifest
+from qdrant_distill.folders import DistillFolder, RunFolder
+from qdrant_distill.journal import Journal
+from qdrant_distill.swap import abandon, finalize, rollback, swap
+
+__all__ = [
+    "abandon_run",
+    "encoder_reference",
+    "export_target",
+    "finalize_run",
+    "load_sample",
+    "open_journal",
+    "query_encoder",
+    "rollback_run",
+    "save_sample",
+    "status",
+    "swap_run",
+]
+
+logger = logging.getLogger(__name__)
+
+
+# -- the saved sample -----------------------------------------------------------------------------------------------
+def save_sample(path: Path, sample: Sample) -> None:
+    """Keep a sample (texts, ids, teacher vectors) so a resumed run trains on the same points; atomic."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"ids": sample.ids, "texts": sample.texts, "requested": sample.requested, "method": sample.method,
+            "missing_text": sample.missing_text, "missing_vector": sample.missing_vector}
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, vectors=sample.vectors, meta=np.array(json.dumps(meta)))
+    tmp.replace(path)
+
+
+def load_sample(path: Path) -> Sample:
+    with np.load(path) as data:
+        meta = json.loads(str(data["meta"]))
+        vectors = data["vectors"].astype(np.float32)
+    return Sample(vectors=vectors, **meta)
+
+
+# -- the run's encoder ----------------------------------------------------------------------------------------------
+def encoder_reference(journal: Journal) -> str:
+    """What loads the run's encoder: its export folder when it runs on one, else the student (or teacher)."""
+    assert journal.student_path is not None
+    return journal.export_path if Backend(journal.backend).exported and journal.export_path else journal.student_path
+
+
+def query_encoder(config: MigrationConfig, journal: Journal) -> Encoder:
+    """The encoder the new collection answers queries with: the student, or in projection-only mode the teacher
+    followed by the projection, on the backend the run chose."""
+    return run_encoder(config, journal, Backend(journal.backend))
+
+
+def run_encoder(config: MigrationConfig, journal: Journal, backend: Backend) -> Encoder:
+    """The run's query encoder on ``backend`` (the gate judges other backends than the chosen one)."""
+    projection = journal.projection_path if config.mode is Mode.PROJECTION_ONLY else None
+    ref = journal.export_path if backend.exported and journal.export_path else journal.student_path
+    assert ref is not None
+    return load_encoder(ref, projection=projection, backend=backend, batch_size=config.encode_batch_size)
+
+
+# -- export again ---------------------------------------------------------------------------------------------------
+def export_target(target: str | Path, *, formats: Sequence[Backend | str] = GRAPHS,
+                  out_dir: str | Path | None = None) -> ExportManifest:
+    """``qdrant-distill export``: a migration's run folder (int8 checked on the holdout of the sample it saved), a
+    distill output folder, or any model (``out_dir`` needed; checked on built-in texts)."""
+    from qdrant_distill.distillation import export_student  # torch: only when a student is exported
+
+    path = Path(target).expanduser()
+    run, distilled = RunFolder(path), DistillFolder(path)
+    if out_dir is None and run.is_run() and run.distill.is_distill_output():
+        return _manifest_of(export_student(run.distill.root, formats=formats, sample=_run_sample(run)))
+    if out_dir is None and not run.is_run() and distilled.is_distill_output():
+        return _manifest_of(export_student(distilled.root, formats=formats))
+    if out_dir is None:
+        raise ConfigError(f"{target} is not a run or distill output folder: say where to export it",
+                          hint="add --out FOLDER")
+    return export_model(str(target), out_dir, formats=formats)
+
+
+def _run_sample(run: RunFolder) -> tuple[list[str], np.ndarray] | None:
+    """The sample a migration distilled from (saved in its run folder), or None."""
+    journal = Journal.load(run.root)
+    if not journal.sample_path or not Path(journal.sample_path).is_file():
+        return None
+    sample = load_sample(Path(journal.sample_path))
+    return sample.texts, sample.vectors
+
+
+def _manifest_of(result: object) -> ExportManifest:
+    manifest = read_manifest(getattr(result, "export_path"))
+    assert manifest is not None
+    return manifest
+
+
+# -- operator commands ----------------------------------------------------------------------------------------------
+def open_journal(run_dir: str | Path) -> Journal:
+    """The journal of an earlier run (for status, rollback, finalize)."""
+    return Journal.load(run_dir)
+
+
+def status(run_dir: str | Path) -> Journal:
+    """The journal of a run."""
+    return open_journal(run_dir)
+
+
+def rollback_run(run_dir: str | Path, connector: Connector) -> str | None:
+    return rollback(connector, open_journal(run_dir))
+
+
+def finalize_run(run_dir: str | Path, connector: Connector) -> str | None:
+    return finalize(connector, open_journal(run_dir))
+
+
+def swap_run(run_dir: str | Path, connector: Connector) -> str | None:
+    return swap(connector, open_journal(run_dir))
+
+
+def abandon_run(run_dir: str | Path, connector: Connector) -> str | None:
+    """Drop the target of a run that was never swapped in and clear its run folder (journal, sample, student), so
+    the same command starts afresh. Returns the dropped collection (None when the run had not created one)."""
+    journal = open_journal(run_dir)
+    dropped = abandon(connector, journal)
+    folder = RunFolder(journal.run_dir)
+    for path in folder.written:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    logger.warning("abandon: cleared the run folder %s", folder.root)
+    return dropped
