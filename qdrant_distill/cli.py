@@ -4,15 +4,18 @@ evaluate | export | demo.
 Each command loads its configuration, calls one library function and renders the result. Results go to stdout (a
 table, or JSON with ``--json``); logs and progress bars go to stderr. Expected failures print one red line and exit 1;
 ``--debug`` shows the traceback.
+
+Every option is a typer parameter of its command (shared ones are the ``Annotated`` aliases below), and plain code
+maps it to the configuration field it sets: ``_migration_overrides`` and its group helpers for plan and migrate,
+``_qdrant_overrides`` for the connection.
 """
 
 
-import functools
-import inspect
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -36,6 +39,51 @@ ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="TOML, YAML
 Debug = Annotated[bool, typer.Option("--debug", help="show tracebacks and debug logs")]
 AsJson = Annotated[bool, typer.Option("--json", help="print the result as JSON")]
 RunDir = Annotated[Path, typer.Argument(help="the migration's run folder (holds journal.json)")]
+Confirm = Annotated[bool, typer.Option("--yes", "-y", help="confirm dropping")]
+
+# -- migration options (plan and migrate) -----------------------------------------------------------------------------
+SourceAlias = Annotated[Optional[str], typer.Option("--alias", help="source alias (swapped in place)")]
+SourceCollection = Annotated[Optional[str], typer.Option(
+    "--collection", help="source plain collection (no alias to swap)")]
+NewAlias = Annotated[Optional[str], typer.Option(
+    "--new-alias", help="with --collection: alias to create or move to the new collection")]
+Target = Annotated[Optional[str], typer.Option("--target", help="new collection name")]
+TextField = Annotated[Optional[str], typer.Option("--text-field", help="payload key with the text [default: text]")]
+TextTemplate = Annotated[Optional[str], typer.Option("--text-template", help='e.g. "{title} {text}"')]
+VectorName = Annotated[Optional[str], typer.Option("--vector-name", help="the teacher vector, for named vectors")]
+Dim = Annotated[Optional[int], typer.Option("--dim", help="target dimension [default: 128]")]
+ModeChoice = Annotated[Optional[str], typer.Option("--mode", help="reembed | project | projection-only")]
+Student = Annotated[Optional[str], typer.Option("--student", help="student body: model name or path")]
+StudentKindChoice = Annotated[Optional[str], typer.Option("--student-kind", help="transformer | pruned | static")]
+Teacher = Annotated[Optional[str], typer.Option(
+    "--teacher", help="the model the stored vectors came from (optional): checked against them in plan")]
+LabelQueries = Annotated[Optional[int], typer.Option(
+    "--label-queries", help="query-like texts cut from the sample for the teacher to label (needs --teacher)")]
+NoTeacherCheck = Annotated[bool, typer.Option(
+    "--no-teacher-check", help="do not compare the teacher's vectors with the stored ones")]
+EmbeddingsApiKey = Annotated[Optional[str], typer.Option(
+    "--embeddings-api-key", envvar="QDRANT_DISTILL_EMBEDDINGS_API_KEY", show_default=False,
+    help="API key of an HTTP teacher (prefer the QDRANT_DISTILL_EMBEDDINGS_API_KEY variable)")]
+SampleSize = Annotated[Optional[int], typer.Option("--sample-size", help="points sampled for training [default: 5000]")]
+Epochs = Annotated[Optional[int], typer.Option("--epochs", help="training epochs")]
+MaxSteps = Annotated[Optional[int], typer.Option("--max-steps", help="training step budget")]
+KeepLayers = Annotated[Optional[int], typer.Option("--keep-layers", help="pruned student: teacher layers kept")]
+ExportFormat = Annotated[Optional[str], typer.Option(
+    "--export", help="onnx-int8 | onnx | none: export the student for onnxruntime [default: onnx-int8]")]
+MinRecall = Annotated[Optional[float], typer.Option("--min-recall", help="gate: teacher-neighbour recall@10")]
+MinSpearman = Annotated[Optional[float], typer.Option("--min-spearman", help="gate: Spearman of similarities")]
+MinNdcg = Annotated[Optional[float], typer.Option("--min-ndcg", help="gate: nDCG@10 on --queries")]
+Queries = Annotated[Optional[str], typer.Option("--queries", help="labelled BEIR folder for the gate")]
+MissingText = Annotated[Optional[str], typer.Option("--missing-text", help="fail | skip | project")]
+PageSize = Annotated[Optional[int], typer.Option("--page-size", help="points per page")]
+JournalDir = Annotated[Optional[str], typer.Option(
+    "--run-dir", help="journal folder [default: ./runs/<source>-<dim>]")]
+EngineChoice = Annotated[Optional[str], typer.Option("--engine", help="re-embed engine: local | ray [default: local]")]
+RayAddress = Annotated[Optional[str], typer.Option(
+    "--ray-address", envvar="RAY_ADDRESS", help="existing Ray cluster [default: a local one]")]
+Workers = Annotated[Optional[int], typer.Option("--workers", help="ray: encoder actors [default: 2]")]
+GpusPerWorker = Annotated[Optional[float], typer.Option("--gpus-per-worker", help="ray: GPUs per actor [default: 0]")]
+NoProgress = Annotated[bool, typer.Option("--no-progress", help="no progress bars")]
 
 
 def _logging(debug: bool) -> None:
@@ -47,45 +95,107 @@ def _logging(debug: bool) -> None:
         logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.INFO)
 
 
-def command(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn expected failures into one red line and exit code 1 (traceback with --debug)."""
+@contextmanager
+def _expected_failures(debug: bool) -> Iterator[None]:
+    """Set up logging; turn expected failures into one red line and exit code 1 (traceback with --debug)."""
+    _logging(debug)
+    try:
+        yield
+    except DistillError as exc:
+        if debug:
+            err.print_exception()
+        from rich.markup import escape  # a message may hold brackets: pip install 'qdrant-distill[ray]'
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        debug = bool(kwargs.get("debug"))
-        _logging(debug)
-        try:
-            return fn(*args, **kwargs)
-        except DistillError as exc:
-            if debug:
-                err.print_exception()
-            from rich.markup import escape  # a message may hold brackets: pip install 'qdrant-distill[ray]'
-
-            err.print(f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))}", markup=True, highlight=False,
-                      soft_wrap=True)
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            err.print("[red]interrupted[/red]; rerun the same command to resume")
-            raise typer.Exit(130) from None
-
-    return wrapper
+        err.print(f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))}", markup=True, highlight=False,
+                  soft_wrap=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err.print("[red]interrupted[/red]; rerun the same command to resume")
+        raise typer.Exit(130) from None
 
 
-def _qdrant(url: str | None, api_key: str | None, path: str | None, grpc: bool) -> dict[str, Any]:
-    q: dict[str, Any] = {"prefer_grpc": grpc} if grpc else {}
-    if url:
-        q["url"] = url
-    if api_key:
-        q["api_key"] = api_key
-    if path:
-        q["path"] = path
-    return q
+def _given(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` without the options left unset (None) and the groups with nothing set ({})."""
+    return {key: value for key, value in values.items() if value is not None and value != {}}
+
+
+# -- options -> configuration fields ----------------------------------------------------------------------------------
+def _qdrant_overrides(url: str | None, api_key: str | None, path: str | None, grpc: bool) -> dict[str, Any]:
+    """``QdrantSettings`` fields given on the command line."""
+    return _given({"url": url or None, "api_key": api_key or None, "path": path or None,
+                   "prefer_grpc": True if grpc else None})
+
+
+def _qdrant_settings(url: str | None, api_key: str | None, path: str | None, grpc: bool) -> Any:
+    from connectors.settings import QdrantSettings
+
+    return QdrantSettings(**_qdrant_overrides(url, api_key, path, grpc))
+
+
+def _student_overrides(student: str | None, student_kind: str | None, epochs: int | None, max_steps: int | None,
+                       keep_layers: int | None, label_queries: int | None, export: str | None) -> dict[str, Any]:
+    """``DistillConfig`` fields (``student.*``) given on the command line."""
+    return _given({"base_model": student, "kind": student_kind, "epochs": epochs, "max_steps": max_steps,
+                   "keep_layers": keep_layers, "label_queries": label_queries, "export": export})
+
+
+def _gate_overrides(min_recall: float | None, min_spearman: float | None, min_ndcg: float | None,
+                    queries: str | None) -> dict[str, Any]:
+    """``GateConfig`` fields (``gate.*``) given on the command line."""
+    return _given({"min_recall_at_10": min_recall, "min_spearman": min_spearman, "min_ndcg_at_10": min_ndcg,
+                   "queries": queries})
+
+
+def _ray_overrides(ray_address: str | None, workers: int | None, gpus_per_worker: float | None) -> dict[str, Any]:
+    """``RayConfig`` fields (``ray.*``) given on the command line."""
+    return _given({"address": ray_address, "workers": workers, "gpus_per_worker": gpus_per_worker})
+
+
+def _migration_overrides(
+    *, alias: str | None, collection: str | None, new_alias: str | None, target: str | None, text_field: str | None,
+    text_template: str | None, vector_name: str | None, dim: int | None, mode: str | None, student: str | None,
+    student_kind: str | None, teacher: str | None, label_queries: int | None, no_teacher_check: bool,
+    embeddings_api_key: str | None, sample_size: int | None, epochs: int | None, max_steps: int | None,
+    keep_layers: int | None, export: str | None, min_recall: float | None, min_spearman: float | None,
+    min_ndcg: float | None, queries: str | None, missing_text: str | None, page_size: int | None,
+    run_dir: str | None, engine: str | None, ray_address: str | None, workers: int | None,
+    gpus_per_worker: float | None, no_progress: bool, url: str | None, api_key: str | None, path: str | None,
+    grpc: bool,
+) -> dict[str, Any]:
+    """``MigrationConfig`` fields given on the command line, by option (unset options are left out)."""
+    if alias and collection:
+        from qdrant_distill.errors import ConfigError
+
+        raise ConfigError("give --alias or --collection as the source, not both")
+    return _given({
+        "source": alias or collection,
+        "alias": new_alias,
+        "target": target,
+        "text_field": text_field,
+        "text_template": text_template,
+        "vector_name": vector_name,
+        "dim": dim,
+        "mode": mode,
+        "teacher_model": teacher,
+        "teacher_check": False if no_teacher_check else None,  # the flag only switches the check off
+        "embeddings_api_key": embeddings_api_key,
+        "sample_size": sample_size,
+        "missing_text": missing_text,
+        "page_size": page_size,
+        "run_dir": run_dir,
+        "engine": engine,
+        "progress": False if no_progress else None,  # the flag only switches the bars off
+        "qdrant": _qdrant_overrides(url, api_key, path, grpc),
+        "student": _student_overrides(student, student_kind, epochs, max_steps, keep_layers, label_queries, export),
+        "gate": _gate_overrides(min_recall, min_spearman, min_ndcg, queries),
+        "ray": _ray_overrides(ray_address, workers, gpus_per_worker),
+    })
 
 
 def _config(config_file: Path | None, overrides: dict[str, Any]) -> Any:
     from qdrant_distill.config import load_config
 
-    return load_config(config_file, **{k: v for k, v in overrides.items() if v is not None and v != {}})
+    return load_config(config_file, **overrides)
 
 
 def _connector(settings: Any) -> Any:
@@ -98,107 +208,15 @@ def _print_json(model: Any) -> None:
     out.print_json(model.model_dump_json() if hasattr(model, "model_dump_json") else json.dumps(model, default=str))
 
 
-# -- migration options ------------------------------------------------------------------------------------------------
-
-
-# each migration option once: the CLI parameter -> where it goes in the configuration (dotted: nested)
-OPTION_PATHS = {
-    "new_alias": "alias", "target": "target", "text_field": "text_field", "text_template": "text_template",
-    "vector_name": "vector_name", "dim": "dim", "mode": "mode", "teacher": "teacher_model",
-    "sample_size": "sample_size", "missing_text": "missing_text", "page_size": "page_size", "run_dir": "run_dir",
-    "embeddings_api_key": "embeddings_api_key", "student": "student.base_model", "student_kind": "student.kind",
-    "epochs": "student.epochs", "max_steps": "student.max_steps", "keep_layers": "student.keep_layers",
-    "label_queries": "student.label_queries", "export": "student.export", "min_recall": "gate.min_recall_at_10",
-    "min_spearman": "gate.min_spearman", "min_ndcg": "gate.min_ndcg_at_10", "queries": "gate.queries",
-    "engine": "engine", "ray_address": "ray.address", "workers": "ray.workers", "gpus_per_worker": "ray.gpus_per_worker",
-}
-# flags that only ever switch a default off
-OFF_SWITCHES = {"no_progress": "progress", "no_teacher_check": "teacher_check"}
-
-
-def _migration_overrides(options: dict[str, Any]) -> dict[str, Any]:
-    """The configuration overrides given on the command line (unset options are left out)."""
-    if options.get("alias") and options.get("collection"):
-        from qdrant_distill.errors import ConfigError
-
-        raise ConfigError("give --alias or --collection as the source, not both")
-    out: dict[str, Any] = {"source": options.get("alias") or options.get("collection"),
-                           "qdrant": _qdrant(options["url"], options["api_key"], options["path"], options["grpc"])}
-    given = {path: options.get(name) for name, path in OPTION_PATHS.items()}
-    given |= {path: False for name, path in OFF_SWITCHES.items() if options.get(name)}
-    for path, value in given.items():
-        if value is None:
-            continue
-        *parents, leaf = path.split(".")
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return out
-
-
-MIGRATION_HELP = {
-    "alias": "source alias (swapped in place)",
-    "collection": "source plain collection (no alias to swap)",
-    "new_alias": "with --collection: alias to create or move to the new collection",
-}
-
-
-@command
-def migrate(
-    alias: Annotated[Optional[str], typer.Option("--alias", help=MIGRATION_HELP["alias"])] = None,
-    collection: Annotated[Optional[str], typer.Option("--collection", help=MIGRATION_HELP["collection"])] = None,
-    new_alias: Annotated[Optional[str], typer.Option("--new-alias", help=MIGRATION_HELP["new_alias"])] = None,
-    target: Annotated[Optional[str], typer.Option(help="new collection name")] = None,
-    text_field: Annotated[Optional[str], typer.Option(help="payload key with the text [default: text]")] = None,
-    text_template: Annotated[Optional[str], typer.Option(help='e.g. "{title} {text}"')] = None,
-    vector_name: Annotated[Optional[str], typer.Option(help="the teacher vector, for named vectors")] = None,
-    dim: Annotated[Optional[int], typer.Option(help="target dimension [default: 128]")] = None,
-    mode: Annotated[Optional[str], typer.Option(help="reembed | project | projection-only")] = None,
-    student: Annotated[Optional[str], typer.Option(help="student body: model name or path")] = None,
-    student_kind: Annotated[Optional[str], typer.Option(help="transformer | pruned | static")] = None,
-    teacher: Annotated[Optional[str], typer.Option(
-        help="the model the stored vectors came from (optional): checked against them in plan")] = None,
-    label_queries: Annotated[Optional[int], typer.Option(
-        help="query-like texts cut from the sample for the teacher to label (needs --teacher)")] = None,
-    no_teacher_check: Annotated[bool, typer.Option(
-        "--no-teacher-check", help="do not compare the teacher's vectors with the stored ones")] = False,
-    embeddings_api_key: Annotated[Optional[str], typer.Option(
-        "--embeddings-api-key", envvar="QDRANT_DISTILL_EMBEDDINGS_API_KEY", show_default=False,
-        help="API key of an HTTP teacher (prefer the QDRANT_DISTILL_EMBEDDINGS_API_KEY variable)")] = None,
-    sample_size: Annotated[Optional[int], typer.Option(help="points sampled for training [default: 5000]")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="training epochs")] = None,
-    max_steps: Annotated[Optional[int], typer.Option(help="training step budget")] = None,
-    keep_layers: Annotated[Optional[int], typer.Option(help="pruned student: teacher layers kept")] = None,
-    export: Annotated[Optional[str], typer.Option(
-        "--export", help="onnx-int8 | onnx | none: export the student for onnxruntime [default: onnx-int8]")] = None,
-    min_recall: Annotated[Optional[float], typer.Option(help="gate: teacher-neighbour recall@10")] = None,
-    min_spearman: Annotated[Optional[float], typer.Option(help="gate: Spearman of similarities")] = None,
-    min_ndcg: Annotated[Optional[float], typer.Option(help="gate: nDCG@10 on --queries")] = None,
-    queries: Annotated[Optional[str], typer.Option(help="labelled BEIR folder for the gate")] = None,
-    missing_text: Annotated[Optional[str], typer.Option(help="fail | skip | project")] = None,
-    page_size: Annotated[Optional[int], typer.Option(help="points per page")] = None,
-    run_dir: Annotated[Optional[str], typer.Option(help="journal folder [default: ./runs/<source>-<dim>]")] = None,
-    engine: Annotated[Optional[str], typer.Option(help="re-embed engine: local | ray [default: local]")] = None,
-    ray_address: Annotated[Optional[str], typer.Option(
-        "--ray-address", envvar="RAY_ADDRESS", help="existing Ray cluster [default: a local one]")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="ray: encoder actors [default: 2]")] = None,
-    gpus_per_worker: Annotated[Optional[float], typer.Option(help="ray: GPUs per actor [default: 0]")] = None,
-    no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bars")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask before moving the alias")] = False,
-    url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False,
-    config: ConfigFile = None, as_json: AsJson = False, debug: Debug = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="only print the plan (same as `plan`)")] = False,
-    restart: Annotated[bool, typer.Option(
-        "--restart", help="abandon an earlier attempt of this migration (its target and saved sample) first")] = False,
-) -> None:
-    """Run (or resume) a migration: sample, distil, gate, re-embed, verify, swap."""
-    options = dict(locals())  # every option, by parameter name (OPTION_PATHS says where each goes)
+# -- plan and migrate -------------------------------------------------------------------------------------------------
+def _run_migration(config_file: Path | None, overrides: dict[str, Any], *, as_json: bool, yes: bool, dry_run: bool,
+                   restart: bool) -> None:
+    """The body of plan and migrate: load the configuration, print the plan, then (unless a dry run) migrate."""
     from qdrant_distill.migration import migrate as run
     from qdrant_distill.plan import make_plan
     from qdrant_distill.render import report_table
 
-    cfg = _config(config, _migration_overrides(options))
+    cfg = _config(config_file, overrides)
     with _connector(cfg.qdrant) as conn:
         if restart and not dry_run and (cfg.resolved_run_dir() / "journal.json").exists():
             from qdrant_distill.migration import abandon_run
@@ -216,89 +234,141 @@ def migrate(
     _print_json(report) if as_json else out.print(report_table(report))
 
 
-def plan(**kwargs: Any) -> None:
+@app.command("plan")
+def plan(
+    alias: SourceAlias = None, collection: SourceCollection = None, new_alias: NewAlias = None, target: Target = None,
+    text_field: TextField = None, text_template: TextTemplate = None, vector_name: VectorName = None,
+    dim: Dim = None, mode: ModeChoice = None, student: Student = None, student_kind: StudentKindChoice = None,
+    teacher: Teacher = None, label_queries: LabelQueries = None, no_teacher_check: NoTeacherCheck = False,
+    embeddings_api_key: EmbeddingsApiKey = None, sample_size: SampleSize = None, epochs: Epochs = None,
+    max_steps: MaxSteps = None, keep_layers: KeepLayers = None, export: ExportFormat = None,
+    min_recall: MinRecall = None, min_spearman: MinSpearman = None, min_ndcg: MinNdcg = None,
+    queries: Queries = None, missing_text: MissingText = None, page_size: PageSize = None,
+    run_dir: JournalDir = None, engine: EngineChoice = None, ray_address: RayAddress = None, workers: Workers = None,
+    gpus_per_worker: GpusPerWorker = None, no_progress: NoProgress = False,
+    url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False,
+    config: ConfigFile = None, as_json: AsJson = False, debug: Debug = False,
+) -> None:
     """Dry run: describe what a migration would do and refuse early on bad input. Writes nothing."""
-    migrate(**kwargs, yes=True, dry_run=True)
+    with _expected_failures(debug):
+        overrides = _migration_overrides(
+            alias=alias, collection=collection, new_alias=new_alias, target=target, text_field=text_field,
+            text_template=text_template, vector_name=vector_name, dim=dim, mode=mode, student=student,
+            student_kind=student_kind, teacher=teacher, label_queries=label_queries,
+            no_teacher_check=no_teacher_check, embeddings_api_key=embeddings_api_key, sample_size=sample_size,
+            epochs=epochs, max_steps=max_steps, keep_layers=keep_layers, export=export, min_recall=min_recall,
+            min_spearman=min_spearman, min_ndcg=min_ndcg, queries=queries, missing_text=missing_text,
+            page_size=page_size, run_dir=run_dir, engine=engine, ray_address=ray_address, workers=workers,
+            gpus_per_worker=gpus_per_worker, no_progress=no_progress, url=url, api_key=api_key, path=path,
+            grpc=grpc)
+        _run_migration(config, overrides, as_json=as_json, yes=True, dry_run=True, restart=False)
 
 
-_sig = inspect.signature(migrate)
-_hide = {"yes", "dry_run", "restart"}
-plan.__signature__ = _sig.replace(parameters=[p for n, p in _sig.parameters.items() if n not in _hide])  # type: ignore[attr-defined]
-plan.__annotations__ = {n: a for n, a in migrate.__annotations__.items() if n not in _hide}
-app.command("plan")(plan)
-app.command("migrate")(migrate)
+@app.command("migrate")
+def migrate(
+    alias: SourceAlias = None, collection: SourceCollection = None, new_alias: NewAlias = None, target: Target = None,
+    text_field: TextField = None, text_template: TextTemplate = None, vector_name: VectorName = None,
+    dim: Dim = None, mode: ModeChoice = None, student: Student = None, student_kind: StudentKindChoice = None,
+    teacher: Teacher = None, label_queries: LabelQueries = None, no_teacher_check: NoTeacherCheck = False,
+    embeddings_api_key: EmbeddingsApiKey = None, sample_size: SampleSize = None, epochs: Epochs = None,
+    max_steps: MaxSteps = None, keep_layers: KeepLayers = None, export: ExportFormat = None,
+    min_recall: MinRecall = None, min_spearman: MinSpearman = None, min_ndcg: MinNdcg = None,
+    queries: Queries = None, missing_text: MissingText = None, page_size: PageSize = None,
+    run_dir: JournalDir = None, engine: EngineChoice = None, ray_address: RayAddress = None, workers: Workers = None,
+    gpus_per_worker: GpusPerWorker = None, no_progress: NoProgress = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask before moving the alias")] = False,
+    url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False,
+    config: ConfigFile = None, as_json: AsJson = False, debug: Debug = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="only print the plan (same as `plan`)")] = False,
+    restart: Annotated[bool, typer.Option(
+        "--restart", help="abandon an earlier attempt of this migration (its target and saved sample) first")] = False,
+) -> None:
+    """Run (or resume) a migration: sample, distil, gate, re-embed, verify, swap."""
+    with _expected_failures(debug):
+        overrides = _migration_overrides(
+            alias=alias, collection=collection, new_alias=new_alias, target=target, text_field=text_field,
+            text_template=text_template, vector_name=vector_name, dim=dim, mode=mode, student=student,
+            student_kind=student_kind, teacher=teacher, label_queries=label_queries,
+            no_teacher_check=no_teacher_check, embeddings_api_key=embeddings_api_key, sample_size=sample_size,
+            epochs=epochs, max_steps=max_steps, keep_layers=keep_layers, export=export, min_recall=min_recall,
+            min_spearman=min_spearman, min_ndcg=min_ndcg, queries=queries, missing_text=missing_text,
+            page_size=page_size, run_dir=run_dir, engine=engine, ray_address=ray_address, workers=workers,
+            gpus_per_worker=gpus_per_worker, no_progress=no_progress, url=url, api_key=api_key, path=path,
+            grpc=grpc)
+        _run_migration(config, overrides, as_json=as_json, yes=yes, dry_run=dry_run, restart=restart)
 
 
+# -- the journal and the alias ----------------------------------------------------------------------------------------
 @app.command()
-@command
 def status(run_dir: RunDir, as_json: AsJson = False, debug: Debug = False) -> None:
     """Show a migration's journal: stage, checkpoint, metrics, alias."""
-    from qdrant_distill.migration import status as load
-    from qdrant_distill.render import journal_table
+    with _expected_failures(debug):
+        from qdrant_distill.migration import status as load
+        from qdrant_distill.render import journal_table
 
-    journal = load(run_dir)
-    _print_json(journal) if as_json else out.print(journal_table(journal))
-
-
-def _alias_command(run_dir: Path, action: str, url: str | None, api_key: str | None, path: str | None,
-                   grpc: bool) -> str | None:
-    from connectors.settings import QdrantSettings
-    from qdrant_distill import migration
-
-    with _connector(QdrantSettings(**_qdrant(url, api_key, path, grpc))) as conn:
-        return getattr(migration, f"{action}_run")(run_dir, conn)
+        journal = load(run_dir)
+        _print_json(journal) if as_json else out.print(journal_table(journal))
 
 
 @app.command()
-@command
 def swap(run_dir: RunDir, url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False,
          debug: Debug = False) -> None:
     """Move the alias to the verified new collection (again, after a rollback)."""
-    previous = _alias_command(run_dir, "swap", url, api_key, path, grpc)
-    out.print(f"alias moved to the new collection (previous target: {previous})")
+    with _expected_failures(debug):
+        from qdrant_distill.migration import swap_run
+
+        with _connector(_qdrant_settings(url, api_key, path, grpc)) as conn:
+            previous = swap_run(run_dir, conn)
+        out.print(f"alias moved to the new collection (previous target: {previous})")
 
 
 @app.command()
-@command
 def rollback(run_dir: RunDir, url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False,
              debug: Debug = False) -> None:
     """Move the alias back to the collection it pointed to before the swap (one request)."""
-    previous = _alias_command(run_dir, "rollback", url, api_key, path, grpc)
-    out.print(f"alias moved back to {previous}" if previous else "alias removed (it did not exist before)")
+    with _expected_failures(debug):
+        from qdrant_distill.migration import rollback_run
+
+        with _connector(_qdrant_settings(url, api_key, path, grpc)) as conn:
+            previous = rollback_run(run_dir, conn)
+        out.print(f"alias moved back to {previous}" if previous else "alias removed (it did not exist before)")
 
 
 @app.command()
-@command
-def abandon(run_dir: RunDir, yes: Annotated[bool, typer.Option("--yes", "-y", help="confirm dropping")] = False,
-            url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False,
-            debug: Debug = False) -> None:
+def abandon(run_dir: RunDir, yes: Confirm = False, url: Url = None, api_key: ApiKey = None, path: DbPath = None,
+            grpc: Grpc = False, debug: Debug = False) -> None:
     """Give up a migration never swapped in: drop its target collection and clear its run folder."""
-    if not yes and not typer.confirm("Drop the new collection and clear the run folder?", err=True):
-        raise typer.Exit(1)
-    dropped = _alias_command(run_dir, "abandon", url, api_key, path, grpc)
-    out.print(f"abandoned; dropped {dropped}" if dropped else "abandoned; no target collection to drop")
+    with _expected_failures(debug):
+        if not yes and not typer.confirm("Drop the new collection and clear the run folder?", err=True):
+            raise typer.Exit(1)
+        from qdrant_distill.migration import abandon_run
+
+        with _connector(_qdrant_settings(url, api_key, path, grpc)) as conn:
+            dropped = abandon_run(run_dir, conn)
+        out.print(f"abandoned; dropped {dropped}" if dropped else "abandoned; no target collection to drop")
 
 
 @app.command()
-@command
-def finalize(run_dir: RunDir, yes: Annotated[bool, typer.Option("--yes", "-y", help="confirm dropping")] = False,
-             url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False,
-             debug: Debug = False) -> None:
+def finalize(run_dir: RunDir, yes: Confirm = False, url: Url = None, api_key: ApiKey = None, path: DbPath = None,
+             grpc: Grpc = False, debug: Debug = False) -> None:
     """Drop the previous collection after a swap. Not reversible: asks unless --yes."""
-    from qdrant_distill.migration import status as load
+    with _expected_failures(debug):
+        from qdrant_distill.migration import finalize_run
+        from qdrant_distill.migration import status as load
 
-    journal = load(run_dir)
-    if journal.stage.value == "finalized":
-        out.print(f"already finalized ({journal.previous_target or 'nothing'} was dropped then); nothing to do")
-        return
-    if not yes and not typer.confirm("Drop the previous collection for good?", err=True):
-        raise typer.Exit(1)
-    dropped = _alias_command(run_dir, "finalize", url, api_key, path, grpc)
-    out.print(f"finalized; dropped {dropped}" if dropped else "finalized; nothing to drop")
+        journal = load(run_dir)
+        if journal.stage.value == "finalized":
+            out.print(f"already finalized ({journal.previous_target or 'nothing'} was dropped then); nothing to do")
+            return
+        if not yes and not typer.confirm("Drop the previous collection for good?", err=True):
+            raise typer.Exit(1)
+        with _connector(_qdrant_settings(url, api_key, path, grpc)) as conn:
+            dropped = finalize_run(run_dir, conn)
+        out.print(f"finalized; dropped {dropped}" if dropped else "finalized; nothing to drop")
 
 
+# -- serving, evaluation, export, demo --------------------------------------------------------------------------------
 @app.command()
-@command
 def serve(
     alias: Annotated[str, typer.Option("--alias", help="the alias (or collection) whose query encoder answers")],
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
@@ -313,17 +383,16 @@ def serve(
     url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False, debug: Debug = False,
 ) -> None:
     """Serve the alias's query encoder over HTTP (OpenAI /v1/embeddings, TEI /embed); follows swap and rollback."""
-    from connectors.settings import QdrantSettings
-    from qdrant_distill.serve import ServeSettings, run
+    with _expected_failures(debug):
+        from qdrant_distill.serve import ServeSettings, run
 
-    limits = {k: v for k, v in {"max_inputs": max_inputs, "max_bytes": max_bytes}.items() if v is not None}
-    settings = ServeSettings(alias=alias, api_key=require_key, default_model=default_model, **limits)
-    with _connector(QdrantSettings(**_qdrant(url, api_key, path, grpc))) as conn:
-        run(conn, settings, host=host, port=port, log_level="info" if debug else "warning")
+        limits = _given({"max_inputs": max_inputs, "max_bytes": max_bytes})
+        settings = ServeSettings(alias=alias, api_key=require_key, default_model=default_model, **limits)
+        with _connector(_qdrant_settings(url, api_key, path, grpc)) as conn:
+            run(conn, settings, host=host, port=port, log_level="info" if debug else "warning")
 
 
 @app.command()
-@command
 def evaluate(
     model: Annotated[str, typer.Option(help="model to evaluate: a sentence-transformers name or folder, or a run's student")],
     beir: Annotated[Path, typer.Option(help="BEIR folder: corpus, queries, qrels/<split>.tsv")],
@@ -331,16 +400,16 @@ def evaluate(
     as_json: AsJson = False, debug: Debug = False,
 ) -> None:
     """nDCG@10, recall@100 and MRR@10 of a model on a labelled BEIR folder (exact cosine search)."""
-    from qdrant_distill.encoders import load_encoder
-    from qdrant_distill.evaluate import beir_metrics
+    with _expected_failures(debug):
+        from qdrant_distill.encoders import load_encoder
+        from qdrant_distill.evaluate import beir_metrics
 
-    metrics = beir_metrics(load_encoder(model), beir, split=split)
-    _print_json(metrics) if as_json else out.print(
-        "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()), highlight=False)
+        metrics = beir_metrics(load_encoder(model), beir, split=split)
+        _print_json(metrics) if as_json else out.print(
+            "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()), highlight=False)
 
 
 @app.command()
-@command
 def export(
     target: Annotated[str, typer.Argument(help="a migration's run folder, a distill output folder, or any model")],
     format: Annotated[str, typer.Option("--format", help="onnx, or onnx-int8 (fp32 and int8)")] = "onnx-int8",
@@ -349,17 +418,17 @@ def export(
     as_json: AsJson = False, debug: Debug = False,
 ) -> None:
     """Export a student (or any sentence-transformers model) for onnxruntime; checks each format against torch."""
-    from qdrant_distill.render import export_table
-    from qdrant_distill.export import export_target, formats_for
+    with _expected_failures(debug):
+        from qdrant_distill.render import export_table
+        from qdrant_distill.export import export_target, formats_for
 
-    if format not in ("onnx", "onnx-int8"):
-        raise typer.BadParameter(f"unknown format {format!r}: use onnx or onnx-int8", param_hint="--format")
-    manifest = export_target(target, formats=formats_for(format), out_dir=out_dir)
-    _print_json(manifest) if as_json else out.print(export_table(manifest))
+        if format not in ("onnx", "onnx-int8"):
+            raise typer.BadParameter(f"unknown format {format!r}: use onnx or onnx-int8", param_hint="--format")
+        manifest = export_target(target, formats=formats_for(format), out_dir=out_dir)
+        _print_json(manifest) if as_json else out.print(export_table(manifest))
 
 
 @app.command()
-@command
 def demo(
     path: Annotated[str, typer.Option(help="embedded Qdrant folder")] = "./qdrant_data",
     teacher: Annotated[str, typer.Option(help="teacher model path")] = "models/all-mpnet-base-v2",
@@ -368,15 +437,16 @@ def demo(
     debug: Debug = False,
 ) -> None:
     """Build a demo collection (2,000 WordNet glosses, real teacher vectors) behind an alias and migrate it."""
-    from qdrant_distill.demo import run_demo
-    from qdrant_distill.render import report_table
+    with _expected_failures(debug):
+        from qdrant_distill.demo import run_demo
+        from qdrant_distill.render import report_table
 
-    report, answers = run_demo(path=path, teacher=teacher, student=student, limit=limit)
-    out.print(report_table(report))
-    for query, by_teacher, by_student in answers:
-        out.print(f"[bold]{query}[/bold]", highlight=False)
-        out.print("  teacher 768-d: " + " | ".join(by_teacher), highlight=False, markup=False)
-        out.print(f"  student {report.dim}-d: " + " | ".join(by_student), highlight=False, markup=False)
+        report, answers = run_demo(path=path, teacher=teacher, student=student, limit=limit)
+        out.print(report_table(report))
+        for query, by_teacher, by_student in answers:
+            out.print(f"[bold]{query}[/bold]", highlight=False)
+            out.print("  teacher 768-d: " + " | ".join(by_teacher), highlight=False, markup=False)
+            out.print(f"  student {report.dim}-d: " + " | ".join(by_student), highlight=False, markup=False)
 
 
 def main() -> None:

@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from connectors import QdrantConnector
-from qdrant_distill.cli import app
+from qdrant_distill.cli import _migration_overrides, app
+from qdrant_distill.config import load_config
 from tests.test_migration import DIM, build_source
 
 SECRET = "sk-test-7f3a9c2e-do-not-leak"
@@ -21,6 +23,49 @@ def store(tmp_path: Path, demo_texts: list[str]) -> Path:
     with QdrantConnector.open(path=str(path)) as conn:
         build_source(conn, demo_texts)
     return path
+
+
+# each plan/migrate option: a value for it, the configuration field it sets, and (when not the same) what that reads
+MIGRATION_OPTIONS: dict[str, tuple] = {
+    "alias": ("docs", "source"), "collection": ("docs_v1", "source"), "new_alias": ("docs_new", "alias"),
+    "target": ("docs_v2", "target"), "text_field": ("body", "text_field"), "text_template": ("{t}", "text_template"),
+    "vector_name": ("dense", "vector_name"), "dim": (64, "dim"), "mode": ("project", "mode"),
+    "student": ("some/body", "student.base_model"), "student_kind": ("static", "student.kind"),
+    "teacher": ("some/teacher", "teacher_model"), "label_queries": (7, "student.label_queries"),
+    "no_teacher_check": (True, "teacher_check", False), "embeddings_api_key": ("sk-e", "embeddings_api_key"),
+    "sample_size": (300, "sample_size"), "epochs": (3, "student.epochs"), "max_steps": (9, "student.max_steps"),
+    "keep_layers": (2, "student.keep_layers"), "export": ("onnx", "student.export"),
+    "min_recall": (0.25, "gate.min_recall_at_10"), "min_spearman": (0.125, "gate.min_spearman"),
+    "min_ndcg": (0.5, "gate.min_ndcg_at_10"), "queries": ("beir/x", "gate.queries"),
+    "missing_text": ("skip", "missing_text"), "page_size": (77, "page_size"), "run_dir": ("runs/x", "run_dir"),
+    "engine": ("ray", "engine"), "ray_address": ("auto", "ray.address"), "workers": (5, "ray.workers"),
+    "gpus_per_worker": (0.5, "ray.gpus_per_worker"), "no_progress": (True, "progress", False),
+    "url": ("http://localhost:6333", "qdrant.url"), "api_key": ("sk-q", "qdrant.api_key"),
+    "path": ("/tmp/q", "qdrant.path"), "grpc": (True, "qdrant.prefer_grpc"),
+}
+
+
+def _field(config: object, dotted: str) -> object:
+    for part in dotted.split("."):
+        config = getattr(config, part)
+    config = getattr(config, "value", config)  # an enum
+    return config.get_secret_value() if hasattr(config, "get_secret_value") else config
+
+
+def test_every_migration_option_sets_its_config_field() -> None:
+    """plan and migrate declare the same options; each one given alone reaches its configuration field, and an
+    option left unset is left out of the overrides (so a config file or the environment still decides)."""
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    plan_options = {p.name for p in commands["plan"].params} - {"config", "as_json", "debug"}
+    assert plan_options == set(MIGRATION_OPTIONS)
+    assert {p.name for p in commands["migrate"].params} == plan_options | {"config", "as_json", "debug", "yes",
+                                                                           "dry_run", "restart"}
+    unset = {name: (False if isinstance(spec[0], bool) else None) for name, spec in MIGRATION_OPTIONS.items()}
+    assert _migration_overrides(**unset) == {}
+    for name, (value, field, *read_back) in MIGRATION_OPTIONS.items():
+        source = {} if name in ("alias", "collection") else {"alias": "docs"}
+        config = load_config(None, environ={}, **_migration_overrides(**unset | source | {name: value}))
+        assert _field(config, field) == (read_back[0] if read_back else value), name
 
 
 def run(*args: str, input: str | None = None):
