@@ -6,13 +6,24 @@ Precedence: keyword overrides > environment (``QDRANT_DISTILL_*``, plus ``QDRANT
 from __future__ import annotations
 
 import enum
-import json
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    JsonConfigSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
+from pydantic_settings.sources import ConfigFileSourceMixin
 
 from connectors.base import TextSource
 from connectors.settings import QdrantSettings
@@ -320,71 +331,104 @@ class MigrationConfig(BaseModel):
         return data
 
 
-def _read_file(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
+QDRANT_VARIABLES = {"QDRANT_URL": "url", "QDRANT_API_KEY": "api_key"}  # read too, into MigrationConfig.qdrant
+
+
+class _Settings(BaseSettings, MigrationConfig):
+    """:class:`MigrationConfig` as pydantic-settings reads it; only :func:`load_config` builds one."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid")
+
+
+class _Environment(EnvSettingsSource):
+    """``QDRANT_DISTILL_*`` variables of a given mapping (not only ``os.environ``), plus :data:`QDRANT_VARIABLES`."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {name.lower(): value for name, value in self.environ.items()}  # names are case-insensitive
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        qdrant = {field: self.environ[name] for name, field in QDRANT_VARIABLES.items() if self.environ.get(name)}
+        if qdrant:  # QDRANT_DISTILL_QDRANT__URL wins over QDRANT_URL
+            data["qdrant"] = qdrant | data.get("qdrant", {})
+        return data
+
+
+class _CheckedFile(ConfigFileSourceMixin):
+    """A file source whose every failure to load (unreadable, not UTF-8, not parsed, not a mapping) is one
+    :class:`ConfigError`."""
+
+    def _read_file(self, file_path: Path) -> dict[str, Any]:
+        where = repr(str(file_path))
+        try:
+            data = super()._read_file(file_path)  # type: ignore[safe-super]
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {where}: {exc.strerror or exc}") from exc
+        except UnicodeDecodeError as exc:  # a ValueError, not an OSError: a binary or non-UTF-8 file
+            raise ConfigError(
+                f"cannot read config file {where}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from exc
+        except Exception as exc:  # noqa: BLE001 - any parser error is a config error
+            raise ConfigError(f"cannot parse config file {where}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {where} must hold a table/mapping at the top")
+        return data
+
+
+class _Toml(_CheckedFile, TomlConfigSettingsSource):
+    pass
+
+
+class _Yaml(_CheckedFile, YamlConfigSettingsSource):
+    pass
+
+
+class _Json(_CheckedFile, JsonConfigSettingsSource):
+    pass
+
+
+FILE_SOURCES: dict[str, type[PydanticBaseSettingsSource]] = {".yaml": _Yaml, ".yml": _Yaml, ".json": _Json}
+
+
+def _file_source(settings_cls: type[BaseSettings], path: Path) -> PydanticBaseSettingsSource:
+    """The source reading ``path`` by its suffix (TOML unless ``.yaml``, ``.yml`` or ``.json``)."""
+    if not path.is_file():  # the file sources skip a missing file silently
+        reason = "Is a directory" if path.is_dir() else "No such file or directory"
+        raise ConfigError(f"cannot read config file {str(path)!r}: {reason}")
+    return FILE_SOURCES.get(path.suffix, _Toml)(settings_cls, path)
+
+
+def _given(values: dict[str, Any]) -> dict[str, Any]:
+    """Keyword overrides without the ``None`` ones ("not given"), at every depth."""
+    return {k: _given(v) if isinstance(v, dict) else v for k, v in values.items() if v is not None}
+
+
+def load_config(
+    path: str | Path | None = None, *, environ: Mapping[str, str] | None = None, **overrides: Any
+) -> MigrationConfig:
+    """Build a :class:`MigrationConfig` from a file, the environment (``os.environ`` unless ``environ`` is given),
+    and keyword overrides (highest first)."""
+    env = os.environ if environ is None else environ
+
+    class Settings(_Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource, **_: Any
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            files = (_file_source(settings_cls, Path(path)),) if path else ()
+            return init_settings, _Environment(settings_cls, env), *files
+
     try:
-        raw = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {str(p)!r}: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:  # a ValueError, not an OSError: a binary or non-UTF-8 file
-        raise ConfigError(
-            f"cannot read config file {str(p)!r}: not UTF-8 text ({exc.reason} at byte {exc.start})"
-        ) from exc
-    try:
-        if p.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(raw) or {}
-        elif p.suffix == ".json":
-            data = json.loads(raw)
-        else:
-            try:
-                import tomllib
-            except ModuleNotFoundError:  # Python 3.10
-                import tomli as tomllib  # type: ignore[no-redef]
-            data = tomllib.loads(raw)
-    except Exception as exc:  # noqa: BLE001 - any parser error is a config error
-        raise ConfigError(f"cannot parse config file {str(p)!r}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(p)!r} must hold a table/mapping at the top")
-    return data
-
-
-def _from_env(environ: dict[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if environ.get("QDRANT_URL"):
-        out.setdefault("qdrant", {})["url"] = environ["QDRANT_URL"]
-    if environ.get("QDRANT_API_KEY"):
-        out.setdefault("qdrant", {})["api_key"] = environ["QDRANT_API_KEY"]
-    for key, value in environ.items():
-        if not key.startswith(ENV_PREFIX):
-            continue
-        path = [part.lower() for part in re.split("__", key[len(ENV_PREFIX):]) if part]
-        node = out
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = value
-    return out
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        elif value is not None:
-            out[key] = value
-    return out
-
-
-def load_config(path: str | Path | None = None, *, environ: dict[str, str] | None = None, **overrides: Any) -> MigrationConfig:
-    """Build a :class:`MigrationConfig` from a file, the environment, and keyword overrides (highest first)."""
-    data = _read_file(path) if path else {}
-    data = _merge(data, _from_env(dict(os.environ if environ is None else environ)))
-    data = _merge(data, overrides)
-    try:
-        return MigrationConfig.model_validate(data)
+        settings = Settings(**_given(overrides))
+    except SettingsError as exc:  # a variable holding JSON that does not parse
+        raise ConfigError(f"invalid configuration: {exc}") from exc
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "config"
         raise ConfigError(f"invalid configuration: {where}: {first['msg']}", errors=len(exc.errors())) from exc
+    # the same values, already validated, in the plain model (which reads no environment); fields_set is kept
+    return MigrationConfig.model_construct(settings.model_fields_set, **dict(settings))

@@ -48,6 +48,56 @@ def test_bad_configs(tmp_path: Path, content: str | None, error: type, match: st
         load_config(path, environ={})
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "match"),
+    [
+        ("bin.toml", b"dim = 8\n\xff\xfe\x00source = '\xe9'\n", "not UTF-8 text"),
+        ("list.yaml", b"- ab\n", "must hold a table/mapping at the top"),
+        ("list.json", b"[1]", "must hold a table/mapping at the top"),
+        ("bad.json", b"{source: 1}", "cannot parse config file"),
+        ("folder.toml", None, "cannot read config file .*: Is a directory"),
+    ],
+)
+def test_a_file_that_cannot_load_is_one_config_error(tmp_path: Path, name: str, content: bytes | None,
+                                                     match: str) -> None:
+    path = tmp_path / name
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ConfigError, match=match) as info:
+        load_config(path, environ={})
+    assert "\n" not in str(info.value)  # one line
+
+
+def test_invalid_values_name_the_first_and_count_them(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="invalid configuration: student.epochs: ") as info:
+        load_config(environ={"QDRANT_DISTILL_STUDENT__EPOCHS": "many", "QDRANT_DISTILL_SAMPLE_SIZE": "x"}, source="d")
+    assert info.value.errors == 2
+    with pytest.raises(ConfigError, match="invalid configuration: .*student"):
+        load_config(environ={"QDRANT_DISTILL_STUDENT": "{not json"}, source="d")
+
+
+def test_the_environment_applies_only_through_load_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    from qdrant_distill import MigrationConfig
+
+    monkeypatch.setenv("QDRANT_DISTILL_DIM", "77")
+    monkeypatch.setenv("QDRANT_DISTILL_SERVE_API_KEY", "not a migration setting")  # ignored, not refused
+    assert MigrationConfig(source="d").dim == 128
+    assert load_config(source="d").dim == 77  # os.environ by default ...
+    assert load_config(environ={}, source="d").dim == 128  # ... or exactly the mapping given
+    assert type(load_config(source="d")) is MigrationConfig
+
+
+def test_none_overrides_are_not_given_and_set_fields_are_kept() -> None:
+    env = {"QDRANT_DISTILL_DIM": "64", "QDRANT_DISTILL_STUDENT__EPOCHS": "5", "QDRANT_URL": "http://a:1",
+           "QDRANT_DISTILL_QDRANT__URL": "http://b:2"}
+    cfg = load_config(environ=env, source="d", dim=None, student={"epochs": None, "max_steps": 3})
+    assert (cfg.dim, cfg.student.epochs, cfg.student.max_steps) == (64, 5, 3)
+    assert cfg.qdrant.url == "http://b:2"  # the prefixed variable wins over QDRANT_URL
+    assert cfg.student.model_fields_set == {"epochs", "max_steps"}  # what the user gave, as code reads it
+
+
 def test_journal_is_atomic_and_refuses_other_migrations(tmp_path: Path) -> None:
     journal = Journal.open(tmp_path, {"source": "docs", "dim": 128})
     journal.advance(Stage.SAMPLED, sample_size=10)
