@@ -28,18 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from common import REPO, RESULTS
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-from qdrant_distill.encoders import ProjectedEncoder, as_encoder, load_encoder  # noqa: E402
-from qdrant_distill.evaluate import load_beir, retrieval_metrics  # noqa: E402
+from qdrant_distill.encoders import ProjectedEncoder, as_encoder, load_encoder
+from qdrant_distill.evaluate import load_beir, retrieval_metrics
 
 SCIFACT = REPO.parent / "shared" / "data" / "scifact"
 MODELS = REPO / "models"
-RESULTS = REPO / "benchmarks" / "results"
 
 
 def latency_and_throughput(enc: Any, queries: list[str], docs: list[str]) -> dict[str, float]:

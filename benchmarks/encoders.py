@@ -29,20 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from common import MPNET, REPO, RESULTS
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-from qdrant_distill import load_encoder  # noqa: E402
-from qdrant_distill.encoders import as_encoder  # noqa: E402
-from qdrant_distill.teacher import TEACHER_CHECK_TEXTS, TEACHER_MIN_COSINE  # noqa: E402
+from qdrant_distill import load_encoder
+from qdrant_distill.encoders import as_encoder
+from qdrant_distill.teacher import TEACHER_CHECK_TEXTS, TEACHER_MIN_COSINE
 
 SCIFACT = REPO.parent / "shared" / "data" / "scifact"
-MPNET = REPO / "models" / "all-mpnet-base-v2"
 BASELINE = "f10d343"  # the last commit before the encoder seam: `import qdrant_distill` imported torch
-RESULTS = REPO / "benchmarks" / "results"
 
 
 def status_cost(runs: int, code: Path) -> dict[str, float]:

@@ -27,18 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from common import MINILM, REPO, RESULTS
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from qdrant_distill import load_encoder
+from qdrant_distill.demo_data import load_demo_texts
+from qdrant_distill.teacher import label_queries
 
-from qdrant_distill import load_encoder  # noqa: E402
-from qdrant_distill.demo_data import load_demo_texts  # noqa: E402
-from qdrant_distill.teacher import label_queries  # noqa: E402
-
-MINILM = REPO / "models" / "all-MiniLM-L6-v2"
-RESULTS = REPO / "benchmarks" / "results"
 BAR = 0.80
 ALIAS = "teacher"
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -24,17 +23,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import REPO, RESULTS
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-from qdrant_distill.cpu import cpu_features  # noqa: E402
-from tests.test_int8_portability import MATMUL_CHECK  # noqa: E402
+from qdrant_distill.cpu import cpu_features
+from tests.test_int8_portability import MATMUL_CHECK
 
 CORPUS = REPO.parent / "shared" / "data" / "scifact" / "corpus.jsonl.gz"
-RESULTS = REPO / "benchmarks" / "results"
 QEMU = shutil.which("qemu-x86_64")
 SCHEMES = {"8-bit": 8, "7-bit": 7}  # int8 weight bits
 

@@ -16,23 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from common import CACHE, REPO
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-from qdrant_distill.evaluate import load_beir  # noqa: E402
-from qdrant_distill.pseudo_queries import cut_queries  # noqa: E402
+from qdrant_distill.evaluate import load_beir
+from qdrant_distill.pseudo_queries import cut_queries
 
 DATA = REPO.parent / "shared" / "data" / "scifact"
-CACHE = REPO / "benchmarks" / "cache"
 PART = 2000
 logger = logging.getLogger("benchmarks.labels")
 

@@ -30,24 +30,21 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-sys.path.insert(0, str(REPO))
+from common import DATA, DIM, MINILM, MPNET, RESULTS, cached, holdout_split
 
 from qdrant_distill import DistillConfig, HeadInit, distill, load_encoder
 from qdrant_distill.config import LossWeights
-from qdrant_distill.distillation import for_queries
-from qdrant_distill.encoders import as_encoder
+from qdrant_distill.distillation import DistillResult, for_queries
+from qdrant_distill.encoders import Encoder, as_encoder
 from qdrant_distill.evaluate import (
+    BeirDataset,
+    StsPairs,
     fidelity,
     load_beir,
     load_stsb,
@@ -57,34 +54,60 @@ from qdrant_distill.evaluate import (
 from qdrant_distill.projection import PCAProjection
 from qdrant_distill.students import fit_head
 
-CACHE = HERE / "cache"
-RESULTS = HERE / "results"
-DATA = REPO.parent / "shared" / "data"
-MINILM = REPO / "models" / "all-MiniLM-L6-v2"
-MPNET = REPO / "models" / "all-mpnet-base-v2"
-DIM = 128
 GROUPS = ("teacher", "teacher-sts", "minilm", "transformer", "query-student", "query-pruned", "pruned",
           "pruned-untrained", "static")
-HOLDOUT_FRACTION = 0.05
+TEACHER_GROUPS = {"teacher", "static", "pruned", "pruned-untrained", "query-pruned"}  # groups that load the teacher
+MINILM_GROUPS = {"minilm", "transformer", "query-student"}  # groups that encode SciFact with MiniLM
+TEACHER_ID = "all-mpnet-base-v2"
+QUICK_DOCUMENTS = 700  # the --quick corpus: the judged documents plus random others up to this many
+QUICK_STS_PAIRS = 300
+Row = dict[str, Any]
 logger = logging.getLogger("benchmarks.quality")
 
 
 # ---------------------------------------------------------------------------------------------------------- helpers
-def cached_encode(model, tag: str, texts: list[str], *, batch_size: int = 32, max_seq_length: int | None = None):
-    """Encode ``texts`` with ``model`` (normalised float32), cached under benchmarks/cache/ by tag and text hash."""
-    digest = hashlib.sha1("\x1f".join(texts).encode()).hexdigest()[:12]
-    path = CACHE / f"{tag}-seq{max_seq_length}-{digest}.npy"
-    if path.exists():
-        return np.load(path), 0.0
-    enc = as_encoder(model, batch_size=batch_size)
-    if max_seq_length is not None and hasattr(enc, "max_seq_length"):
-        enc.max_seq_length = max_seq_length
-    start = time.perf_counter()
-    vecs = enc.encode(texts)
-    took = time.perf_counter() - start
-    CACHE.mkdir(parents=True, exist_ok=True)
-    np.save(path, vecs)
-    return vecs, took
+def cached_encode(model: Any, tag: str, texts: list[str], *, batch_size: int = 32,
+                  max_seq_length: int | None = None) -> tuple[np.ndarray, float]:
+    """Encode ``texts`` with ``model`` (normalised float32), cached under benchmarks/cache/ by tag and text hash;
+    with the seconds the encoding took (0.0 when cached)."""
+    took = [0.0]
+
+    def encode(batch: list[str]) -> np.ndarray:
+        enc = as_encoder(model, batch_size=batch_size)
+        if max_seq_length is not None and hasattr(enc, "max_seq_length"):
+            enc.max_seq_length = max_seq_length
+        start = time.perf_counter()
+        vecs = enc.encode(batch)
+        took[0] = time.perf_counter() - start
+        return vecs
+
+    return cached(f"{tag}-seq{max_seq_length}", texts, encode), took[0]
+
+
+def quick_subset(ds: BeirDataset) -> np.ndarray:
+    """The indices of the --quick corpus: every judged document plus random others."""
+    judged = {d for q in ds.query_ids for d in ds.qrels[q]}
+    rel = [i for i, d in enumerate(ds.doc_ids) if d in judged]
+    others = [i for i in np.random.default_rng(0).permutation(len(ds.doc_ids)) if ds.doc_ids[i] not in judged]
+    return np.sort(np.array(rel + others[: max(0, QUICK_DOCUMENTS - len(rel))]))
+
+
+def stored_vectors(data: Path, doc_ids: list[str], query_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The stored teacher vectors of these documents and queries (the collection's vectors)."""
+    teacher = np.load(data / "scifact" / f"teacher_{TEACHER_ID}.npz")
+    doc_index = {d: i for i, d in enumerate(teacher["doc_ids"].astype(str))}
+    q_index = {q: i for i, q in enumerate(teacher["query_ids"].astype(str))}
+    return (teacher["doc_vecs"][[doc_index[d] for d in doc_ids]],
+            teacher["query_vecs"][[q_index[q] for q in query_ids]])
+
+
+def load_sts(data: Path, quick: bool) -> StsPairs:
+    """STS-B (its first pairs only in --quick)."""
+    sts = load_stsb(data / "stsb")
+    if quick:
+        n = QUICK_STS_PAIRS
+        sts.sentences1, sts.sentences2, sts.scores = sts.sentences1[:n], sts.sentences2[:n], sts.scores[:n]
+    return sts
 
 
 class Bench:
@@ -92,32 +115,18 @@ class Bench:
 
     def __init__(self, quick: bool, data: Path) -> None:
         self.quick = quick
+        self.seq = 128 if quick else 256
         ds = load_beir(data / "scifact")
-        teacher = np.load(data / "scifact" / "teacher_all-mpnet-base-v2.npz")
-        doc_index = {d: i for i, d in enumerate(teacher["doc_ids"].astype(str))}
-        q_index = {q: i for i, q in enumerate(teacher["query_ids"].astype(str))}
-        keep = np.arange(len(ds.doc_ids))
-        if quick:  # the judged documents plus random others
-            judged = {d for q in ds.query_ids for d in ds.qrels[q]}
-            rel = [i for i, d in enumerate(ds.doc_ids) if d in judged]
-            others = [i for i in np.random.default_rng(0).permutation(len(ds.doc_ids)) if ds.doc_ids[i] not in judged]
-            keep = np.sort(np.array(rel + others[: max(0, 700 - len(rel))]))
+        keep = quick_subset(ds) if quick else np.arange(len(ds.doc_ids))
         self.doc_ids = [ds.doc_ids[i] for i in keep]
         self.docs = [ds.doc_texts[i] for i in keep]
         self.query_ids, self.queries, self.qrels = ds.query_ids, ds.queries, ds.qrels
-        self.teacher_docs = teacher["doc_vecs"][[doc_index[d] for d in self.doc_ids]]
-        self.teacher_queries = teacher["query_vecs"][[q_index[q] for q in self.query_ids]]
-        sts = load_stsb(data / "stsb")
-        if quick:
-            sts.sentences1, sts.sentences2, sts.scores = sts.sentences1[:300], sts.sentences2[:300], sts.scores[:300]
-        self.sts = sts
+        self.teacher_docs, self.teacher_queries = stored_vectors(data, self.doc_ids, self.query_ids)
+        self.sts = load_sts(data, quick)
         # training and held-out documents (held-out ones drive early stopping and teacher-neighbour recall)
-        order = np.random.default_rng(0).permutation(len(self.docs))
-        n_hold = max(20, round(len(self.docs) * HOLDOUT_FRACTION))
-        self.hold_idx, self.train_idx = np.sort(order[:n_hold]), np.sort(order[n_hold:])
+        self.hold_idx, self.train_idx = holdout_split(len(self.docs))
         self.projection = PCAProjection.fit(self.teacher_docs[self.train_idx], DIM)
-        self.rows: list[dict[str, Any]] = []
-        self.seq = 128 if quick else 256
+        self.rows: list[Row] = []
 
     def add(self, name: str, q: np.ndarray, d: np.ndarray, *, sts: float | None, dim: int, **extra: Any) -> None:
         m = retrieval_metrics(q, d, self.qrels, self.query_ids, self.doc_ids)
@@ -133,21 +142,37 @@ class Bench:
         name = "quality-quick.partial.json" if self.quick else "quality.partial.json"
         (RESULTS / name).write_text(json.dumps(self.rows, indent=2), encoding="utf-8")
 
-    def sts_of(self, model=None, tag: str | None = None, transform=None) -> float:
-        if model is None:
-            return float("nan")
-        if tag:
-            v1, _ = cached_encode(model, f"{tag}-stsb1", self.sts.sentences1, max_seq_length=self.seq)
-            v2, _ = cached_encode(model, f"{tag}-stsb2", self.sts.sentences2, max_seq_length=self.seq)
-        else:
-            enc = as_encoder(model)
-            v1, v2 = enc.encode(self.sts.sentences1), enc.encode(self.sts.sentences2)
-        if transform is not None:
-            v1, v2 = transform(v1), transform(v2)
+    def sts_pair(self, model: Any, tag: str, max_seq_length: int) -> tuple[np.ndarray, np.ndarray]:
+        """Both sides of STS-B encoded by ``model``, cached under ``tag``."""
+        v1, _ = cached_encode(model, f"{tag}-stsb1", self.sts.sentences1, max_seq_length=max_seq_length)
+        v2, _ = cached_encode(model, f"{tag}-stsb2", self.sts.sentences2, max_seq_length=max_seq_length)
+        return v1, v2
+
+    def spearman(self, v1: np.ndarray, v2: np.ndarray) -> float:
         return sts_spearman(v1, self.sts, vecs2=v2)
 
+    def sts_of(self, model: Any, tag: str | None = None) -> float:
+        """STS-B Spearman of ``model`` (its encodings cached under ``tag`` when given)."""
+        if tag:
+            return self.spearman(*self.sts_pair(model, tag, self.seq))
+        enc = as_encoder(model)
+        return self.spearman(enc.encode(self.sts.sentences1), enc.encode(self.sts.sentences2))
 
-def speed(model, queries: list[str], n: int, *, st_model=None) -> dict[str, float]:
+    def distill(self, cfg: DistillConfig, name: str, **kwargs: Any) -> DistillResult:
+        """Distil a student from the training documents and their stored vectors, the held-out ones as holdout."""
+        out_root = Path(os.environ.get("QUALITY_OUT", "/tmp/qdrant-distill-quality"))
+        holdout = ([self.docs[i] for i in self.hold_idx], self.teacher_docs[self.hold_idx])
+        return distill([self.docs[i] for i in self.train_idx], self.teacher_docs[self.train_idx], cfg,
+                       output_dir=out_root / name, teacher_id=TEACHER_ID, holdout=holdout, **kwargs)
+
+    def encode_corpus(self, student: Any, tag: str) -> tuple[np.ndarray, np.ndarray, float]:
+        """Queries and documents encoded by ``student`` (cached under ``tag``), and the corpus encoding seconds."""
+        sq, _ = cached_encode(student, f"{tag}-scifact-queries", self.queries, max_seq_length=self.seq)
+        sd, took = cached_encode(student, f"{tag}-scifact-docs", self.docs, max_seq_length=self.seq)
+        return sq, sd, took
+
+
+def speed(model: Any, queries: list[str], n: int, *, st_model: Any = None) -> dict[str, float]:
     """Queries per second: one call per query and batched, through ``SentenceTransformer.encode`` (``st_model``, or
     the model under the encoder) and through the encoder (for static students the torch-free path, which skips
     sentence-transformers' per-call overhead)."""
@@ -167,14 +192,14 @@ def speed(model, queries: list[str], n: int, *, st_model=None) -> dict[str, floa
     return out
 
 
-def distill_extra(res: Any) -> dict[str, Any]:
+def distill_extra(res: DistillResult) -> dict[str, Any]:
     """The fields every distilled row records about its distillation."""
     return {"distill_wall_s": res.wall_time_s, "train_size": res.train_size, "steps": res.steps,
             "best_step": res.best_step, "holdout_fidelity": res.metrics,
             "holdout_fidelity_untrained": res.baseline_metrics, "evaluations": res.evaluations}
 
 
-def pruned_speed(student, teacher, queries: list[str], quick: bool) -> dict[str, Any]:
+def pruned_speed(student: Encoder, teacher: Encoder | None, queries: list[str], quick: bool) -> dict[str, Any]:
     """A pruned student's query speed against the teacher's, same run (empty without the teacher)."""
     if teacher is None:
         return {}
@@ -183,6 +208,22 @@ def pruned_speed(student, teacher, queries: list[str], quick: bool) -> dict[str,
     return {"pruned_speed": p_speed, "teacher_speed": t_speed,
             "speedup_single": p_speed["qd_single_qps"] / t_speed["qd_single_qps"],
             "speedup_batched": p_speed["qd_batched_qps"] / t_speed["qd_batched_qps"]}
+
+
+def static_speed(student: Encoder, student_path: str, teacher: Encoder, queries: list[str],
+                 quick: bool) -> dict[str, Any]:
+    """The static student's query speed against the teacher's best path, same run; also through
+    sentence-transformers' own ``encode`` (the reference path)."""
+    from sentence_transformers import SentenceTransformer
+
+    s_speed = speed(student, queries, 300, st_model=SentenceTransformer(student_path, device="cpu"))
+    t_speed = speed(teacher, queries, 10 if quick else 30)
+    best_teacher_single = max(t_speed["st_single_qps"], t_speed["qd_single_qps"])
+    best_teacher_batched = max(t_speed["st_batched_qps"], t_speed["qd_batched_qps"])
+    return {"static_speed": s_speed, "teacher_speed": t_speed,
+            "speedup_single": s_speed["qd_single_qps"] / best_teacher_single,
+            "speedup_single_via_st_encode": s_speed["st_single_qps"] / best_teacher_single,
+            "speedup_batched": s_speed["qd_batched_qps"] / best_teacher_batched}
 
 
 # ---------------------------------------------------------------------------------------------------------- recipes
@@ -344,184 +385,224 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()[:12]
 
 
+# ---------------------------------------------------------------------------------------------------------- the rows
+@dataclass
+class MiniLMVectors:
+    """MiniLM off the shelf and its SciFact vectors (the body vectors of the frozen-body students too)."""
+
+    model: Encoder
+    queries: np.ndarray
+    docs: np.ndarray
+
+
+@dataclass
+class Models:
+    """The models a run loaded once and shares between row groups."""
+
+    teacher: Encoder | None  # the teacher model: its STSb vectors, and the reference for speed
+    minilm: MiniLMVectors | None = None
+
+
+@dataclass
+class Student:
+    """What a frozen-body student measured: its query and document vectors, the stored document vectors through
+    its projection, its STSb Spearman and the row's extra fields."""
+
+    queries: np.ndarray
+    docs: np.ndarray
+    teacher_docs: np.ndarray
+    sts: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def teacher_missing(group: str) -> bool:
+    """True (and said on stderr) when the teacher model is not there for ``group``."""
+    if MPNET.exists():
+        return False
+    print(f"{group} row skipped: no teacher model at {MPNET}", file=sys.stderr)
+    return True
+
+
+def teacher_rows(b: Bench, teacher: Encoder | None, *, with_sts: bool) -> None:
+    """The stored vectors and their PCA-64/128/256 projections (STSb through the teacher model, when loaded)."""
+    t1 = t2 = None
+    if teacher is not None and with_sts:
+        t1, t2 = b.sts_pair(teacher, "mpnet", 384)
+    t_sts = b.spearman(t1, t2) if t1 is not None else None
+    b.add(f"teacher {TEACHER_ID} (stored vectors)", b.teacher_queries, b.teacher_docs, sts=t_sts, dim=768)
+    for dim in (64, 128, 256):
+        p = b.projection if dim == DIM else PCAProjection.fit(b.teacher_docs[b.train_idx], dim)
+        sts = b.spearman(p.transform(t1), p.transform(t2)) if t1 is not None else None
+        b.add(f"teacher + PCA-{dim} (projection only)", p.transform(b.teacher_queries),
+              p.transform(b.teacher_docs), sts=sts, dim=dim, explained_variance=p.explained_variance_ratio)
+
+
+def minilm_vectors(b: Bench) -> MiniLMVectors:
+    minilm = load_encoder(str(MINILM))
+    mq, _ = cached_encode(minilm, "minilm-scifact-queries", b.queries, max_seq_length=b.seq)
+    md, _ = cached_encode(minilm, "minilm-scifact-docs", b.docs, max_seq_length=b.seq)
+    return MiniLMVectors(minilm, mq, md)
+
+
+def minilm_rows(b: Bench, m: MiniLMVectors) -> None:
+    """MiniLM off the shelf, with its own PCA, and with a ridge or rotated-PCA head fitted on the targets."""
+    m1, m2 = b.sts_pair(m.model, "minilm", b.seq)
+    b.add("all-MiniLM-L6-v2 (384-d, off the shelf)", m.queries, m.docs, sts=b.spearman(m1, m2), dim=384)
+    own = PCAProjection.fit(m.docs[b.train_idx], DIM)
+    b.add("MiniLM + own PCA-128 (no training)", own.transform(m.queries), own.transform(m.docs),
+          sts=b.spearman(own.transform(m1), own.transform(m2)), dim=DIM)
+    targets = b.projection.transform(b.teacher_docs[b.train_idx])
+    for mode in (HeadInit.RIDGE, HeadInit.OWN_PCA):
+        w = fit_head(m.docs[b.train_idx], targets, mode)
+        label = "ridge head" if mode is HeadInit.RIDGE else "own PCA rotated onto the targets"
+        sts = b.spearman(m1 @ w.T, m2 @ w.T)
+        b.add(f"MiniLM + {label}, symmetric", m.queries @ w.T, m.docs @ w.T, sts=sts, dim=DIM)
+        b.add(f"MiniLM + {label}, asymmetric (docs = PCA-128 of teacher)", m.queries @ w.T,
+              b.projection.transform(b.teacher_docs), sts=sts, dim=DIM)
+
+
+def head_on_body(student: Encoder, body: np.ndarray) -> np.ndarray:
+    """A frozen-body student's document vectors: its dense head applied to the body vectors, normalised."""
+    dense = student.model[len(student.model) - 2]
+    vecs = body @ dense.linear.weight.detach().numpy().T
+    if dense.linear.bias is not None:
+        vecs = vecs + dense.linear.bias.detach().numpy()
+    return vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+
+
+def frozen_body_student(b: Bench, body: np.ndarray, cfg: DistillConfig, name: str) -> Student:
+    """Distil a frozen-body MiniLM student (``body``, the cached MiniLM document vectors, are its body vectors)."""
+    res = b.distill(cfg, name, body_cache={b.docs[i]: body[i] for i in range(len(b.docs))})
+    student = load_encoder(res.student_path, backend="torch")
+    sq = student.encode(b.queries, kind="query")
+    # the body did not change, so the document vectors are the head on the cached body vectors; checked against
+    # real encodings of a sample
+    sd = head_on_body(student, body)
+    check = np.random.default_rng(1).choice(len(b.docs), 32, replace=False)
+    gap = float(np.abs(student.encode([b.docs[i] for i in check]) - sd[check]).max())
+    assert gap < 1e-3, f"cached document vectors differ from the student's by {gap}"
+    td = PCAProjection.load(res.projection_path).transform(b.teacher_docs)
+    return Student(sq, sd, td, b.sts_of(student), distill_extra(res) | {"doc_vectors_check_max_abs": gap})
+
+
+def transformer_rows(b: Bench, models: Models) -> None:
+    s = frozen_body_student(b, models.minilm.docs, transformer_config(b.quick), "transformer")
+    b.add("distilled MiniLM student 128 (frozen body), symmetric", s.queries, s.docs, sts=s.sts, dim=DIM,
+          **s.extra)
+    b.add("distilled MiniLM student 128 (frozen body), asymmetric (docs = PCA-128 of teacher)", s.queries,
+          s.teacher_docs, sts=s.sts, dim=DIM, **s.extra)
+
+
+def query_student_rows(b: Bench, models: Models) -> None:
+    """The query student for asymmetric use: pseudo-queries against every training target."""
+    s = frozen_body_student(b, models.minilm.docs, query_student_config(b.quick), "query-student")
+    b.add("query student 128, asymmetric (docs = PCA-128 of teacher)", s.queries, s.teacher_docs, sts=s.sts,
+          dim=DIM, **s.extra)
+    b.add("query student 128, symmetric", s.queries, s.docs, sts=s.sts, dim=DIM, **s.extra)
+
+
+def query_pruned_rows(b: Bench, models: Models) -> None:
+    """The layer-pruned teacher as the query encoder (asymmetric only: documents keep the projected stored
+    vectors)."""
+    if teacher_missing("query-pruned"):
+        return
+    res = b.distill(pruned_query_config(b.quick), "query-pruned")
+    student = load_encoder(res.student_path, backend="torch")
+    student.max_seq_length = b.seq
+    sq = student.encode(b.queries, kind="query")
+    extra = distill_extra(res) | {"keep_layers": PRUNED_QUERY_KEEP}
+    extra |= pruned_speed(student, models.teacher, b.queries, b.quick)
+    b.add(f"query encoder: pruned mpnet {PRUNED_QUERY_KEEP}/12, asymmetric (docs = PCA-128 of teacher)", sq,
+          PCAProjection.load(res.projection_path).transform(b.teacher_docs), sts=b.sts_of(student), dim=DIM,
+          **extra)
+
+
+def pruned_untrained_rows(b: Bench, models: Models) -> None:
+    """The layer-pruned teacher untrained: the pruned body + the PCA-128 of the stored vectors."""
+    if teacher_missing("pruned-untrained"):
+        return
+    if b.quick:
+        print("pruned-untrained row skipped in --quick (one more corpus pass of mpnet; the trained pruned row "
+              "already exercises the same code)", file=sys.stderr)
+        return
+    from qdrant_distill.students import pruned_student
+
+    base = (models.teacher or load_encoder(str(MPNET))).model  # the pruned student is built from the model
+    student = pruned_student(base, b.projection, PRUNED_KEEP)
+    student.max_seq_length = b.seq
+    tag = f"mpnet-pruned{PRUNED_KEEP}-untrained"
+    sq, sd, took = b.encode_corpus(student, tag)
+    b.add(f"pruned mpnet {PRUNED_KEEP}/12 layers + PCA-128 (no training), symmetric", sq, sd,
+          sts=b.sts_of(student, tag), dim=DIM, corpus_encode_s=took)
+
+
+def pruned_extra(res: DistillResult, cfg: DistillConfig, took: float) -> dict[str, Any]:
+    """The trained pruned row's fields: its distillation, its budget and its recipe."""
+    recipe = cfg.model_dump(mode="json")
+    return distill_extra(res) | {
+        "train_size": res.steps * cfg.batch_size, "pca_fit_size": res.train_size,
+        "stopped_early": res.stopped_early, "keep_layers": PRUNED_KEEP, "corpus_encode_s": took,
+        "recipe": {k: recipe[k] for k in ("keep_layers", "max_steps", "batch_size", "lr_body", "lr_head", "weights",
+                                          "max_seq_length", "train_max_seq_length", "eval_steps")}}
+
+
+def pruned_rows(b: Bench, models: Models) -> None:
+    """The layer-pruned teacher, its whole body trained."""
+    if teacher_missing("pruned"):
+        return
+    cfg = pruned_config(b.quick)
+    res = b.distill(cfg, "pruned")
+    student = load_encoder(res.student_path, backend="torch")
+    # encodings cached by the digest of the trained weights: a retrained student is encoded again
+    weights = Path(res.student_path) / "model.safetensors"
+    tag = f"mpnet-pruned{PRUNED_KEEP}-{file_digest(weights) if weights.exists() else 'unhashed'}"
+    sq, sd, took = b.encode_corpus(student, tag)
+    extra = pruned_extra(res, cfg, took) | pruned_speed(student, models.teacher, b.queries, b.quick)
+    b.add(f"pruned mpnet {PRUNED_KEEP}/12 layers + PCA-128, body trained, symmetric", sq, sd,
+          sts=b.sts_of(student, tag), dim=DIM, **extra)
+
+
+def static_rows(b: Bench, models: Models) -> None:
+    """The static student (StaticEmbedding), with its speed against the teacher's when the teacher is loaded."""
+    res = b.distill(static_config(b.quick), "static")
+    student = load_encoder(res.student_path, backend="torch")
+    sq, sd = student.encode(b.queries, kind="query"), student.encode(b.docs)
+    extra = distill_extra(res)
+    if models.teacher is not None:
+        extra |= static_speed(student, res.student_path, models.teacher, b.queries, b.quick)
+    b.add("static student 128 (StaticEmbedding), symmetric", sq, sd, sts=b.sts_of(student), dim=DIM, **extra)
+
+
+# the distilled row groups, in the order they run
+STUDENTS: dict[str, Callable[[Bench, Models], None]] = {
+    "transformer": transformer_rows,
+    "query-student": query_student_rows,
+    "query-pruned": query_pruned_rows,
+    "pruned-untrained": pruned_untrained_rows,
+    "pruned": pruned_rows,
+    "static": static_rows,
+}
+
+
 # ---------------------------------------------------------------------------------------------------------- the run
-def run(quick: bool, data: Path, skip: set[str], only: set[str] | None = None) -> dict[str, Any]:
-    """Measure the rows of every group in ``only`` (all groups when None) that is not in ``skip``."""
-    started = time.perf_counter()
+def wanted_groups(skip: set[str], only: set[str] | None) -> set[str]:
+    """The row groups to measure: ``only`` (every group when None) less ``skip``; teacher-sts goes with teacher."""
     wanted = (set(GROUPS) if only is None else set(only)) - set(skip)
     if "teacher" not in wanted:
         wanted.discard("teacher-sts")
-    b = Bench(quick, data)
-    P = b.projection
-    logger.info("%d documents (%d train, %d held out), %d queries; rows: %s", len(b.docs), len(b.train_idx),
-                len(b.hold_idx), len(b.queries), ",".join(g for g in GROUPS if g in wanted))
+    return wanted
 
-    # the teacher model (its STSb vectors, and the reference for speed) and projections of its stored vectors
-    needs_teacher = bool(wanted & {"teacher", "static", "pruned", "pruned-untrained", "query-pruned"}) and (
-        "teacher" not in skip)
-    teacher = load_encoder(str(MPNET)) if MPNET.exists() and needs_teacher else None
-    if "teacher" in wanted:
-        t_sts1 = t_sts2 = None
-        if teacher is not None and "teacher-sts" in wanted:
-            t_sts1, _ = cached_encode(teacher, "mpnet-stsb1", b.sts.sentences1, max_seq_length=384)
-            t_sts2, _ = cached_encode(teacher, "mpnet-stsb2", b.sts.sentences2, max_seq_length=384)
-        t_sts = sts_spearman(t_sts1, b.sts, vecs2=t_sts2) if t_sts1 is not None else None
-        b.add("teacher all-mpnet-base-v2 (stored vectors)", b.teacher_queries, b.teacher_docs, sts=t_sts, dim=768)
-        for dim in (64, 128, 256):
-            p = P if dim == DIM else PCAProjection.fit(b.teacher_docs[b.train_idx], dim)
-            sts = sts_spearman(p.transform(t_sts1), b.sts, vecs2=p.transform(t_sts2)) if t_sts1 is not None else None
-            b.add(f"teacher + PCA-{dim} (projection only)", p.transform(b.teacher_queries),
-                  p.transform(b.teacher_docs), sts=sts, dim=dim, explained_variance=p.explained_variance_ratio)
-        b.partial()
 
-    # MiniLM off the shelf, with its own PCA, with a ridge head (its vectors also serve the transformer student)
-    md = None
-    if wanted & {"minilm", "transformer", "query-student"}:
-        minilm = load_encoder(str(MINILM))
-        mq, _ = cached_encode(minilm, "minilm-scifact-queries", b.queries, max_seq_length=b.seq)
-        md, _ = cached_encode(minilm, "minilm-scifact-docs", b.docs, max_seq_length=b.seq)
-    if "minilm" in wanted:
-        m1, _ = cached_encode(minilm, "minilm-stsb1", b.sts.sentences1, max_seq_length=b.seq)
-        m2, _ = cached_encode(minilm, "minilm-stsb2", b.sts.sentences2, max_seq_length=b.seq)
-        b.add("all-MiniLM-L6-v2 (384-d, off the shelf)", mq, md, sts=sts_spearman(m1, b.sts, vecs2=m2), dim=384)
-        own = PCAProjection.fit(md[b.train_idx], DIM)
-        b.add("MiniLM + own PCA-128 (no training)", own.transform(mq), own.transform(md),
-              sts=sts_spearman(own.transform(m1), b.sts, vecs2=own.transform(m2)), dim=DIM)
-        targets = P.transform(b.teacher_docs[b.train_idx])
-        for mode in (HeadInit.RIDGE, HeadInit.OWN_PCA):
-            w = fit_head(md[b.train_idx], targets, mode)
-            f = lambda x, w=w: x @ w.T
-            label = "ridge head" if mode is HeadInit.RIDGE else "own PCA rotated onto the targets"
-            sts = sts_spearman(f(m1), b.sts, vecs2=f(m2))
-            b.add(f"MiniLM + {label}, symmetric", f(mq), f(md), sts=sts, dim=DIM)
-            b.add(f"MiniLM + {label}, asymmetric (docs = PCA-128 of teacher)", f(mq), P.transform(b.teacher_docs),
-                  sts=sts, dim=DIM)
-        b.partial()
+def load_teacher(wanted: set[str], skip: set[str]) -> Encoder | None:
+    """The teacher model, when a wanted group uses it, it is there, and the teacher group is not skipped."""
+    needs_teacher = bool(wanted & TEACHER_GROUPS) and "teacher" not in skip
+    return load_encoder(str(MPNET)) if MPNET.exists() and needs_teacher else None
 
-    train_texts = [b.docs[i] for i in b.train_idx]
-    holdout = ([b.docs[i] for i in b.hold_idx], b.teacher_docs[b.hold_idx])
-    out_root = Path(os.environ.get("QUALITY_OUT", "/tmp/qdrant-distill-quality"))
 
-    def frozen_body_student(cfg: DistillConfig, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, dict]:
-        """Distil a frozen-body MiniLM student (the cached MiniLM vectors are its body vectors); its query vectors,
-        document vectors, projected teacher documents, STSb Spearman and the row's extra fields."""
-        cache = {b.docs[i]: md[i] for i in range(len(b.docs))}
-        res = distill(train_texts, b.teacher_docs[b.train_idx], cfg, output_dir=out_root / name,
-                      teacher_id="all-mpnet-base-v2", holdout=holdout, body_cache=cache)
-        student = load_encoder(res.student_path, backend="torch")
-        sq = student.encode(b.queries, kind="query")
-        # the body did not change, so the student's document vectors are its head applied to the cached body
-        # vectors; checked against real encodings of a sample
-        dense = student.model[len(student.model) - 2]
-        sd = md @ dense.linear.weight.detach().numpy().T
-        if dense.linear.bias is not None:
-            sd = sd + dense.linear.bias.detach().numpy()
-        sd /= np.linalg.norm(sd, axis=1, keepdims=True)
-        check = np.random.default_rng(1).choice(len(b.docs), 32, replace=False)
-        gap = float(np.abs(student.encode([b.docs[i] for i in check]) - sd[check]).max())
-        assert gap < 1e-3, f"cached document vectors differ from the student's by {gap}"
-        td = PCAProjection.load(res.projection_path).transform(b.teacher_docs)
-        return sq, sd, td, b.sts_of(student), distill_extra(res) | {"doc_vectors_check_max_abs": gap}
-
-    if "transformer" in wanted:
-        sq, sd, td, sts, extra = frozen_body_student(transformer_config(quick), "transformer")
-        b.add("distilled MiniLM student 128 (frozen body), symmetric", sq, sd, sts=sts, dim=DIM, **extra)
-        b.add("distilled MiniLM student 128 (frozen body), asymmetric (docs = PCA-128 of teacher)", sq, td,
-              sts=sts, dim=DIM, **extra)
-        b.partial()
-
-    # the query student for asymmetric use: pseudo-queries against every training target
-    if "query-student" in wanted:
-        sq, sd, td, sts, extra = frozen_body_student(query_student_config(quick), "query-student")
-        b.add("query student 128, asymmetric (docs = PCA-128 of teacher)", sq, td, sts=sts, dim=DIM, **extra)
-        b.add("query student 128, symmetric", sq, sd, sts=sts, dim=DIM, **extra)
-        b.partial()
-
-    # the layer-pruned teacher as the query encoder (asymmetric only: documents keep the projected stored vectors)
-    if "query-pruned" in wanted:
-        if not MPNET.exists():
-            print(f"query-pruned row skipped: no teacher model at {MPNET}", file=sys.stderr)
-        else:
-            cfg = pruned_query_config(quick)
-            res = distill(train_texts, b.teacher_docs[b.train_idx], cfg, output_dir=out_root / "query-pruned",
-                          teacher_id="all-mpnet-base-v2", holdout=holdout)
-            student = load_encoder(res.student_path, backend="torch")
-            student.max_seq_length = b.seq
-            sq = student.encode(b.queries, kind="query")
-            extra = distill_extra(res) | {"keep_layers": PRUNED_QUERY_KEEP}
-            extra |= pruned_speed(student, teacher, b.queries, quick)
-            b.add(f"query encoder: pruned mpnet {PRUNED_QUERY_KEEP}/12, asymmetric (docs = PCA-128 of teacher)", sq,
-                  PCAProjection.load(res.projection_path).transform(b.teacher_docs), sts=b.sts_of(student), dim=DIM,
-                  **extra)
-            b.partial()
-
-    # layer-pruned teacher: untrained (the pruned body + the PCA-128 of the stored vectors), then trained
-    if "pruned-untrained" in wanted:
-        if not MPNET.exists():
-            print(f"pruned-untrained row skipped: no teacher model at {MPNET}", file=sys.stderr)
-        elif quick:
-            print("pruned-untrained row skipped in --quick (one more corpus pass of mpnet; the trained pruned row "
-                  "already exercises the same code)", file=sys.stderr)
-        else:
-            from qdrant_distill.students import pruned_student
-
-            base = (teacher or load_encoder(str(MPNET))).model  # the pruned student is built from the model
-            student = pruned_student(base, P, PRUNED_KEEP)
-            student.max_seq_length = b.seq
-            tag = f"mpnet-pruned{PRUNED_KEEP}-untrained"
-            sq, _ = cached_encode(student, f"{tag}-scifact-queries", b.queries, max_seq_length=b.seq)
-            sd, took = cached_encode(student, f"{tag}-scifact-docs", b.docs, max_seq_length=b.seq)
-            b.add(f"pruned mpnet {PRUNED_KEEP}/12 layers + PCA-128 (no training), symmetric", sq, sd,
-                  sts=b.sts_of(student, tag), dim=DIM, corpus_encode_s=took)
-            b.partial()
-
-    if "pruned" in wanted:
-        if not MPNET.exists():
-            print(f"pruned row skipped: no teacher model at {MPNET}", file=sys.stderr)
-        else:
-            cfg = pruned_config(quick)
-            res = distill(train_texts, b.teacher_docs[b.train_idx], cfg, output_dir=out_root / "pruned",
-                          teacher_id="all-mpnet-base-v2", holdout=holdout)
-            student = load_encoder(res.student_path, backend="torch")
-            # encodings cached by the digest of the trained weights: a retrained student is encoded again
-            weights = Path(res.student_path) / "model.safetensors"
-            tag = f"mpnet-pruned{PRUNED_KEEP}-{file_digest(weights) if weights.exists() else 'unhashed'}"
-            sq, _ = cached_encode(student, f"{tag}-scifact-queries", b.queries, max_seq_length=b.seq)
-            sd, took = cached_encode(student, f"{tag}-scifact-docs", b.docs, max_seq_length=b.seq)
-            extra = distill_extra(res) | {
-                "train_size": res.steps * cfg.batch_size, "pca_fit_size": res.train_size,
-                "stopped_early": res.stopped_early, "keep_layers": PRUNED_KEEP, "corpus_encode_s": took,
-                "recipe": {k: cfg.model_dump(mode="json")[k] for k in (
-                    "keep_layers", "max_steps", "batch_size", "lr_body", "lr_head", "weights",
-                    "max_seq_length", "train_max_seq_length", "eval_steps")}}
-            extra |= pruned_speed(student, teacher, b.queries, quick)
-            b.add(f"pruned mpnet {PRUNED_KEEP}/12 layers + PCA-128, body trained, symmetric", sq, sd,
-                  sts=b.sts_of(student, tag), dim=DIM, **extra)
-            b.partial()
-
-    # static student
-    if "static" in wanted:
-        res = distill(train_texts, b.teacher_docs[b.train_idx], static_config(quick), output_dir=out_root / "static",
-                      teacher_id="all-mpnet-base-v2", holdout=holdout)
-        student = load_encoder(res.student_path, backend="torch")
-        sq, sd = student.encode(b.queries, kind="query"), student.encode(b.docs)
-        extra = distill_extra(res)
-        if teacher is not None:
-            from sentence_transformers import SentenceTransformer  # the reference path: sentence-transformers' own
-
-            s_speed = speed(student, b.queries, 300, st_model=SentenceTransformer(res.student_path, device="cpu"))
-            t_speed = speed(teacher, b.queries, 10 if quick else 30)
-            best_teacher_single = max(t_speed["st_single_qps"], t_speed["qd_single_qps"])
-            best_teacher_batched = max(t_speed["st_batched_qps"], t_speed["qd_batched_qps"])
-            extra |= {"static_speed": s_speed, "teacher_speed": t_speed,
-                      "speedup_single": s_speed["qd_single_qps"] / best_teacher_single,
-                      "speedup_single_via_st_encode": s_speed["st_single_qps"] / best_teacher_single,
-                      "speedup_batched": s_speed["qd_batched_qps"] / best_teacher_batched}
-        b.add("static student 128 (StaticEmbedding), symmetric", sq, sd, sts=b.sts_of(student), dim=DIM, **extra)
-        b.partial()
-
+def summary(b: Bench, started: float) -> dict[str, Any]:
+    """The run's result: its sizes, the machine, the wall time and the rows."""
     return {
-        "quick": quick,
+        "quick": b.quick,
         "documents": len(b.docs),
         "train_documents": len(b.train_idx),
         "holdout_documents": len(b.hold_idx),
@@ -531,6 +612,32 @@ def run(quick: bool, data: Path, skip: set[str], only: set[str] | None = None) -
         "wall_time_s": time.perf_counter() - started,
         "rows": b.rows,
     }
+
+
+def run(quick: bool, data: Path, skip: set[str], only: set[str] | None = None) -> dict[str, Any]:
+    """Measure the rows of every group in ``only`` (all groups when None) that is not in ``skip``."""
+    started = time.perf_counter()
+    wanted = wanted_groups(skip, only)
+    b = Bench(quick, data)
+    logger.info("%d documents (%d train, %d held out), %d queries; rows: %s", len(b.docs), len(b.train_idx),
+                len(b.hold_idx), len(b.queries), ",".join(g for g in GROUPS if g in wanted))
+    models = Models(teacher=load_teacher(wanted, skip))
+    # the stored vectors and their PCA projections
+    if "teacher" in wanted:
+        teacher_rows(b, models.teacher, with_sts="teacher-sts" in wanted)
+        b.partial()
+    # MiniLM off the shelf and with untrained heads (its vectors also serve the frozen-body students)
+    if wanted & MINILM_GROUPS:
+        models.minilm = minilm_vectors(b)
+    if "minilm" in wanted:
+        minilm_rows(b, models.minilm)
+        b.partial()
+    # the distilled students, each group's rows written as soon as measured
+    for group, measure in STUDENTS.items():
+        if group in wanted:
+            measure(b, models)
+            b.partial()
+    return summary(b, started)
 
 
 def render(result: dict[str, Any]) -> str:
@@ -555,14 +662,32 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def merged_into(out: Path, result: dict[str, Any], only: set[str]) -> dict[str, Any]:
+    """``result`` (a run of the ``only`` groups) merged into the results file ``out``: its rows replace the rows of
+    the same name and the run is recorded; in full when ``out`` holds a run of another setting."""
+    old = json.loads(out.read_text(encoding="utf-8"))
+    if old.get("quick") != result["quick"] or old.get("documents") != result["documents"]:
+        print(f"{out} holds a run of another setting (quick={old.get('quick')}, {old.get('documents')} "
+              f"documents): not merged, written in full instead", file=sys.stderr)
+        return result
+    runs = old.get("partial_runs", [])
+    runs.append({"only": sorted(only), "wall_time_s": result["wall_time_s"],
+                 "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": result["machine"]})
+    return {**old, "rows": merge_rows(old["rows"], result["rows"]), "partial_runs": runs}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="corpus subset and tiny budgets (CI smoke test)")
     parser.add_argument("--data", type=Path, default=DATA, help="folder holding scifact/ and stsb/")
     parser.add_argument("--skip", default="", help=f"comma-separated row groups to leave out: {','.join(GROUPS)}")
     parser.add_argument("--only", default="", help="comma-separated row groups to compute, merged into --out")
     parser.add_argument("--out", type=Path, default=None, help="JSON output (default benchmarks/results/quality.json)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     if not (args.data / "scifact").exists():
         print(f"no SciFact data under {args.data}", file=sys.stderr)
@@ -576,15 +701,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args.quick, args.data, skip, only)
     out = args.out or RESULTS / ("quality-quick.json" if args.quick else "quality.json")
     if only is not None and out.exists():
-        old = json.loads(out.read_text(encoding="utf-8"))
-        if old.get("quick") != result["quick"] or old.get("documents") != result["documents"]:
-            print(f"{out} holds a run of another setting (quick={old.get('quick')}, {old.get('documents')} "
-                  f"documents): not merged, written in full instead", file=sys.stderr)
-        else:
-            runs = old.get("partial_runs", [])
-            runs.append({"only": sorted(only), "wall_time_s": result["wall_time_s"],
-                         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": result["machine"]})
-            result = {**old, "rows": merge_rows(old["rows"], result["rows"]), "partial_runs": runs}
+        result = merged_into(out, result, only)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2), encoding="utf-8")
     print(render(result))

@@ -27,20 +27,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from common import REPO, RESULTS
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-from connectors.base import UNNAMED, Page, Point, TextSource  # noqa: E402
-from qdrant_distill.config import MissingTextPolicy  # noqa: E402
-from qdrant_distill.encoders import StaticEncoder, as_encoder  # noqa: E402
-from qdrant_distill.reembed import PageConverter, reembed  # noqa: E402
+from connectors.base import UNNAMED, Page, Point, TextSource
+from qdrant_distill.config import MissingTextPolicy
+from qdrant_distill.encoders import StaticEncoder, as_encoder
+from qdrant_distill.reembed import PageConverter, reembed
 
 DEBIAN = REPO.parent / "shared" / "data" / "debian_descriptions" / "paragraphs.jsonl.gz"
 MODELS = REPO / "models"
-RESULTS = REPO / "benchmarks" / "results"
 
 
 def debian_texts(n: int) -> list[str]:

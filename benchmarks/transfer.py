@@ -23,21 +23,10 @@ import time
 from typing import Any
 
 import numpy as np
-from transfer_common import (
-    DIM,
-    MINILM,
-    RESULTS,
-    Collection,
-    cached,
-    gain,
-    load_collection,
-    paired_bootstrap,
-    per_query_ndcg,
-)
+from common import DIM, MINILM, RESULTS, cached, holdout_split
+from transfer_common import Collection, gain, load_collection, paired_bootstrap, per_query_ndcg
 
 from qdrant_distill.projection import PCAProjection
-
-HOLDOUT_FRACTION = 0.05
 
 
 def minilm_rows(col: Collection, rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
@@ -73,9 +62,7 @@ def static_rows(col: Collection, rows: list[dict[str, Any]], labels: int) -> dic
 
     from qdrant_distill import distill, load_encoder
 
-    order = np.random.default_rng(0).permutation(len(col.docs))
-    n_hold = round(len(col.docs) * HOLDOUT_FRACTION)
-    hold, train = np.sort(order[:n_hold]), np.sort(order[n_hold:])
+    hold, train = holdout_split(len(col.docs))
     texts, vectors = [col.docs[i] for i in train], col.stored[train]
     config = static_config(False)
     extra_texts: list[str] = []

@@ -1,6 +1,6 @@
 """Shared pieces of the transfer benchmarks (benchmarks/static_tier.py, benchmarks/transfer.py): SciFact with a
 collection's stored vectors (the original or the tuned teacher), its PCA-128, per-query nDCG@10 and paired bootstrap
-intervals, and cached encodings.
+intervals (paths, the held-out split and cached encodings: benchmarks/common.py).
 
 Students see only what a collection gives: corpus text, the stored document vectors, and teacher labels of texts
 cut from the corpus (benchmarks/labels.py). The 809 train queries serve as a dev set for choosing a recipe, never
@@ -9,30 +9,17 @@ as training data; the 300 test queries report.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from common import DATA, DIM
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from qdrant_distill.evaluate import load_beir, ndcg_at_k
+from qdrant_distill.projection import PCAProjection
 
-from qdrant_distill.evaluate import load_beir, ndcg_at_k  # noqa: E402
-from qdrant_distill.projection import PCAProjection  # noqa: E402
-
-SCIFACT = REPO.parent / "shared" / "data" / "scifact"
-CACHE = REPO / "benchmarks" / "cache"
-RESULTS = REPO / "benchmarks" / "results"
-MINILM = REPO / "models" / "all-MiniLM-L6-v2"
-MPNET = REPO / "models" / "all-mpnet-base-v2"
+SCIFACT = DATA / "scifact"
 TEACHER_FILES = {"mpnet": "teacher_all-mpnet-base-v2.npz", "tuned": "teacher_mpnet-scifact-lora.npz"}
-DIM = 128
 
 
 @dataclass
@@ -97,15 +84,3 @@ def gain(a: np.ndarray, b: np.ndarray) -> str:
     mean, lo, hi = paired_bootstrap(a, b)
     verdict = "gain" if lo > 0 else ("loss" if hi < 0 else "no clear difference")
     return f"{mean:+.4f} [{lo:+.4f}, {hi:+.4f}] ({verdict})"
-
-
-def cached(tag: str, texts: list[str], fn: Any) -> np.ndarray:
-    """``fn(texts)`` cached under benchmarks/cache/enc/ by tag and a digest of the texts."""
-    digest = hashlib.sha256("\x1f".join(texts).encode()).hexdigest()[:16]
-    path = CACHE / "enc" / f"{tag}-{digest}.npy"
-    if path.exists():
-        return np.load(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out = np.asarray(fn(texts), dtype=np.float32)
-    np.save(path, out)
-    return out

@@ -24,25 +24,17 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import random
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from common import CACHE, MPNET, REPO
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-from qdrant_distill import load_beir, load_encoder  # noqa: E402
-from qdrant_distill.encoders import encode_with_progress  # noqa: E402
+from qdrant_distill import load_beir, load_encoder
+from qdrant_distill.encoders import encode_with_progress
 
 DATA = REPO.parent / "shared" / "data" / "scifact"
-MPNET = REPO / "models" / "all-mpnet-base-v2"
-CACHE = REPO / "benchmarks" / "cache"
 RECIPE = {"epochs": 2, "batch_size": 16, "lr": 3e-5, "warmup_ratio": 0.1, "max_seq_length": 192, "seed": 0,
           "scale": 20.0, "encode_max_seq_length": 256}
 logger = logging.getLogger("benchmarks.tuned_teacher")
