@@ -14,17 +14,23 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import ir_measures
 import numpy as np
 import pytest
+from ir_measures import RR, R, nDCG
+from scipy import stats
 
 from qdrant_distill.encoders import load_encoder
-from qdrant_distill.evaluate import beir_metrics, fidelity, load_beir, load_stsb, retrieval_metrics, spearman, \
-    sts_spearman
+from qdrant_distill.evaluate import (
+    beir_metrics,
+    fidelity,
+    load_beir,
+    load_stsb,
+    retrieval_metrics,
+    spearman,
+    sts_spearman,
+)
 from tests.conftest import SHARED_DATA
-
-ir_measures = pytest.importorskip("ir_measures")
-stats = pytest.importorskip("scipy.stats")
-from ir_measures import RR, R, nDCG  # noqa: E402
 
 Run = dict[str, dict[str, float]]
 Qrels = Mapping[str, Mapping[str, float]]
@@ -66,7 +72,7 @@ def test_a_run_with_massive_ties_and_graded_qrels_matches_trec_eval() -> None:
     judged only 0, one whose relevant documents are all outside its top 100, queries without qrels."""
     rng = np.random.default_rng(7)
     directions = np.array([[0.5 if (m >> b) & 1 else 0.0 for b in range(8)] for m in range(256)
-                           if bin(m).count("1") == 4], dtype=np.float32)
+                           if m.bit_count() == 4], dtype=np.float32)
     doc_vecs = directions[rng.integers(0, len(directions), 300)]
     query_vecs = directions[rng.integers(0, len(directions), 40)]
     doc_ids = [f"d{i}" for i in range(300)]
