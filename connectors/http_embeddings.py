@@ -10,25 +10,29 @@ A reference names the API, the endpoint and the model, and reads the same on the
 Query options: ``model``, ``dimensions`` (sent to OpenAI, checked for all), ``batch`` (texts a request), ``tokens``
 (approximate tokens a request), ``in_flight`` (requests at once), ``timeout`` (seconds), ``attempts``, ``wait_max``
 (seconds: the longest wait between attempts, Retry-After included). The API key
-never goes into a reference (references are written to journals and collection metadata): it comes from
-``EmbeddingsSettings(api_key=...)``, :func:`set_api_key` (the CLI's ``--embeddings-api-key``), or the environment
-(``QDRANT_DISTILL_EMBEDDINGS_API_KEY``; ``OPENAI_API_KEY`` for ``openai``), and is sent only as a bearer token.
+never goes into a reference (references are written to journals and collection metadata): it travels with the
+encoder's settings (``EmbeddingsSettings(api_key=...)``, ``open_encoder(ref, api_key=...)``,
+``load_encoder(ref, api_key=...)``, which the migration passes ``MigrationConfig.embeddings_api_key``: the CLI's
+``--embeddings-api-key`` or the config file), else it comes from the environment
+(``QDRANT_DISTILL_EMBEDDINGS_API_KEY``; ``OPENAI_API_KEY`` for ``openai``); it is sent only as a bearer token.
 
 :class:`HttpEncoder` is an :class:`~qdrant_distill.encoders.Encoder`: ``load_encoder`` returns one for these
 references. Texts go out in batches of like lengths (by count and an approximate token budget; a batch refused with
 413/422 is split and the smaller size kept), a bounded number at once over one connection pool; connection errors,
-timeouts, 429 and 5xx are retried (``Retry-After`` honoured, every retry logged). Importing this module does not import
-httpx.
+timeouts, 429 and 5xx are retried (``Retry-After`` honoured, every retry logged). The transport is a seam
+(``transport=``: tests pass ``httpx.MockTransport``). Encoders from :func:`open_encoder` are shared per process until
+closed, and closed at interpreter exit. Importing this module does not import httpx.
 """
 
 from __future__ import annotations
 
-import functools
+import atexit
 import hashlib
 import logging
 import math
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -62,7 +66,6 @@ __all__ = [
     "is_http_reference",
     "open_encoder",
     "plan_batches",
-    "set_api_key",
 ]
 
 logger = logging.getLogger(__name__)
@@ -76,13 +79,6 @@ SPLIT_STATUS = frozenset({413, 422})  # TEI: batch larger than its max_client_ba
 _OPTIONS = {"model": "model", "dimensions": "dimensions", "batch": "batch_size", "tokens": "max_tokens",
             "in_flight": "in_flight", "timeout": "timeout", "attempts": "attempts", "wait_max": "wait_max"}
 _SECRET_OPTIONS = {"api_key", "key", "token", "apikey", "api-key"}
-_process_key: SecretStr | None = None
-
-
-def set_api_key(key: str | SecretStr | None) -> None:
-    """The key for endpoints whose settings carry none (the CLI's ``--embeddings-api-key``; None forgets it)."""
-    global _process_key
-    _process_key = SecretStr(key) if isinstance(key, str) else key
 
 
 def is_http_reference(ref: object) -> bool:
@@ -189,11 +185,9 @@ class EmbeddingsSettings(BaseModel):
         return urlunsplit(parts._replace(path=embeddings_path(self.provider, parts.path)))
 
     def key(self) -> SecretStr | None:
-        """The API key: the settings', else the process's (:func:`set_api_key`), else the environment's."""
+        """The API key: the settings', else the environment's."""
         if self.api_key is not None:
             return self.api_key
-        if _process_key is not None:
-            return _process_key
         names = [API_KEY_ENV] + ([OPENAI_KEY_ENV] if self.provider is Provider.OPENAI else [])
         value = next((os.environ[n] for n in names if os.environ.get(n)), None)
         return SecretStr(value) if value else None
@@ -239,15 +233,20 @@ class HttpEncoder:
     """An :class:`~qdrant_distill.encoders.Encoder` over an embeddings endpoint. ``close()`` ends its connections.
 
     ``wait`` replaces the backoff (tests pass ``tenacity.wait_none()``); ``Retry-After`` is honoured up to
-    ``settings.wait_max``. ``retries`` counts the retries fired and ``waits`` lists their waits.
+    ``settings.wait_max``. ``retries`` counts the retries fired and ``waits`` lists their waits. ``transport`` is
+    the ``httpx`` transport requests go through (default: the network); ``sleep`` what waits between attempts.
     """
 
-    def __init__(self, settings: EmbeddingsSettings, *, normalize: bool = True, wait: Any = None) -> None:
+    def __init__(
+        self, settings: EmbeddingsSettings, *, normalize: bool = True, wait: Any = None,
+        transport: httpx.BaseTransport | None = None, sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         import httpx
 
         self.settings = settings
         self.normalize = normalize
         self._wait = _Wait(settings.wait_max, wait)
+        self._sleep = sleep
         self._batch = settings.batch_size or DEFAULT_BATCH[settings.provider]
         self._tokens = settings.max_tokens or DEFAULT_TOKENS[settings.provider]
         self._dim = settings.dimensions
@@ -256,7 +255,8 @@ class HttpEncoder:
         key = settings.key()
         headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
         limits = httpx.Limits(max_connections=settings.in_flight, max_keepalive_connections=settings.in_flight)
-        self._client = httpx.Client(headers=headers, limits=limits, timeout=httpx.Timeout(settings.timeout))
+        self._client = httpx.Client(headers=headers, limits=limits, timeout=httpx.Timeout(settings.timeout),
+                                    transport=transport)
 
     @property
     def name(self) -> str:
@@ -272,6 +272,9 @@ class HttpEncoder:
     @property
     def waits(self) -> list[float]:
         return self._wait.waits
+
+    def __repr__(self) -> str:
+        return f"HttpEncoder({self.describe()})"
 
     def describe(self) -> str:
         key = "key set" if self.settings.key() else "no key"
@@ -300,7 +303,12 @@ class HttpEncoder:
             vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return vectors.astype(np.float32, copy=False)
 
+    @property
+    def closed(self) -> bool:
+        return self._client.is_closed
+
     def close(self) -> None:
+        """End the connections (an encoder from :func:`open_encoder` is then opened anew by the next call)."""
         self._client.close()
 
     def __enter__(self) -> HttpEncoder:
@@ -346,6 +354,7 @@ class HttpEncoder:
             retry=retry_if_exception_type((httpx.TransportError, _Retryable)),
             stop=stop_after_attempt(self.settings.attempts),
             wait=self._wait,
+            sleep=self._sleep,
             reraise=True,
             before_sleep=lambda state: (count(state), before_sleep_log(logger, logging.WARNING)(state)),
         )
@@ -396,14 +405,33 @@ class HttpEncoder:
             self._dim = dim
 
 
-def open_encoder(ref: str, *, normalize: bool = True) -> HttpEncoder:
-    """The encoder of a reference, shared per process (one connection pool per endpoint, model and key)."""
-    settings = EmbeddingsSettings.from_reference(ref)
-    key = settings.key()
-    fingerprint = hashlib.sha256(key.get_secret_value().encode()).hexdigest() if key else ""
-    return _shared_encoder(settings.reference, settings, normalize, fingerprint)
+_shared: dict[tuple[Any, ...], HttpEncoder] = {}  # a process talks to few endpoints: kept until closed
+_shared_lock = threading.Lock()
 
 
-@functools.lru_cache(maxsize=8)
-def _shared_encoder(reference: str, settings: EmbeddingsSettings, normalize: bool, fingerprint: str) -> HttpEncoder:
-    return HttpEncoder(settings, normalize=normalize)
+def open_encoder(
+    ref: str, *, normalize: bool = True, api_key: str | SecretStr | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> HttpEncoder:
+    """The encoder of a reference, shared per process (one connection pool per endpoint, model, key and transport)
+    until it is closed. ``api_key`` is the endpoint's key (None: the environment's, see the module docstring)."""
+    key = SecretStr(api_key) if isinstance(api_key, str) else api_key
+    settings = EmbeddingsSettings.from_reference(ref, **({"api_key": key} if key is not None else {}))
+    resolved = settings.key()
+    fingerprint = hashlib.sha256(resolved.get_secret_value().encode()).hexdigest() if resolved else ""
+    shared_as = (settings.model_copy(update={"api_key": None}), normalize, fingerprint, transport)
+    with _shared_lock:
+        encoder = _shared.get(shared_as)
+        if encoder is None or encoder.closed:
+            encoder = _shared[shared_as] = HttpEncoder(settings, normalize=normalize, transport=transport)
+    return encoder
+
+
+@atexit.register
+def _close_shared() -> None:
+    """Close the shared encoders' connections (at interpreter exit)."""
+    with _shared_lock:
+        encoders = list(_shared.values())
+        _shared.clear()
+    for encoder in encoders:
+        encoder.close()

@@ -181,8 +181,8 @@ def check_teacher_reproduces(config: MigrationConfig, probe: Sample) -> TeacherC
         return None
     from qdrant_distill.encoders import load_encoder
 
-    return check_teacher(load_encoder(config.teacher_model), probe.texts, probe.vectors,
-                         threshold=config.teacher_min_cosine)
+    teacher = load_encoder(config.teacher_model, api_key=config.embeddings_api_key)
+    return check_teacher(teacher, probe.texts, probe.vectors, threshold=config.teacher_min_cosine)
 
 
 

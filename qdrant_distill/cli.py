@@ -219,7 +219,7 @@ def _run_migration(config_file: Path | None, overrides: dict[str, Any], *, as_js
     cfg = _config(config_file, overrides)
     with _connector(cfg.qdrant) as conn:
         if restart and not dry_run and (cfg.resolved_run_dir() / "journal.json").exists():
-            from qdrant_distill.migration import abandon_run
+            from qdrant_distill.runs import abandon_run
 
             dropped = abandon_run(cfg.resolved_run_dir(), conn)
             err.print(f"restart: earlier attempt abandoned{f' (dropped {dropped})' if dropped else ''}")
@@ -303,7 +303,7 @@ def migrate(
 def status(run_dir: RunDir, as_json: AsJson = False, debug: Debug = False) -> None:
     """Show a migration's journal: stage, checkpoint, metrics, alias."""
     with _expected_failures(debug):
-        from qdrant_distill.migration import status as load
+        from qdrant_distill.runs import status as load
         from qdrant_distill.render import journal_table
 
         journal = load(run_dir)
@@ -315,7 +315,7 @@ def swap(run_dir: RunDir, url: Url = None, api_key: ApiKey = None, path: DbPath 
          debug: Debug = False) -> None:
     """Move the alias to the verified new collection (again, after a rollback)."""
     with _expected_failures(debug):
-        from qdrant_distill.migration import swap_run
+        from qdrant_distill.runs import swap_run
 
         with _connector(_qdrant_settings(url, api_key, path, grpc)) as conn:
             previous = swap_run(run_dir, conn)
@@ -327,7 +327,7 @@ def rollback(run_dir: RunDir, url: Url = None, api_key: ApiKey = None, path: DbP
              debug: Debug = False) -> None:
     """Move the alias back to the collection it pointed to before the swap (one request)."""
     with _expected_failures(debug):
-        from qdrant_distill.migration import rollback_run
+        from qdrant_distill.runs import rollback_run
 
         with _connector(_qdrant_settings(url, api_key, path, grpc)) as conn:
             previous = rollback_run(run_dir, conn)
@@ -341,7 +341,7 @@ def abandon(run_dir: RunDir, yes: Confirm = False, url: Url = None, api_key: Api
     with _expected_failures(debug):
         if not yes and not typer.confirm("Drop the new collection and clear the run folder?", err=True):
             raise typer.Exit(1)
-        from qdrant_distill.migration import abandon_run
+        from qdrant_distill.runs import abandon_run
 
         with _connector(_qdrant_settings(url, api_key, path, grpc)) as conn:
             dropped = abandon_run(run_dir, conn)
@@ -353,8 +353,8 @@ def finalize(run_dir: RunDir, yes: Confirm = False, url: Url = None, api_key: Ap
              grpc: Grpc = False, debug: Debug = False) -> None:
     """Drop the previous collection after a swap. Not reversible: asks unless --yes."""
     with _expected_failures(debug):
-        from qdrant_distill.migration import finalize_run
-        from qdrant_distill.migration import status as load
+        from qdrant_distill.runs import finalize_run
+        from qdrant_distill.runs import status as load
 
         journal = load(run_dir)
         if journal.stage.value == "finalized":
@@ -402,7 +402,7 @@ def evaluate(
     """nDCG@10, recall@100 and MRR@10 of a model on a labelled BEIR folder (exact cosine search)."""
     with _expected_failures(debug):
         from qdrant_distill.encoders import load_encoder
-        from qdrant_distill.evaluate import beir_metrics
+        from qdrant_distill.gate import beir_metrics
 
         metrics = beir_metrics(load_encoder(model), beir, split=split)
         _print_json(metrics) if as_json else out.print(
@@ -420,9 +420,11 @@ def export(
     """Export a student (or any sentence-transformers model) for onnxruntime; checks each format against torch."""
     with _expected_failures(debug):
         from qdrant_distill.render import export_table
-        from qdrant_distill.export import export_target, formats_for
+        from qdrant_distill.export import formats_for
+        from qdrant_distill.export_folder import GRAPHS
+        from qdrant_distill.runs import export_target
 
-        if format not in ("onnx", "onnx-int8"):
+        if format not in GRAPHS:
             raise typer.BadParameter(f"unknown format {format!r}: use onnx or onnx-int8", param_hint="--format")
         manifest = export_target(target, formats=formats_for(format), out_dir=out_dir)
         _print_json(manifest) if as_json else out.print(export_table(manifest))

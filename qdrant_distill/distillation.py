@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 
 from qdrant_distill._compat import embedding_dimension
 from qdrant_distill._quiet import quiet_loading
@@ -206,11 +206,13 @@ def _pairs(texts: Sequence[str], vectors: np.ndarray, config: DistillConfig,
     return pairs
 
 
-def _teacher_space(config: DistillConfig, pairs: _Pairs, output_dir: Path, progress: bool) -> _Space:
+def _teacher_space(config: DistillConfig, pairs: _Pairs, output_dir: Path, progress: bool,
+                   api_key: str | SecretStr | None = None) -> _Space:
     """The PCA of the training teacher vectors; targets are the projected vectors, teacher labels joining them."""
     projection = PCAProjection.fit(pairs.train_vecs, config.dim, center=config.center)
     targets = projection.transform(pairs.train_vecs)
-    label_texts, label_targets = _teacher_labels(config, pairs.train_texts, projection, output_dir, progress)
+    label_texts, label_targets = _teacher_labels(config, pairs.train_texts, projection, output_dir, progress,
+                                                 api_key)
     return _Space(projection, pairs.train_texts + label_texts, np.concatenate([targets, label_targets]),
                   projection.transform(pairs.hold_vecs), len(label_texts))
 
@@ -279,14 +281,15 @@ def _heads(body_vecs: np.ndarray, targets: np.ndarray, first: HeadInit) -> dict[
 
 
 def _teacher_labels(
-    config: DistillConfig, texts: list[str], projection: PCAProjection, output_dir: Path, progress: bool
+    config: DistillConfig, texts: list[str], projection: PCAProjection, output_dir: Path, progress: bool,
+    api_key: str | SecretStr | None = None,
 ) -> tuple[list[str], np.ndarray]:
     """``config.label_queries`` query-like cuts of ``texts`` and their teacher vectors, projected like the targets."""
     if not config.label_queries:
         return [], np.zeros((0, projection.dim), dtype=np.float32)
     if not config.teacher_model:
         raise ConfigError("teacher labels (label_queries) need teacher_model", hint="pass --teacher MODEL")
-    teacher = load_encoder(config.teacher_model, batch_size=config.encode_batch_size)
+    teacher = load_encoder(config.teacher_model, batch_size=config.encode_batch_size, api_key=api_key)
     queries = cut_queries(texts, config.label_queries, seed=config.seed)
     vectors = _check_pairs(queries, label_queries(teacher, queries, DistillFolder(output_dir).labels,
                                                   progress=progress))
@@ -459,19 +462,21 @@ def distill(
     progress: bool = True,
     holdout: tuple[list[str], np.ndarray] | None = None,
     body_cache: dict[str, np.ndarray] | None = None,
+    teacher_api_key: str | SecretStr | None = None,
 ) -> DistillResult:
     """Distil a student from ``texts`` and their stored ``teacher_vectors``; save it under ``output_dir``.
 
     ``holdout`` gives the held-out pairs explicitly; otherwise ``config.holdout_fraction`` of the pairs is held out.
     ``body_cache`` (text -> the base model's vector) saves encoding again what was encoded before; it is used only
-    when the body is frozen (``lr_body=0`` or ``trainable_layers=0``).
+    when the body is frozen (``lr_body=0`` or ``trainable_layers=0``). ``teacher_api_key`` is the key of a teacher
+    behind an embeddings API (teacher labels).
     """
     started = time.perf_counter()
     _seed(config.seed)
     output_dir = Path(output_dir)
     pairs = _pairs(texts, teacher_vectors, config, holdout)
     # the teacher space, the targets in it (teacher labels included) and the untrained student
-    space = _teacher_space(config, pairs, output_dir, progress)
+    space = _teacher_space(config, pairs, output_dir, progress, teacher_api_key)
     student = _build_student(config, space.texts, space.targets, space.projection, body_cache)
     # train with the holdout as the early-stopping signal, then keep the best of trained, untrained and plain heads
     run = _run(config, student, pairs, space, body_cache)

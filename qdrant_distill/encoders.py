@@ -25,7 +25,7 @@ import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from qdrant_distill.errors import ConfigError, DimensionError, StudentError
 from qdrant_distill.export_folder import Backend, ExportManifest, export_folder, read_manifest
 from qdrant_distill.folders import DistillFolder, ExportFolder
 from qdrant_distill.projection import PCAProjection
+
+if TYPE_CHECKING:
+    from pydantic import SecretStr
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -459,12 +462,14 @@ def _sentence_transformer(ref: str, device: str, max_seq_length: int | None) -> 
     return load_body(ref, device=device, max_seq_length=max_seq_length)
 
 
-def _load_http(ref: object, normalize: bool) -> Encoder | None:
+def _load_http(ref: object, normalize: bool, api_key: str | SecretStr | None = None) -> Encoder | None:
     """An embeddings endpoint (``openai+http...``, ``tei+http...``, ``ollama+http...``, see
     :mod:`connectors.http_embeddings`), or None for any other reference."""
     from connectors.http_embeddings import is_http_reference, open_encoder
 
-    return open_encoder(ref, normalize=normalize) if is_http_reference(ref) else None  # type: ignore[arg-type]
+    if not is_http_reference(ref):
+        return None
+    return open_encoder(ref, normalize=normalize, api_key=api_key)  # type: ignore[arg-type]
 
 
 def resolve_reference(ref: str | Path) -> str:
@@ -488,6 +493,7 @@ def load_encoder(
     max_seq_length: int | None = None,
     normalize: bool = True,
     threads: int | None = None,
+    api_key: str | SecretStr | None = None,
 ) -> Encoder:
     """The one place a model is loaded to encode.
 
@@ -496,9 +502,10 @@ def load_encoder(
     runs: ``torch``, ``onnx`` or ``onnx-int8`` (its export, :mod:`qdrant_distill.export`), or ``auto``: the format
     its export chose when it passed its checks (int8 first), torch when there is no export. ``projection`` (a
     :class:`PCAProjection` or its ``.npz``) puts a projection on top. ``threads`` caps an onnxruntime session's
-    threads (torch's are process-wide: ``torch.set_num_threads``). Models are cached.
+    threads (torch's are process-wide: ``torch.set_num_threads``). ``api_key`` is an embeddings endpoint's key
+    (ignored for other references). Models are cached.
     """
-    http = _load_http(ref, normalize)
+    http = _load_http(ref, normalize, api_key)
     if http is not None:
         encoder = http
     elif isinstance(ref, (str, Path)):

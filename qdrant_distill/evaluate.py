@@ -90,6 +90,19 @@ def _topk(scores: np.ndarray, k: int) -> np.ndarray:
     return part[rows, np.argsort(-scores[rows, part], axis=1, kind="stable")]
 
 
+def _ranked(scores: np.ndarray, k: int, id_rank: np.ndarray) -> list[np.ndarray]:
+    """Indices of the k best documents per row as trec_eval ranks a run: score descending, ties by document id
+    descending (``id_rank``: each document's place in ascending id order), so ties cut at k the way BEIR's
+    pytrec_eval numbers cut them."""
+    k = min(k, scores.shape[1])
+    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1]
+    out = []
+    for row, cut in zip(scores, kth):
+        candidates = np.flatnonzero(row >= cut)  # the top k and everything tied with the k-th
+        out.append(candidates[np.lexsort((-id_rank[candidates], -row[candidates]))][:k])
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------------- fidelity
 def fidelity(
     student_vecs: np.ndarray,
@@ -212,22 +225,27 @@ def retrieval_metrics(
     *,
     chunk: int = 256,
 ) -> dict[str, float]:
-    """``{"ndcg@10", "recall@100", "mrr@10"}`` by exact cosine search, averaged over queries that have qrels."""
+    """``{"ndcg@10", "recall@100", "mrr@10"}`` by exact cosine search, as trec_eval (pytrec_eval, BEIR) computes
+    them: averaged over the queries that have qrels (one whose judgements are all 0 counts, with 0), ties ranked by
+    document id descending."""
     q = _as_unit(query_vecs, "query vectors")
     d = _as_unit(doc_vecs, "document vectors")
     if q.shape[1] != d.shape[1]:
         raise InvalidVectors(f"queries are {q.shape[1]}-d but documents {d.shape[1]}-d")
     doc_ids = [str(x) for x in doc_ids]
+    id_rank = np.empty(len(doc_ids), dtype=np.int64)
+    id_rank[sorted(range(len(doc_ids)), key=doc_ids.__getitem__)] = np.arange(len(doc_ids))
     ndcg, recall, mrr = [], [], []
     for start in range(0, len(q), chunk):
-        top = _topk(q[start : start + chunk] @ d.T, 100)
+        top = _ranked(q[start : start + chunk] @ d.T, 100, id_rank)
         for row, qi in zip(top, query_ids[start : start + chunk]):
-            rel = {k: v for k, v in qrels.get(str(qi), {}).items() if v > 0}
-            if not rel:
+            judged = qrels.get(str(qi))
+            if not judged:
                 continue
+            rel = {k: v for k, v in judged.items() if v > 0}
             ranked = [doc_ids[j] for j in row]
             ndcg.append(ndcg_at_k(ranked, rel, 10))
-            recall.append(len(set(ranked[:100]) & set(rel)) / len(rel))
+            recall.append(len(set(ranked[:100]) & set(rel)) / len(rel) if rel else 0.0)
             rr = next((1.0 / (i + 1) for i, doc in enumerate(ranked[:10]) if doc in rel), 0.0)
             mrr.append(rr)
     if not ndcg:

@@ -188,7 +188,7 @@ def stage_distill(config: MigrationConfig, journal: Journal, plan: MigrationPlan
             student_config = student_config.model_copy(update={"teacher_model": config.teacher_model})
         res = distill(
             sample.texts, sample.vectors, student_config, output_dir=out, teacher_id=_teacher_id(config, plan),
-            progress=config.progress,
+            progress=config.progress, teacher_api_key=config.embeddings_api_key,
         )
         result = {
             "student_path": str(Path(res.student_path).resolve()),
@@ -355,7 +355,7 @@ def _converter(config: MigrationConfig, journal: Journal, plan: MigrationPlan,
         encode = None
     elif encode is None:
         student = load_encoder(encoder_reference(journal), backend=journal.backend,
-                               batch_size=config.encode_batch_size)
+                               batch_size=config.encode_batch_size, api_key=config.embeddings_api_key)
         encode = partial(student.encode, kind="document")
     return PageConverter(vector_name=plan.vector_name, text=config.text, encode=encode, project=project,
                          missing_text=config.missing_text)
@@ -376,7 +376,7 @@ def _projection_only(config: MigrationConfig, sample: Sample, out: Path, plan: M
     """Teacher + PCA projection as the query encoder; fidelity measured on the stored vectors alone."""
     assert config.teacher_model is not None  # make_plan refuses projection-only mode without a teacher
     projection = PCAProjection.fit(sample.vectors, config.dim, center=config.student.center)
-    teacher = load_encoder(config.teacher_model)
+    teacher = load_encoder(config.teacher_model, api_key=config.embeddings_api_key)
     if teacher.dim != projection.in_dim:
         raise DimensionError(f"the teacher encodes {teacher.dim}-d vectors, the stored ones are {projection.in_dim}-d",
                              hint="--teacher must be the model the collection was indexed with")

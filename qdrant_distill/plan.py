@@ -108,10 +108,6 @@ def _existing_journal(config: MigrationConfig) -> Journal | None:
 
 def make_plan(config: MigrationConfig, connector: Connector) -> MigrationPlan:
     """Describe the migration and check everything that can be checked without writing."""
-    if config.embeddings_api_key is not None:  # an HTTP teacher's key, for every stage that loads the teacher
-        from connectors.http_embeddings import set_api_key
-
-        set_api_key(config.embeddings_api_key)
     check_run_dir(config.resolved_run_dir())
     journal = _existing_journal(config)
     resuming = journal is not None and bool(journal.source_collection)

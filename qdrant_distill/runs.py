@@ -77,7 +77,8 @@ def run_encoder(config: MigrationConfig, journal: Journal, backend: Backend) -> 
     projection = journal.projection_path if config.mode is Mode.PROJECTION_ONLY else None
     ref = journal.export_path if backend.exported and journal.export_path else journal.student_path
     assert ref is not None
-    return load_encoder(ref, projection=projection, backend=backend, batch_size=config.encode_batch_size)
+    return load_encoder(ref, projection=projection, backend=backend, batch_size=config.encode_batch_size,
+                        api_key=config.embeddings_api_key)
 
 
 # -- export again ---------------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ import pytest
 
 from connectors import QdrantConnector
 from connectors.base import UNNAMED, Point
-from connectors.http_embeddings import EmbeddingsSettings, HttpEncoder, set_api_key
+from connectors.http_embeddings import EmbeddingsSettings, HttpEncoder
 from qdrant_distill import DistillConfig, GateConfig, MigrationConfig, Stage, encoder_for, make_plan, migrate
 from qdrant_distill.encoders import load_encoder
 from qdrant_distill.errors import DistillError, MalformedAnswer, ServerError, TeacherMismatch

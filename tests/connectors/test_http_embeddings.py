@@ -16,7 +16,6 @@ from connectors.http_embeddings import (
     HttpEncoder,
     is_http_reference,
     plan_batches,
-    set_api_key,
 )
 from qdrant_distill.encoders import Encoder, load_encoder
 from qdrant_distill.errors import (
@@ -43,9 +42,6 @@ def endpoint():
 def no_keys(monkeypatch):
     for name in (API_KEY_ENV, "OPENAI_API_KEY"):
         monkeypatch.delenv(name, raising=False)
-    set_api_key(None)
-    yield
-    set_api_key(None)
 
 
 def encoder(server: FakeEndpoint, provider: str = "openai", **options) -> HttpEncoder:
@@ -190,7 +186,7 @@ def test_a_dimension_other_than_asked_is_refused(endpoint: FakeEndpoint) -> None
     assert endpoint.requests[0]["body"]["dimensions"] == 8
 
 
-def test_the_key_comes_from_settings_the_process_or_the_environment(endpoint: FakeEndpoint, monkeypatch) -> None:
+def test_the_key_comes_from_settings_or_the_environment(endpoint: FakeEndpoint, monkeypatch) -> None:
     def sent(**kw) -> str | None:
         with encoder(endpoint, **kw) as enc:
             enc.encode("x")
@@ -201,9 +197,10 @@ def test_the_key_comes_from_settings_the_process_or_the_environment(endpoint: Fa
     assert sent() == "Bearer from-openai-env"
     monkeypatch.setenv(API_KEY_ENV, "from-our-env")
     assert sent() == "Bearer from-our-env"
-    set_api_key("from-the-flag")
-    assert sent() == "Bearer from-the-flag"
     assert sent(api_key="from-settings") == "Bearer from-settings"
+    with load_encoder(f"openai+{endpoint.url}?model=fake-model", api_key="from-the-flag") as enc:  # the flag's
+        enc.encode("x")
+    assert endpoint.requests[-1]["auth"] == "Bearer from-the-flag"
 
 
 def test_an_http_encoder_needs_no_torch(endpoint: FakeEndpoint) -> None:

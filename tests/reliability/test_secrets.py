@@ -126,7 +126,6 @@ def test_the_api_key_never_leaks(how, demo_texts, tiny_model_path, tmp_path, fas
 def test_an_http_teachers_key_never_leaks(how, demo_texts, tmp_path, fast_tmp, records, monkeypatch) -> None:
     """The key of a teacher behind an embeddings API (``--teacher openai+http://...``) reaches the endpoint as a bearer
     token and nowhere else: a projection-only migration through it, a refusing endpoint, an unreachable one."""
-    from connectors.http_embeddings import set_api_key
     from tests.connectors.fake_embeddings import fake_endpoint
     from tests.test_migration import TEACHER_DIM
 
@@ -161,21 +160,18 @@ def test_an_http_teachers_key_never_leaks(how, demo_texts, tmp_path, fast_tmp, r
               "--no-teacher-check"]
     plan_args = ["--dim", "8", "--sample-size", "100", "--path", str(store), "--run-dir", str(tmp_path / "other"),
                  "--debug"]
-    try:
-        with fake_endpoint() as endpoint:
-            endpoint.dim = TEACHER_DIM
-            teacher = f"openai+{endpoint.url}?model=teacher-model&wait_max=0.01&attempts=2"
-            cli("migrate", "--alias", "docs", "--teacher", teacher, "--yes", *common)  # the alias moves to the new one
-            assert endpoint.requests and {r["auth"] for r in endpoint.requests} == {f"Bearer {key}"}
-            for status in (401, 403):
-                endpoint.faults = [status]
-                failed = cli("plan", "--collection", "docs_v1", "--teacher", teacher, *plan_args, code=1)
-                assert "AuthenticationFailed" in failed.stderr and endpoint.url in failed.stderr
-        gone = "openai+http://127.0.0.1:9?model=m&attempts=2&wait_max=0.01"
-        unreachable = cli("plan", "--collection", "docs_v1", "--teacher", gone, *plan_args, code=1)
-        assert "ConnectionFailed" in unreachable.stderr
-    finally:
-        set_api_key(None)  # the process-wide key the CLI set for the teacher
+    with fake_endpoint() as endpoint:
+        endpoint.dim = TEACHER_DIM
+        teacher = f"openai+{endpoint.url}?model=teacher-model&wait_max=0.01&attempts=2"
+        cli("migrate", "--alias", "docs", "--teacher", teacher, "--yes", *common)  # the alias moves to the new one
+        assert endpoint.requests and {r["auth"] for r in endpoint.requests} == {f"Bearer {key}"}
+        for status in (401, 403):
+            endpoint.faults = [status]
+            failed = cli("plan", "--collection", "docs_v1", "--teacher", teacher, *plan_args, code=1)
+            assert "AuthenticationFailed" in failed.stderr and endpoint.url in failed.stderr
+    gone = "openai+http://127.0.0.1:9?model=m&attempts=2&wait_max=0.01"
+    unreachable = cli("plan", "--collection", "docs_v1", "--teacher", gone, *plan_args, code=1)
+    assert "ConnectionFailed" in unreachable.stderr
     with QdrantConnector.open(path=str(store)) as conn:
         metadata = [repr(conn.client.get_collection(c).config) for c in conn.collections()]
     assert any("openai+http" in m for m in metadata)  # the reference is recorded, without its key
