@@ -14,6 +14,7 @@ from connectors.base import Sample
 from qdrant_distill.config import MIN_HOLDOUT, MIN_TRAIN_PAIRS, Engine, HeadInit, MigrationConfig, Mode, StudentKind
 from qdrant_distill.encoders import local_modules
 from qdrant_distill.errors import ConfigError, DimensionError, DistillError, EmptyCollection, UnsupportedVectors
+from qdrant_distill.export_folder import ExportChoice
 from qdrant_distill.teacher import TeacherCheck, check_teacher
 
 __all__ = [
@@ -209,7 +210,7 @@ def check_packages(config: MigrationConfig) -> None:
         raise ConfigError("distilling needs torch and sentence-transformers, which are not installed here",
                           hint="pip install 'qdrant-distill[train]'")
     missing = _missing("onnx", "onnxruntime") if config.mode is not Mode.PROJECTION_ONLY else []
-    if config.student.export != "none" and missing:
+    if ExportChoice(config.student.export) is not ExportChoice.NONE and missing:
         raise ConfigError(f"exporting the student needs {' and '.join(missing)}, not installed here",
                           hint="pip install 'qdrant-distill[train]', or pass --export none")
 

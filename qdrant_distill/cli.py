@@ -213,12 +213,13 @@ def _run_migration(config_file: Path | None, overrides: dict[str, Any], *, as_js
                    restart: bool) -> None:
     """The body of plan and migrate: load the configuration, print the plan, then (unless a dry run) migrate."""
     from qdrant_distill.migration import migrate as run
+    from qdrant_distill.folders import RunFolder
     from qdrant_distill.plan import make_plan
     from qdrant_distill.render import report_table
 
     cfg = _config(config_file, overrides)
     with _connector(cfg.qdrant) as conn:
-        if restart and not dry_run and (cfg.resolved_run_dir() / "journal.json").exists():
+        if restart and not dry_run and RunFolder(cfg.resolved_run_dir()).is_run():
             from qdrant_distill.runs import abandon_run
 
             dropped = abandon_run(cfg.resolved_run_dir(), conn)

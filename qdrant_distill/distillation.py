@@ -488,7 +488,7 @@ def distill(
         student.model.max_seq_length = full_length
     selection = _select(config, student, run, outcome)
     result = _save(config, student.model, space, pairs, outcome, selection, output_dir, teacher_id, started)
-    if config.export is not ExportChoice.NONE:
+    if ExportChoice(config.export) is not ExportChoice.NONE:
         _export(config, student.model, run, pairs, result, output_dir)
     return result
 

@@ -39,6 +39,7 @@ import numpy as np
 from qdrant_distill.cpu import SAFE_WEIGHT_BITS, cpu_features
 from qdrant_distill.encoders import as_encoder, load_body, load_encoder, resolve_reference, static_module
 from qdrant_distill.errors import ConfigError, StudentError
+from qdrant_distill.folders import ExportFolder
 from qdrant_distill.export_folder import (
     EXPORT_DIR,
     FILES,
@@ -173,7 +174,7 @@ def _export_static(model: Any, table: np.ndarray, out: Path, source: str) -> Exp
 
     save_file({"embedding.weight": table}, str(out / FILES[Backend.STATIC]))
     static = model[0]
-    static.tokenizer.save(str(out / "tokenizer.json"))
+    static.tokenizer.save(str(ExportFolder(out).tokenizer))
     return ExportManifest(source=source, kind="static", dim=int(table.shape[1]), files={Backend.STATIC: FILES[Backend.STATIC]},
                           prompts=_prompts(model))
 

@@ -7,7 +7,7 @@ same migration again after a crash resumes where it stopped.
 from __future__ import annotations
 
 import logging
-from contextlib import AbstractContextManager, ExitStack, nullcontext
+from contextlib import ExitStack
 from pathlib import Path
 from collections.abc import Callable
 from functools import partial
@@ -20,7 +20,7 @@ from connectors.base import Connector, Sample
 from connectors.scroll import read_vectors, stored_vectors
 import qdrant_distill.record as record
 from qdrant_distill._version import __version__
-from qdrant_distill.config import Engine, MigrationConfig, Mode
+from qdrant_distill.config import MigrationConfig, Mode
 from qdrant_distill.encoders import Encoder, load_encoder
 from qdrant_distill.errors import (
     DimensionError,
@@ -32,13 +32,14 @@ from qdrant_distill.errors import (
 )
 from qdrant_distill.evaluate import fidelity
 from qdrant_distill.export import export_model, formats_for
-from qdrant_distill.export_folder import Backend, read_manifest
+from qdrant_distill.export_folder import Backend, ExportChoice, read_manifest
 from qdrant_distill.folders import DistillFolder, RunFolder
 from qdrant_distill.gate import GateReport, failure_text, judge, labelled_metrics, verify_min_cosine
 from qdrant_distill.journal import Journal, Stage
 from qdrant_distill.plan import MigrationPlan, make_plan
 from qdrant_distill.projection import PCAProjection
-from qdrant_distill.reembed import PageConverter, reembed
+from qdrant_distill.engines import ReembedEngine, engine_for
+from qdrant_distill.reembed import PageConverter, ReembedJob
 from qdrant_distill.runs import (
     abandon_run,
     encoder_reference,
@@ -108,7 +109,8 @@ def migrate(
     """
     own = connector is None
     conn = connector or open_connector(config)
-    engine = ExitStack()
+    engine = engine_for(config)  # chosen once: the session below and the re-embed stage use the same one
+    sessions = ExitStack()
     try:
         if plan is None:
             plan = make_plan(config, conn)
@@ -121,7 +123,8 @@ def migrate(
             plan.source_collection, plan.source_alias, plan.target, plan.alias,
         )
         journal.save()
-        engine.enter_context(_engine_session(config, journal))  # Ray started (and checked) before any training
+        if not journal.done(Stage.REEMBEDDED):  # Ray started (and checked) before any training
+            sessions.enter_context(engine.session())
         resumed = journal.done(Stage.SAMPLED)
         sample = stage_sample(config, conn, journal, plan)
         try:
@@ -135,7 +138,7 @@ def migrate(
                             f"qdrant-distill abandon {journal.run_dir}", **exc.context) from exc
         stage_gate(config, journal, conn=conn, plan=plan)
         stage_create(config, conn, journal, plan)
-        stage_reembed(config, conn, journal, plan)
+        stage_reembed(config, conn, journal, plan, engine)
         stage_verify(config, conn, journal, plan)
         if plan.alias:
             if journal.stage is Stage.VERIFIED:
@@ -144,7 +147,7 @@ def migrate(
                 mirror_stage(conn, journal)  # killed after the swap was journaled, before the metadata caught up
         return _report(config, plan, journal)
     finally:
-        engine.close()
+        sessions.close()
         if own:
             conn.close()
 
@@ -255,50 +258,23 @@ def stage_create(config: MigrationConfig, conn: Connector, journal: Journal, pla
     journal.advance(Stage.CREATED)
 
 
-def stage_reembed(config: MigrationConfig, conn: Connector, journal: Journal, plan: MigrationPlan) -> None:
-    """Stream every point into the target, checkpointing the scroll offset after each written page (the Ray engine:
-    each id range once written)."""
+def stage_reembed(config: MigrationConfig, conn: Connector, journal: Journal, plan: MigrationPlan,
+                  engine: ReembedEngine | None = None) -> None:
+    """Stream every point into the target on the migration's engine (:mod:`qdrant_distill.engines`), which records
+    its progress in the journal (the scroll offset after each written page, or each id range once written)."""
     if journal.done(Stage.REEMBEDDED):
         return
     if journal.reembed_finished:  # killed between the last page and the stage record
         journal.advance(Stage.REEMBEDDED)
         return
-    if config.engine is Engine.RAY:
-        _reembed_on_ray(config, conn, journal, plan)
-        journal.advance(Stage.REEMBEDDED)
-        return
-    converter, vectors = _pipeline(config, conn, journal, plan)
-    if journal.checkpoint is None:  # nothing durable yet: start over (upserts are idempotent)
-        journal.points_written, journal.skipped_ids, journal.projected_ids = 0, [], 0
-    written_before, skipped_before, projected_before = journal.points_written, list(journal.skipped_ids), journal.projected_ids
-
-    def checkpoint(next_offset: Any, stats: Any) -> None:
-        journal.checkpoint = next_offset
-        journal.points_written = written_before + stats.written
-        journal.skipped_ids = skipped_before + list(stats.skipped)
-        journal.projected_ids = projected_before + stats.projected
-        journal.reembed_finished = next_offset is None
-        journal.save()
-
-    if journal.checkpoint is not None:
-        logger.info("resuming the re-embed at offset %r (%d points written)", journal.checkpoint, written_before)
-    reembed(
-        conn, source=plan.source_collection, target=plan.target, converter=converter, vectors=vectors,
-        page_size=config.page_size, prefetch_pages=config.prefetch_pages, offset=journal.checkpoint,
-        total=plan.points, already=written_before + len(skipped_before), on_checkpoint=checkpoint,
-        progress=config.progress,
-    )
+    engine = engine or engine_for(config)
+    converter, vectors = _pipeline(config, conn, journal, plan, encode=engine.remote_encode)
+    job = ReembedJob(source=plan.source_collection, target=plan.target, converter=converter, vectors=vectors,
+                     student=encoder_reference(journal), backend=Backend(journal.backend), total=plan.points,
+                     page_size=config.page_size, prefetch_pages=config.prefetch_pages,
+                     encode_batch_size=config.encode_batch_size, progress=config.progress)
+    engine.run(conn, job, journal)
     journal.advance(Stage.REEMBEDDED)
-
-
-def _reembed_on_ray(config: MigrationConfig, conn: Connector, journal: Journal, plan: MigrationPlan) -> None:
-    from qdrant_distill.ray_engine import encoded_elsewhere, reembed_ranges
-
-    converter, vectors = _pipeline(config, conn, journal, plan, encode=encoded_elsewhere)
-    reembed_ranges(conn, config.qdrant, journal, source=plan.source_collection, target=plan.target,
-                   converter=converter, vectors=vectors, config=config.ray, student=encoder_reference(journal),
-                   backend=Backend(journal.backend), page_size=config.page_size, encode_batch_size=config.encode_batch_size,
-                   total=plan.points, progress=config.progress)
 
 
 def stage_verify(config: MigrationConfig, conn: Connector, journal: Journal, plan: MigrationPlan) -> None:
@@ -320,15 +296,6 @@ def stage_verify(config: MigrationConfig, conn: Connector, journal: Journal, pla
 
 def _mirrored_stage(conn: Connector, target: str) -> str | None:
     return record.read_from(conn, target).get("stage")
-
-
-def _engine_session(config: MigrationConfig, journal: Journal) -> AbstractContextManager[None]:
-    """The re-embed engine's lifetime: a Ray session while the Ray engine still has points to write."""
-    if config.engine is not Engine.RAY or journal.done(Stage.REEMBEDDED):
-        return nullcontext()
-    from qdrant_distill.ray_engine import session
-
-    return session(config.ray)
 
 
 def _teacher_id(config: MigrationConfig, plan: MigrationPlan) -> str:
@@ -387,7 +354,7 @@ def _projection_only(config: MigrationConfig, sample: Sample, out: Path, plan: M
               "projection_path": str(Path(projection_path).resolve()), "metrics": metrics, "baseline_metrics": metrics}
     from connectors.http_embeddings import is_http_reference
 
-    if config.student.export != "none" and not is_http_reference(config.teacher_model):
+    if ExportChoice(config.student.export) is not ExportChoice.NONE and not is_http_reference(config.teacher_model):
         result.update(_export_teacher(config, sample, projection, out))
     return result
 

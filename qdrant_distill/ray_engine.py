@@ -46,7 +46,7 @@ from qdrant_distill.errors import ConfigError, MigrationError
 from qdrant_distill.export_folder import Backend
 from qdrant_distill.folders import DistillFolder
 from qdrant_distill.journal import IdRange, Journal
-from qdrant_distill.reembed import PageConverter, PendingPage, ReembedStats
+from qdrant_distill.reembed import PageConverter, PendingPage, ReembedJob, ReembedStats
 
 __all__ = ["EncodeBatch", "encoded_elsewhere", "require_ray", "reembed_ranges", "session"]
 
@@ -208,6 +208,26 @@ def reembed_ranges(
                         page_size=page_size, config=config, encoder=args, bar=bar)
     if not journal.reembed_finished:
         raise MigrationError("the Ray engine ended with ranges not written", hint="rerun the same command to resume")
+
+
+class RayEngine:
+    """The re-embed engine of Ray actors (:class:`qdrant_distill.engines.ReembedEngine`): id ranges, each written
+    once and recorded in the journal; the student is loaded by the actors, never by the driver."""
+
+    remote_encode = staticmethod(encoded_elsewhere)  # stands in for the student in the driver's converter
+
+    def __init__(self, config: RayConfig, settings: QdrantSettings) -> None:
+        self.config = config
+        self.settings = settings
+
+    def session(self) -> Any:
+        return session(self.config)
+
+    def run(self, conn: Connector, job: ReembedJob, journal: Journal) -> None:
+        reembed_ranges(conn, self.settings, journal, source=job.source, target=job.target, converter=job.converter,
+                       vectors=job.vectors, config=self.config, student=job.student, backend=Backend(job.backend),
+                       page_size=job.page_size, encode_batch_size=job.encode_batch_size, total=job.total,
+                       progress=job.progress)
 
 
 # -- embedded store: the driver reads and writes, actors encode ---------------------------------------------------

@@ -23,7 +23,7 @@ from connectors.scroll import id_key, id_ranges, read_vectors, scroll_range
 from qdrant_distill.config import MissingTextPolicy
 from qdrant_distill.errors import MigrationError, NoTextPayload
 
-__all__ = ["PageConverter", "PendingPage", "ReembedStats", "id_key", "id_ranges", "read_vectors", "reembed", "scroll_range"]
+__all__ = ["PageConverter", "PendingPage", "ReembedJob", "ReembedStats", "id_key", "id_ranges", "read_vectors", "reembed", "scroll_range"]
 
 logger = logging.getLogger(__name__)
 
@@ -267,3 +267,22 @@ def reembed(
         stats.written, stats.seconds, stats.points_per_s, stats.encoded, stats.projected, len(stats.skipped),
     )
     return stats
+
+
+@dataclass(frozen=True)
+class ReembedJob:
+    """One re-embed, whatever engine runs it: copy ``source`` into ``target`` (``total`` points), turning each page
+    into points with ``converter`` and reading ``vectors`` with it; ``student`` on ``backend`` is what encodes (an
+    engine that encodes elsewhere loads it there)."""
+
+    source: str
+    target: str
+    converter: PageConverter
+    vectors: list[str] | bool
+    student: str
+    backend: str
+    total: int
+    page_size: int = 256
+    prefetch_pages: int = 2
+    encode_batch_size: int = 64
+    progress: bool = True

@@ -6,6 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
+from qdrant_distill.export_folder import Backend
 from qdrant_distill.journal import Journal
 from qdrant_distill.migration import MigrationReport
 
@@ -84,6 +85,6 @@ def export_table(manifest: Any) -> Table:
         cos = f"{check.cosine_mean:.4f} / {check.cosine_min:.4f}" if check else "-"
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted((check.metrics if check else {}).items())
                             if k in ("fidelity/recall@10", "pseudo_query/self_mrr@10"))
-        used = "auto" if backend == manifest.preferred else ("no: " + check.reason if check and check.reason else "")
+        used = Backend.AUTO.value if backend == manifest.preferred else ("no: " + check.reason if check and check.reason else "")
         table.add_row(backend, file, cos, metrics or "-", used)
     return table

@@ -21,8 +21,8 @@ from ir_measures import RR, R, nDCG
 from scipy import stats
 
 from qdrant_distill.encoders import load_encoder
+from qdrant_distill.gate import beir_metrics
 from qdrant_distill.evaluate import (
-    beir_metrics,
     fidelity,
     load_beir,
     load_stsb,
