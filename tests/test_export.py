@@ -152,3 +152,19 @@ def test_fastembed_and_qdrant_inference_find_what_encoder_for_finds(exported: Pa
                                           limit=5).points
         by_vector = client.query_points("docs", query=ours.encode(query, kind="query")[0].tolist(), limit=5).points
         assert [p.id for p in by_document] == [p.id for p in by_vector]
+
+
+def test_the_onnx_backends_honour_the_device(exported: Path) -> None:
+    import onnxruntime as ort
+
+    cpu = load_encoder(exported, backend="onnx", device="cpu")
+    assert cpu.session.get_providers() == ["CPUExecutionProvider"]
+    with pytest.raises(ConfigError, match="cpu or cuda"):
+        load_encoder(exported, backend="onnx-int8", device="mps")
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        gpu = load_encoder(exported, backend="onnx", device="cuda")
+        assert gpu.session.get_providers()[0] == "CUDAExecutionProvider"
+    else:  # asked for a GPU that onnxruntime cannot use: one error naming the fix, not a silent CPU session
+        with pytest.raises(StudentError, match="CUDA provider") as caught:
+            load_encoder(exported, backend="onnx", device="cuda")
+        assert "onnxruntime-gpu" in (caught.value.hint or "")

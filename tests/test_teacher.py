@@ -26,7 +26,10 @@ from qdrant_distill import (
     migrate,
 )
 from qdrant_distill.demo_data import load_demo_texts
-from qdrant_distill.distillation import LABELS_DIR, distill
+from qdrant_distill.distillation import distill
+from qdrant_distill.folders import DistillFolder
+
+LABELS_DIR = DistillFolder.LABELS
 from qdrant_distill.encoders import EncodeKind, as_encoder
 from qdrant_distill.pseudo_queries import cut_queries, sentences
 from qdrant_distill.teacher import LABEL_PART, check_teacher, label_queries
