@@ -6,10 +6,8 @@ Precedence: keyword overrides > environment (``QDRANT_DISTILL_*``, plus ``QDRANT
 from __future__ import annotations
 
 import enum
-import functools
 import os
 import re
-import types
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -321,95 +319,7 @@ class MigrationConfig(BaseModel):
         return data
 
 
-QDRANT_VARIABLES = {"QDRANT_URL": "url", "QDRANT_API_KEY": "api_key"}  # read too, into MigrationConfig.qdrant
-
-
-@functools.cache
-def _sources() -> Any:
-    """The pydantic-settings classes :func:`load_config` reads with, made on first use: importing pydantic-settings
-    costs about 50 ms, which commands that load no configuration (``status``) do not pay."""
-    from pydantic_settings import (
-        BaseSettings,
-        EnvSettingsSource,
-        JsonConfigSettingsSource,
-        PydanticBaseSettingsSource,
-        SettingsConfigDict,
-        SettingsError,
-        TomlConfigSettingsSource,
-        YamlConfigSettingsSource,
-    )
-    from pydantic_settings.sources import ConfigFileSourceMixin
-
-    class _Settings(BaseSettings, MigrationConfig):
-        """:class:`MigrationConfig` as pydantic-settings reads it; only :func:`load_config` builds one."""
-
-        model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid")
-
-
-    class _Environment(EnvSettingsSource):
-        """``QDRANT_DISTILL_*`` variables of a given mapping (not only ``os.environ``), plus :data:`QDRANT_VARIABLES`."""
-
-        def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
-            self.environ = environ
-            super().__init__(settings_cls)
-
-        def _load_env_vars(self) -> Mapping[str, str | None]:
-            return {name.lower(): value for name, value in self.environ.items()}  # names are case-insensitive
-
-        def __call__(self) -> dict[str, Any]:
-            data = super().__call__()
-            qdrant = {field: self.environ[name] for name, field in QDRANT_VARIABLES.items() if self.environ.get(name)}
-            if qdrant:  # QDRANT_DISTILL_QDRANT__URL wins over QDRANT_URL
-                data["qdrant"] = qdrant | data.get("qdrant", {})
-            return data
-
-
-    class _CheckedFile(ConfigFileSourceMixin):
-        """A file source whose every failure to load (unreadable, not UTF-8, not parsed, not a mapping) is one
-        :class:`ConfigError`."""
-
-        def _read_file(self, file_path: Path) -> dict[str, Any]:
-            where = repr(str(file_path))
-            try:
-                data = super()._read_file(file_path)  # type: ignore[safe-super]
-            except OSError as exc:
-                raise ConfigError(f"cannot read config file {where}: {exc.strerror or exc}") from exc
-            except UnicodeDecodeError as exc:  # a ValueError, not an OSError: a binary or non-UTF-8 file
-                raise ConfigError(
-                    f"cannot read config file {where}: not UTF-8 text ({exc.reason} at byte {exc.start})"
-                ) from exc
-            except Exception as exc:  # noqa: BLE001 - any parser error is a config error
-                raise ConfigError(f"cannot parse config file {where}: {exc}") from exc
-            if not isinstance(data, dict):
-                raise ConfigError(f"config file {where} must hold a table/mapping at the top")
-            return data
-
-
-    class _Toml(_CheckedFile, TomlConfigSettingsSource):
-        pass
-
-
-    class _Yaml(_CheckedFile, YamlConfigSettingsSource):
-        pass
-
-
-    class _Json(_CheckedFile, JsonConfigSettingsSource):
-        pass
-
-
-    FILE_SOURCES: dict[str, type[PydanticBaseSettingsSource]] = {".yaml": _Yaml, ".yml": _Yaml, ".json": _Json}
-
-
-    def _file_source(settings_cls: type[BaseSettings], path: Path) -> PydanticBaseSettingsSource:
-        """The source reading ``path`` by its suffix (TOML unless ``.yaml``, ``.yml`` or ``.json``)."""
-        if not path.is_file():  # the file sources skip a missing file silently
-            reason = "Is a directory" if path.is_dir() else "No such file or directory"
-            raise ConfigError(f"cannot read config file {str(path)!r}: {reason}")
-        return FILE_SOURCES.get(path.suffix, _Toml)(settings_cls, path)
-
-    return types.SimpleNamespace(Settings=_Settings, Environment=_Environment, file_source=_file_source,
-                                 BaseSettings=BaseSettings, PydanticBaseSettingsSource=PydanticBaseSettingsSource,
-                                 SettingsError=SettingsError)
+QDRANT_VARIABLES = {"QDRANT_URL": ("qdrant", "url"), "QDRANT_API_KEY": ("qdrant", "api_key")}  # read too, into MigrationConfig.qdrant
 
 
 def _given(values: dict[str, Any]) -> dict[str, Any]:
@@ -422,18 +332,14 @@ def load_config(
 ) -> MigrationConfig:
     """Build a :class:`MigrationConfig` from a file, the environment (``os.environ`` unless ``environ`` is given),
     and keyword overrides (highest first)."""
-    env = os.environ if environ is None else environ
-    src = _sources()
+    from pydantic_settings import SettingsError
 
-    class Settings(src.Settings):  # type: ignore[misc, name-defined]
-        @classmethod
-        def settings_customise_sources(cls, settings_cls: Any, init_settings: Any, **_: Any) -> tuple[Any, ...]:
-            files = (src.file_source(settings_cls, Path(path)),) if path else ()
-            return init_settings, src.Environment(settings_cls, env), *files
+    from qdrant_distill.settings_sources import read_settings  # pydantic-settings: only when a config is loaded
 
     try:
-        settings = Settings(**_given(overrides))
-    except src.SettingsError as exc:  # a variable holding JSON that does not parse
+        settings = read_settings(MigrationConfig, path=path, environ=os.environ if environ is None else environ,
+                                 overrides=_given(overrides), prefix=ENV_PREFIX, extra=QDRANT_VARIABLES)
+    except SettingsError as exc:  # a variable holding JSON that does not parse
         raise ConfigError(f"invalid configuration: {exc}") from exc
     except ValidationError as exc:
         first = exc.errors()[0]
