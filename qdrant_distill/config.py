@@ -47,6 +47,8 @@ FINGERPRINT_FIELDS = {
 
 
 DEFAULT_BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+# declared by MigrationConfig; a migration's student config derives them (MigrationConfig.distill_config)
+DERIVED_FIELDS = ("dim", "teacher_model", "encode_batch_size")
 MIN_TRAIN_PAIRS = 4  # pairs a student trains on, at the least
 MIN_HOLDOUT = 2  # held-out pairs fidelity needs, at the least
 # the teacher check: its vectors of sampled texts against the stored ones, mean cosine at least this. Measured on
@@ -298,6 +300,25 @@ class MigrationConfig(BaseModel):
     def _valid_text(self) -> MigrationConfig:
         _ = self.text  # a field and a template together, or a template naming nothing, fail here
         return self
+
+    @model_validator(mode="after")
+    def _one_declaration(self) -> MigrationConfig:
+        """In a migration, the size, the teacher and the encode batch are the migration's: a student config that
+        sets one of them otherwise is refused (one place says it, :meth:`distill_config` hands it on)."""
+        for name in DERIVED_FIELDS:
+            ours, theirs = getattr(self, name), getattr(self.student, name)
+            if name in self.student.model_fields_set and ours is not None and theirs != ours:
+                raise ConfigError(f"student.{name} = {theirs!r} contradicts the migration's {name} = {ours!r}",
+                                  hint=f"set {name} once, at the top level of the migration config")
+        return self
+
+    def distill_config(self) -> DistillConfig:
+        """The student's configuration in this migration: its ``dim``, ``teacher_model`` and ``encode_batch_size``
+        derived from the migration's (the teacher only when the migration names one)."""
+        update: dict[str, Any] = {"dim": self.dim, "encode_batch_size": self.encode_batch_size}
+        if self.teacher_model:
+            update["teacher_model"] = self.teacher_model
+        return self.student.model_copy(update=update)
 
     @property
     def text(self) -> TextSource:

@@ -375,14 +375,9 @@ def _settings(config: DistillConfig, student: _Student, run: _Run, n_pairs: int)
     eval_steps = config.eval_steps
     if eval_steps is None and run.frozen:
         eval_steps = max(1, math.ceil(n_pairs / max(2, config.batch_size)) // 4)
-    return TrainSettings(
-        epochs=config.epochs, max_steps=config.max_steps, batch_size=config.batch_size, lr_body=student.lr_body,
-        lr_head=student.lr_head, weight_decay=0.0 if config.kind is StudentKind.STATIC else config.weight_decay,
-        warmup_ratio=config.warmup_ratio, weights=config.weights.model_dump(), temperature=config.temperature,
-        matryoshka_dims=config.matryoshka_dims, pseudo_queries=config.pseudo_queries,
-        pseudo_query_negatives=config.pseudo_query_negatives, eval_steps=eval_steps,
-        early_stopping_patience=config.early_stopping_patience, primary_metric=config.primary_metric,
-        seed=config.seed, device=config.device,
+    return TrainSettings.from_config(
+        config, lr_body=student.lr_body, lr_head=student.lr_head, eval_steps=eval_steps,
+        weight_decay=0.0 if config.kind is StudentKind.STATIC else config.weight_decay,
     )
 
 

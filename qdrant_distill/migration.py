@@ -182,13 +182,11 @@ def stage_distill(config: MigrationConfig, journal: Journal, plan: MigrationPlan
     else:
         from qdrant_distill.distillation import distill, for_queries  # torch: only when a student is trained
 
-        student_config = config.student.model_copy(update={"dim": config.dim})
+        student_config = config.distill_config()
         if config.mode is Mode.PROJECT:
             # documents keep the projection of their stored vectors: the student only has to encode queries
             student_config = for_queries(student_config)
             logger.info("project mode: query-student recipe (fields you set are kept)")
-        if config.teacher_model and not student_config.teacher_model:
-            student_config = student_config.model_copy(update={"teacher_model": config.teacher_model})
         res = distill(
             sample.texts, sample.vectors, student_config, output_dir=out, teacher_id=_teacher_id(config, plan),
             progress=config.progress, teacher_api_key=config.embeddings_api_key,

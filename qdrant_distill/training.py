@@ -13,7 +13,7 @@ import math
 import random
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from qdrant_distill.config import DistillConfig
 from qdrant_distill.errors import StudentError
 from qdrant_distill.pseudo_queries import pseudo_query
 from qdrant_distill.losses import (
@@ -39,28 +40,41 @@ logger = logging.getLogger(__name__)
 
 
 
+_DEFAULTS = DistillConfig()
+
+
 @dataclass
 class TrainSettings:
-    """What the loop needs from :class:`qdrant_distill.config.DistillConfig`, as plain values."""
+    """What the loop needs, as plain values. The defaults are :class:`~qdrant_distill.config.DistillConfig`'s (declared
+    there once); :meth:`from_config` takes a config's values and the ones a student's recipe derives from them."""
 
-    epochs: int = 1
-    max_steps: int | None = None
-    batch_size: int = 32
-    lr_body: float = 2e-5
-    lr_head: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    weights: dict[str, float] = field(default_factory=lambda: {"mse": 1.0, "contrastive": 1.0, "kl": 1.0})
-    temperature: float = 0.05
-    matryoshka_dims: Sequence[int] | None = None
-    pseudo_queries: bool = True
-    pseudo_query_negatives: str = "batch"
-    eval_steps: int | None = None
-    early_stopping_patience: int | None = 2
-    primary_metric: str = "fidelity/recall@10"
+    epochs: int = _DEFAULTS.epochs
+    max_steps: int | None = _DEFAULTS.max_steps
+    batch_size: int = _DEFAULTS.batch_size
+    lr_body: float = _DEFAULTS.lr_body
+    lr_head: float = _DEFAULTS.lr_head
+    weight_decay: float = _DEFAULTS.weight_decay
+    warmup_ratio: float = _DEFAULTS.warmup_ratio
+    weights: dict[str, float] = field(default_factory=lambda: _DEFAULTS.weights.model_dump())
+    temperature: float = _DEFAULTS.temperature
+    matryoshka_dims: Sequence[int] | None = _DEFAULTS.matryoshka_dims
+    pseudo_queries: bool = _DEFAULTS.pseudo_queries
+    pseudo_query_negatives: str = _DEFAULTS.pseudo_query_negatives
+    eval_steps: int | None = _DEFAULTS.eval_steps
+    early_stopping_patience: int | None = _DEFAULTS.early_stopping_patience
+    primary_metric: str = _DEFAULTS.primary_metric
     grad_clip: float = 1.0
-    seed: int = 0
-    device: str = "cpu"
+    seed: int = _DEFAULTS.seed
+    device: str = _DEFAULTS.device
+
+    @classmethod
+    def from_config(cls, config: DistillConfig, **derived: Any) -> TrainSettings:
+        """``config``'s values of every field here, ``derived`` (learning rates, weight decay, evaluation steps a
+        student's recipe sets) replacing them."""
+        names = {f.name for f in fields(cls)} - {"grad_clip"}
+        values = {name: getattr(config, name) for name in names}
+        values["weights"] = config.weights.model_dump()
+        return cls(**{**values, **derived})
 
 
 @dataclass

@@ -137,3 +137,17 @@ def test_a_journal_that_cannot_be_written_is_one_typed_error(tmp_path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(MigrationError, match="cannot create the run folder"):
         Journal.open(tmp_path / "file" / "run", {"source": "docs"})
+
+
+def test_a_migration_declares_size_teacher_and_encode_batch_once() -> None:
+    from qdrant_distill.config import DistillConfig, MigrationConfig
+
+    cfg = MigrationConfig(source="docs", dim=16, teacher_model="t", encode_batch_size=8,
+                          student=DistillConfig(base_model="b"))
+    derived = cfg.distill_config()
+    assert (derived.dim, derived.teacher_model, derived.encode_batch_size, derived.base_model) == (16, "t", 8, "b")
+    with pytest.raises(ConfigError, match="student.dim = 32 contradicts the migration's dim = 16"):
+        MigrationConfig(source="docs", dim=16, student=DistillConfig(dim=32))
+    with pytest.raises(ConfigError, match="student.teacher_model"):
+        load_config(environ={}, source="docs", teacher_model="a", student={"teacher_model": "b"})
+    assert MigrationConfig(source="docs", dim=16, student=DistillConfig(dim=16)).distill_config().dim == 16
