@@ -65,7 +65,6 @@ DEFAULT_BATCH_SIZE = 64
 # texts per onnxruntime call on CPU: measured here (int8 MiniLM, SciFact abstracts, 2 cores) 58, 64, 64, 60, 41 and 41
 # docs/s at 1, 2, 4, 8, 32 and 64 texts; torch does 34-35 at 8 or 64
 ONNX_CPU_BATCH = 4
-STUDENT_DIR = DistillFolder.STUDENT  # distill() saves the student in this subfolder of its output folder
 _STATIC_TYPE = "StaticEmbedding"
 _NORMALIZE_TYPE = "Normalize"
 

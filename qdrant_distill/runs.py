@@ -60,10 +60,12 @@ def load_sample(path: Path) -> Sample:
 
 
 # -- the run's encoder ----------------------------------------------------------------------------------------------
-def encoder_reference(journal: Journal) -> str:
-    """What loads the run's encoder: its export folder when it runs on one, else the student (or teacher)."""
+def encoder_reference(journal: Journal, backend: Backend | None = None) -> str:
+    """What loads the run's encoder on ``backend`` (default: the run's): its export folder when that backend runs
+    on one, else the student (or teacher)."""
     assert journal.student_path is not None
-    return journal.export_path if Backend(journal.backend).exported and journal.export_path else journal.student_path
+    exported = Backend(backend or journal.backend).exported
+    return journal.export_path if exported and journal.export_path else journal.student_path
 
 
 def query_encoder(config: MigrationConfig, journal: Journal) -> Encoder:
@@ -75,9 +77,7 @@ def query_encoder(config: MigrationConfig, journal: Journal) -> Encoder:
 def run_encoder(config: MigrationConfig, journal: Journal, backend: Backend) -> Encoder:
     """The run's query encoder on ``backend`` (the gate judges other backends than the chosen one)."""
     projection = journal.projection_path if config.mode is Mode.PROJECTION_ONLY else None
-    ref = journal.export_path if backend.exported and journal.export_path else journal.student_path
-    assert ref is not None
-    return load_encoder(ref, projection=projection, backend=backend, batch_size=config.encode_batch_size,
+    return load_encoder(encoder_reference(journal, backend), projection=projection, backend=backend, batch_size=config.encode_batch_size,
                         api_key=config.embeddings_api_key)
 
 
