@@ -98,6 +98,8 @@ class RunFolder:
     JOURNAL = "journal.json"
     SAMPLE = "sample.npz"
     DISTILL = "student"
+    DIMS = "dims.json"
+    REPORT = "report.html"
 
     @property
     def journal(self) -> Path:
@@ -112,9 +114,19 @@ class RunFolder:
         return DistillFolder(self.root / self.DISTILL)
 
     @property
+    def dims(self) -> Path:
+        """The dimension table of the plan (:class:`qdrant_distill.dims.DimsReport`)."""
+        return self.root / self.DIMS
+
+    @property
+    def report(self) -> Path:
+        """The self-contained HTML report of the run."""
+        return self.root / self.REPORT
+
+    @property
     def written(self) -> tuple[Path, ...]:
         """What a run writes into its folder (what ``abandon`` clears)."""
-        return self.journal, self.sample, self.distill.root
+        return self.journal, self.sample, self.distill.root, self.dims, self.report
 
     def is_run(self) -> bool:
         return self.journal.is_file()
