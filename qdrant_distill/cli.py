@@ -301,12 +301,26 @@ def migrate(
 
 # -- the journal and the alias ----------------------------------------------------------------------------------------
 @app.command()
-def status(run_dir: RunDir, as_json: AsJson = False, debug: Debug = False) -> None:
-    """Show a migration's journal: stage, checkpoint, metrics, alias."""
+def status(
+    run_dir: RunDir, as_json: AsJson = False, debug: Debug = False,
+    html: Annotated[bool, typer.Option("--html", help="write the run's report.html afresh and print its path")] = False,
+    open_report: Annotated[bool, typer.Option("--open", help="write report.html and open it in a browser")] = False,
+) -> None:
+    """Show a migration's journal: stage, checkpoint, metrics, alias (--html / --open: its report.html)."""
     with _expected_failures(debug):
         from qdrant_distill.runs import status as load
         from qdrant_distill.render import journal_table
 
+        if html or open_report:
+            from qdrant_distill.runs import report_path
+
+            page = report_path(run_dir)
+            out.print(str(page), highlight=False, soft_wrap=True)
+            if open_report:
+                import webbrowser
+
+                webbrowser.open(page.resolve().as_uri())
+            return
         journal = load(run_dir)
         _print_json(journal) if as_json else out.print(journal_table(journal))
 
@@ -450,6 +464,10 @@ def demo(
             out.print(f"[bold]{query}[/bold]", highlight=False)
             out.print("  teacher 768-d: " + " | ".join(by_teacher), highlight=False, markup=False)
             out.print(f"  student {report.dim}-d: " + " | ".join(by_student), highlight=False, markup=False)
+        from qdrant_distill.folders import RunFolder
+
+        out.print(f"report: {RunFolder(Path(report.journal).parent).report}", highlight=False, markup=False,
+                  soft_wrap=True)
 
 
 def main() -> None:

@@ -147,12 +147,6 @@ def _check_pairs(texts: Sequence[str], vectors: np.ndarray) -> np.ndarray:
     return arr / norms
 
 
-def _split(n: int, config: DistillConfig) -> tuple[np.ndarray, np.ndarray]:
-    order = np.random.default_rng(config.seed).permutation(n)
-    size = config.holdout_size(n)
-    return np.sort(order[size:]), np.sort(order[:size])
-
-
 @dataclass
 class _Pairs:
     """Training and held-out (text, unit teacher vector) pairs."""
@@ -195,7 +189,7 @@ def _pairs(texts: Sequence[str], vectors: np.ndarray, config: DistillConfig,
             raise InvalidVectors(
                 f"holdout vectors are {pairs.hold_vecs.shape[1]}-d, training ones {vecs.shape[1]}-d")
     else:
-        train_idx, hold_idx = _split(len(texts), config)
+        train_idx, hold_idx = config.holdout_split(len(texts))
         pairs = _Pairs([texts[i] for i in train_idx], vecs[train_idx], [texts[i] for i in hold_idx], vecs[hold_idx])
     if len(pairs.train_texts) < MIN_PAIRS:
         raise ConfigError(f"{len(pairs.train_texts)} training pairs: at least {MIN_PAIRS} are needed")

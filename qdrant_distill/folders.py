@@ -100,6 +100,7 @@ class RunFolder:
     DISTILL = "student"
     DIMS = "dims.json"
     REPORT = "report.html"
+    REPORT_DATA = "report.json"
 
     @property
     def journal(self) -> Path:
@@ -124,9 +125,15 @@ class RunFolder:
         return self.root / self.REPORT
 
     @property
+    def report_data(self) -> Path:
+        """What the report draws that neither the journal nor ``distill.json`` holds: the plan's figures and a few
+        held-out examples with their neighbours (:class:`qdrant_distill.report.RunFacts`)."""
+        return self.root / self.REPORT_DATA
+
+    @property
     def written(self) -> tuple[Path, ...]:
         """What a run writes into its folder (what ``abandon`` clears)."""
-        return self.journal, self.sample, self.distill.root, self.dims, self.report
+        return self.journal, self.sample, self.distill.root, self.dims, self.report, self.report_data
 
     def is_run(self) -> bool:
         return self.journal.is_file()

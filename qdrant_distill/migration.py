@@ -7,6 +7,7 @@ same migration again after a crash resumes where it stopped.
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import ExitStack
 from pathlib import Path
 from collections.abc import Callable
@@ -40,6 +41,7 @@ from qdrant_distill.plan import MigrationPlan, make_plan
 from qdrant_distill.projection import PCAProjection
 from qdrant_distill.engines import ReembedEngine, engine_for
 from qdrant_distill.reembed import PageConverter, ReembedJob
+from qdrant_distill.report import Example, Neighbour, RunFacts, qdrant_address, refresh_report
 from qdrant_distill.runs import (
     abandon_run,
     encoder_reference,
@@ -60,6 +62,11 @@ __all__ = ["MigrationReport", "abandon_run", "finalize_run", "migrate", "open_co
            "query_encoder", "rollback_run", "status", "swap_run"]
 
 logger = logging.getLogger(__name__)
+
+EXAMPLES = 3  # held-out points the report shows with their nearest neighbours
+EXAMPLE_NEIGHBOURS = 5
+EXAMPLE_POOL = 512  # sample points searched for those neighbours (the held-out ones first)
+EXAMPLE_CHARS = 500
 
 
 class MigrationReport(BaseModel):
@@ -123,6 +130,8 @@ def migrate(
             plan.source_collection, plan.source_alias, plan.target, plan.alias,
         )
         journal.save()
+        _save_facts(config, conn, plan, journal)
+        sessions.callback(refresh_report, journal.run_dir)  # report.html, however the run ends
         if not journal.done(Stage.REEMBEDDED):  # Ray started (and checked) before any training
             sessions.enter_context(engine.session())
         resumed = journal.done(Stage.SAMPLED)
@@ -219,6 +228,7 @@ def stage_gate(
     report = judge(config.gate, backend=Backend(journal.backend), distilled=dict(journal.metrics), manifest=manifest,
                    labelled=labelled)
     _record_gate(journal, report)
+    _save_examples(config, journal)
     if not report.passed:
         raise GateFailed(
             f"the student is below the quality gate: {failure_text(report.failures)}; nothing was written to Qdrant",
@@ -239,6 +249,60 @@ def _record_gate(journal: Journal, report: GateReport) -> None:
         manifest.save(Path(journal.export_path))
         journal.backend = report.backend
     journal.save()
+
+
+def _save_facts(config: MigrationConfig, conn: Connector, plan: MigrationPlan, journal: Journal) -> None:
+    """The plan's figures for the run's report (examples already taken are kept)."""
+    where = getattr(conn, "target", None) or config.qdrant.target  # a connector handed in says where it is
+    facts = RunFacts.load(journal.run_dir).model_copy(update=dict(
+        qdrant=qdrant_address(str(where)), source=plan.source, mode=config.mode.value,
+        student=plan.student, teacher_dim=plan.teacher_dim, dim=config.dim, points=plan.points,
+        vector_bytes_before=plan.vector_bytes_before, vector_bytes_after=plan.vector_bytes_after,
+        gate=config.gate.thresholds(), notes=list(plan.notes)))
+    facts.save(journal.run_dir)
+
+
+def _save_examples(config: MigrationConfig, journal: Journal) -> None:
+    """A few held-out points with their nearest neighbours among the sample, by the stored teacher vectors and as
+    the new collection will answer their texts (the run's query encoder on the backend the gate judged), for the
+    report; in reembed mode the time the student took to encode the documents is its speed there."""
+    if not journal.sample_path or not Path(journal.sample_path).is_file():
+        return
+    sample = load_sample(Path(journal.sample_path))
+    _, held = config.distill_config().holdout_split(len(sample))
+    shown = set(held)
+    pool = (held + [i for i in range(len(sample)) if i not in shown])[:EXAMPLE_POOL]
+    texts = [sample.texts[i] for i in pool]
+    teacher = _unit(sample.vectors[pool])
+    encoder = query_encoder(config, journal)
+    speed: dict[str, Any] = {}
+    if config.mode is Mode.REEMBED:
+        started = time.perf_counter()
+        docs = encoder.encode(texts, kind="document")
+        speed = {"encode_per_s": len(texts) / max(time.perf_counter() - started, 1e-9), "encode_texts": len(texts)}
+    else:  # the new collection holds the projection of the stored vectors
+        docs = PCAProjection.load(journal.projection_path).transform(sample.vectors[pool])
+    n = min(EXAMPLES, len(held))
+    queries = encoder.encode(texts[:n], kind="query")
+    examples = [Example(id=sample.ids[pool[q]], text=texts[q][:EXAMPLE_CHARS],
+                        teacher=_neighbours(teacher[q] @ teacher.T, q, pool, sample),
+                        student=_neighbours(_unit(queries[q : q + 1])[0] @ _unit(docs).T, q, pool, sample))
+                for q in range(n)]
+    facts = RunFacts.load(journal.run_dir).model_copy(update={"examples": examples, **speed})
+    facts.save(journal.run_dir)
+
+
+def _neighbours(scores: np.ndarray, own: int, pool: list[int], sample: Sample) -> list[Neighbour]:
+    scores = scores.astype(np.float64).copy()
+    scores[own] = -np.inf  # the point itself
+    best = np.argsort(-scores, kind="stable")[:EXAMPLE_NEIGHBOURS]
+    return [Neighbour(id=sample.ids[pool[i]], text=sample.texts[pool[i]][:EXAMPLE_CHARS], score=float(scores[i]))
+            for i in best]
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def stage_create(config: MigrationConfig, conn: Connector, journal: Journal, plan: MigrationPlan) -> None:

@@ -22,6 +22,7 @@ from qdrant_distill.export import export_model
 from qdrant_distill.export_folder import GRAPHS, Backend, ExportManifest, read_manifest
 from qdrant_distill.folders import DistillFolder, RunFolder
 from qdrant_distill.journal import Journal
+from qdrant_distill.report import refresh_report, write_report
 from qdrant_distill.swap import abandon, finalize, rollback, swap
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "load_sample",
     "open_journal",
     "query_encoder",
+    "report_path",
     "rollback_run",
     "save_sample",
     "status",
@@ -127,15 +129,29 @@ def status(run_dir: str | Path) -> Journal:
 
 
 def rollback_run(run_dir: str | Path, connector: Connector) -> str | None:
-    return rollback(connector, open_journal(run_dir))
+    journal = open_journal(run_dir)
+    previous = rollback(connector, journal)
+    refresh_report(journal.run_dir)  # the alias move, with its time
+    return previous
 
 
 def finalize_run(run_dir: str | Path, connector: Connector) -> str | None:
-    return finalize(connector, open_journal(run_dir))
+    journal = open_journal(run_dir)
+    dropped = finalize(connector, journal)
+    refresh_report(journal.run_dir)
+    return dropped
 
 
 def swap_run(run_dir: str | Path, connector: Connector) -> str | None:
-    return swap(connector, open_journal(run_dir))
+    journal = open_journal(run_dir)
+    previous = swap(connector, journal)
+    refresh_report(journal.run_dir)
+    return previous
+
+
+def report_path(run_dir: str | Path) -> Path:
+    """The run's ``report.html``, written afresh from its files (``status --html``)."""
+    return write_report(open_journal(run_dir).run_dir)
 
 
 def abandon_run(run_dir: str | Path, connector: Connector) -> str | None:

@@ -1,0 +1,152 @@
+"""The run's report.html as a user sees it: one real small migration (tiny real models, embedded Qdrant), rolled back
+and swapped again, its page rendered in headless Chromium, and rendered again where matplotlib cannot be imported.
+
+The dimension table (``dims.json``) is written by ``plan --dims``; until that lands, the fixture makes one itself
+with :mod:`qdrant_distill.dims` classes from a PCA of the run's saved sample (numbers computed here, not made up).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from connectors import QdrantConnector
+from qdrant_distill import DistillConfig, PCAProjection
+from qdrant_distill.dims import DimsReport, DimsRow
+from qdrant_distill.evaluate import fidelity
+from qdrant_distill.folders import RunFolder
+from qdrant_distill.journal import Journal
+from qdrant_distill.migration import migrate
+from qdrant_distill.report import NO_CHARTS, qdrant_address, write_report
+from qdrant_distill.runs import load_sample, rollback_run, swap_run
+from tests.conftest import REPO
+from tests.test_migration import DIM, build_source, config
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SECTIONS = ("migrated", "alias", "dims", "training", "baselines", "backend", "bytes", "verify", "examples")
+
+
+def dims_of(run_dir: Path) -> DimsReport:
+    """The dimension table of the run's sample: PCA at a few sizes, measured on a held-out fifth."""
+    sample = load_sample(RunFolder(run_dir).sample)
+    vectors = sample.vectors / np.linalg.norm(sample.vectors, axis=1, keepdims=True)
+    cut = len(vectors) * 4 // 5
+    train, held = vectors[:cut], vectors[cut:]
+    rows = []
+    for dim in (4, 8, DIM, 32):
+        projection = PCAProjection.fit(train, dim)
+        scores = fidelity(projection.transform(held), held)
+        rows.append(DimsRow(dim=dim, variance_kept=projection.explained_variance_ratio,
+                            neighbour_recall_at_10=scores["fidelity/recall@10"], spearman=scores["fidelity/spearman"],
+                            bytes_per_point={"float32": 4 * dim}, bytes_collection={"float32": 4 * dim * 240}))
+    return DimsReport(teacher_dim=vectors.shape[1], points=240, sample_size=len(vectors), holdout_size=len(held),
+                      rows=rows, recommended=8, reason="the smallest size keeping most neighbours", chosen=DIM)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_model_path: Path, demo_texts: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("report") / "run"
+    student = DistillConfig(base_model=str(tiny_model_path), max_steps=4, eval_steps=1, batch_size=16,
+                            head_init_samples=64, early_stopping_patience=None)
+    with QdrantConnector.open(location=":memory:") as conn:
+        build_source(conn, demo_texts)
+        migrate(config(tiny_model_path, folder, student=student), connector=conn)
+        assert RunFolder(folder).report.is_file()  # migrate writes it
+        RunFolder(folder).dims.write_text(dims_of(folder).model_dump_json(), encoding="utf-8")
+        rollback_run(folder, conn)  # each alias move refreshes the report
+        swap_run(folder, conn)
+    return folder
+
+
+def test_the_report_has_every_section_with_charts_tables_and_examples(run_dir: Path) -> None:
+    pytest.importorskip("matplotlib")
+    page = RunFolder(run_dir).report.read_text(encoding="utf-8")
+    assert all(f'<section id="{s}">' in page for s in SECTIONS)
+    assert page.count("<svg") == 3 and NO_CHARTS not in page  # dimension, training, bytes
+    assert page.count("<table") >= 9
+    assert "<script" not in page and "src=" not in page and "<link" not in page  # self-contained, nothing fetched
+    # alias moves with times: the swap of migrate, the rollback, the swap again
+    moves = page.split('<section id="alias">')[1].split("</section>")[0]
+    assert moves.count("swapped") == 2 and moves.count("rolled_back") == 1 and "docs_v1 -&gt; docs_v1_distilled16" in moves
+    # the chosen size marked in the dimension table, the kept step in the training table
+    assert f'<tr class="mark"><td>{DIM}</td>' in page
+    distilled = json.loads(RunFolder(run_dir).distill.result.read_text(encoding="utf-8"))
+    assert len(distilled["evaluations"]) == 5  # step 0 and every step of 4
+    assert f'<tr class="mark"><td>{distilled["best_step"]}</td>' in page.split('id="training"')[1]
+    assert f"the {distilled['selection']['chosen']} state won" in page
+    # held-out examples, teacher and student neighbours side by side
+    facts = json.loads(RunFolder(run_dir).report_data.read_text(encoding="utf-8"))
+    assert page.count('class="example"') == len(facts["examples"]) == 3
+    assert all(len(ex["teacher"]) == len(ex["student"]) == 5 for ex in facts["examples"])
+    assert facts["qdrant"] == ":memory:" and facts["encode_per_s"] > 0
+
+
+def test_every_string_is_escaped_and_a_server_shows_as_scheme_host_port(run_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    journal = Journal.load(copy)
+    journal.target = '<b id="x">new</b>&co'
+    journal.save()
+    page = write_report(copy).read_text(encoding="utf-8")
+    assert '<b id="x">' not in page and "&lt;b id=&quot;x&quot;&gt;new&lt;/b&gt;&amp;co" in page
+    assert qdrant_address("https://user:secret@db.example:6333/p?api_key=k#f") == "https://db.example:6333"
+    assert qdrant_address("https://***@[::1]:6333") == "https://[::1]:6333"
+    assert qdrant_address("embedded:./qdrant_data") == "embedded:./qdrant_data"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (scripts/test-tools.sh installs it as root)")
+def test_the_report_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    image = pytest.importorskip("PIL.Image")
+    url = RunFolder(run_dir).report.resolve().as_uri()
+    base = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+            f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2000"]
+    shot = tmp_path / "report.png"
+    dom = subprocess.run([*base, f"--screenshot={shot}", "--dump-dom", url], check=True, capture_output=True,
+                         text=True, timeout=180).stdout
+    pixels = np.asarray(image.open(shot).convert("RGB"))
+    assert pixels.shape[:2] == (2000, 1200)
+    inked = (pixels.min(axis=2) < 200).mean()  # not blank: text, table borders and charts drawn
+    assert inked > 0.01 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50
+    assert dom.count("<svg") == 3 and dom.count("<table") >= 9 and 'id="examples"' in dom
+
+
+BLOCKED_CHILD = textwrap.dedent('''
+    import importlib.abc, json, sys
+
+    class Blocker(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("matplotlib", "torch"):
+                raise ImportError(f"blocked in this test: {name}")
+            return None
+
+    sys.meta_path.insert(0, Blocker())
+    from qdrant_distill.report import write_report
+
+    page = write_report(sys.argv[1]).read_text(encoding="utf-8")
+    print(json.dumps({"page": page, "loaded": sorted(m for m in sys.modules if m.split(".")[0] in ("matplotlib", "torch"))}))
+''')
+
+
+def test_without_matplotlib_the_report_is_tables_and_a_note(run_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    done = subprocess.run([sys.executable, "-c", BLOCKED_CHILD, str(copy)], capture_output=True, text=True,
+                          timeout=120, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    page = result["page"]
+    assert result["loaded"] == []  # neither matplotlib nor torch
+    assert "<svg" not in page and page.count(html.escape(NO_CHARTS)) == 1
+    assert page.count("<table") >= 9 and all(f'<section id="{s}">' in page for s in SECTIONS)
+    assert f'<tr class="mark"><td>{DIM}</td>' in page
