@@ -301,23 +301,23 @@ def _training(inp: _Inputs) -> str:
         return _section("training", "Training", _p("No training in this run (projection-only mode, or not distilled "
                                                    "yet)."))
     evals: list[dict[str, float]] = r["evaluations"]
-    keys = sorted({k for e in evals for k in e if k != "step"}, key=lambda k: (k != r.get("primary_metric"), k))
+    primary = str(r.get("primary_metric", ""))
+    keys = sorted({k for e in evals for k in e if k != "step"}, key=lambda k: (k != primary, k))
     best = int(r.get("best_step", 0))
-    key = r.get("primary_metric")
     selection = r.get("selection") or {}
     chosen, candidates = selection.get("chosen", "trained"), selection.get("candidates", {})
 
     def draw(ax: Any) -> None:
         steps = [e["step"] for e in evals]
-        for key in keys:
-            ax.plot(steps, [e.get(key, math.nan) for e in evals], "o-", ms=3, label=key,
-                    lw=2.5 if key == r.get("primary_metric") else 1.2)
+        for name in keys:
+            ax.plot(steps, [e.get(name, math.nan) for e in evals], "o-", ms=3, label=name,
+                    lw=2.5 if name == primary else 1.2)
         ax.axvline(best, color="crimson", lw=1.5, ls=":", label=f"best evaluated: step {best}")
         kept = next((e for e in evals if e["step"] == best), None)
-        if kept is not None and key in kept:
-            ax.plot([best], [kept[key]], "*", color="crimson", ms=14)
-        if chosen not in ("trained", "untrained") and key in candidates.get(chosen, {}):
-            ax.axhline(candidates[chosen][key], color="crimson", ls="--", lw=1, label=f"kept: {chosen}")
+        if kept is not None and primary in kept:
+            ax.plot([best], [kept[primary]], "*", color="crimson", ms=14)
+        if chosen not in ("trained", "untrained") and primary in candidates.get(chosen, {}):
+            ax.axhline(candidates[chosen][primary], color="crimson", ls="--", lw=1, label=f"kept: {chosen}")
         ax.set_xlabel("training step")
         ax.set_ylabel("holdout")
 
