@@ -177,13 +177,16 @@ def _cut(text: str) -> str:
 
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, marked: Callable[[int], bool] | None = None,
-           cls: str = "") -> str:
-    """A table; every cell formatted and escaped; rows where ``marked(index)`` is true get the ``mark`` class."""
+           cls: str = "", cell_marked: Callable[[int, int], bool] | None = None) -> str:
+    """A table; every cell formatted and escaped; rows where ``marked(row)`` is true get the ``mark`` class, cells
+    where ``cell_marked(row, column)`` is."""
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     body = []
     for i, row in enumerate(rows):
         mark = ' class="mark"' if marked is not None and marked(i) else ""
-        body.append(f"<tr{mark}>" + "".join(f"<td>{_e(_fmt(c))}</td>" for c in row) + "</tr>")
+        cells = "".join(("<td class=\"mark\">" if cell_marked is not None and cell_marked(i, c) else "<td>")
+                        + f"{_e(_fmt(value))}</td>" for c, value in enumerate(row))
+        body.append(f"<tr{mark}>{cells}</tr>")
     return f'<table class="{_e(cls)}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
@@ -418,10 +421,11 @@ def _examples(inp: _Inputs) -> str:
     for ex in examples:
         shared = {n.id for n in ex.teacher} & {n.id for n in ex.student}
         rows = [(_neighbour(t), _neighbour(s)) for t, s in zip(ex.teacher, ex.student)]
-        marks = [t.id in shared or s.id in shared for t, s in zip(ex.teacher, ex.student)]
+        columns = list(zip(ex.teacher, ex.student))
         parts += [f'<div class="example"><p class="query">{_e(_cut(ex.text))} <span class="id">(id {_e(ex.id)})</span>'
                   "</p>", _table((f"teacher ({inp.facts.teacher_dim or '?'}-d)", f"student ({inp.facts.dim or '?'}-d)"),
-                                 rows, marked=lambda i: marks[i], cls="neighbours"), "</div>"]
+                                 rows, cls="neighbours",
+                                 cell_marked=lambda i, c: columns[i][c].id in shared), "</div>"]
     return _section("examples", "Held-out examples", *parts)
 
 
@@ -435,7 +439,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem 
 background:#fff;padding:0 1rem}h1{font-size:1.6rem;margin-bottom:.2rem}h2{border-bottom:2px solid #dc244c;
 padding-bottom:.2rem;margin-top:2.2rem}h3{margin-bottom:.3rem}table{border-collapse:collapse;margin:.6rem 0;
 font-size:.9rem}th,td{border:1px solid #ddd;padding:.3rem .6rem;text-align:left;vertical-align:top}th{background:#f3f3f5}
-tr.mark td{background:#fdecef;font-weight:600}table.neighbours{width:100%}table.neighbours td{width:50%}
+tr.mark td,td.mark{background:#fdecef;font-weight:600}table.neighbours{width:100%}table.neighbours td{width:50%}
 .note{background:#fff8e1;border-left:4px solid #f5b800;padding:.5rem .8rem}.query{font-weight:600;margin-bottom:0}
 .id,.meta{color:#666;font-weight:400}svg{max-width:100%;height:auto;display:block}nav a{margin-right:.8rem}
 """
