@@ -144,8 +144,8 @@ def refresh_report(run_dir: str | Path) -> Path | None:
     """:func:`write_report`, best effort: the journal is the record, the report a view of it (a failure is logged)."""
     try:
         return write_report(run_dir)
-    except (OSError, ValueError) as exc:  # a full disk, a file half-written by hand: the migration goes on
-        logger.warning("could not write the report of %s: %s", run_dir, exc)
+    except Exception:  # noqa: BLE001 - a view of the journal (a full disk, a file edited by hand): the run goes on
+        logger.warning("could not write the report of %s", run_dir, exc_info=True)
         return None
 
 
@@ -162,6 +162,11 @@ def _fmt(value: object) -> str:
     if isinstance(value, float):
         return "-" if math.isnan(value) else f"{value:.4f}"
     return str(value)
+
+
+def _number(value: object) -> float:
+    """A metric read from JSON as a float (NaN is written as null)."""
+    return float(value) if isinstance(value, (int, float)) else math.nan
 
 
 def _when(at: float | None) -> str:
@@ -313,14 +318,14 @@ def _training(inp: _Inputs) -> str:
     def draw(ax: Any) -> None:
         steps = [e["step"] for e in evals]
         for name in keys:
-            ax.plot(steps, [e.get(name, math.nan) for e in evals], "o-", ms=3, label=name,
+            ax.plot(steps, [_number(e.get(name)) for e in evals], "o-", ms=3, label=name,
                     lw=2.5 if name == primary else 1.2)
         ax.axvline(best, color="crimson", lw=1.5, ls=":", label=f"best evaluated: step {best}")
         kept = next((e for e in evals if e["step"] == best), None)
         if kept is not None and primary in kept:
-            ax.plot([best], [kept[primary]], "*", color="crimson", ms=14)
+            ax.plot([best], [_number(kept[primary])], "*", color="crimson", ms=14)
         if chosen not in ("trained", "untrained") and primary in candidates.get(chosen, {}):
-            ax.axhline(candidates[chosen][primary], color="crimson", ls="--", lw=1, label=f"kept: {chosen}")
+            ax.axhline(_number(candidates[chosen][primary]), color="crimson", ls="--", lw=1, label=f"kept: {chosen}")
         ax.set_xlabel("training step")
         ax.set_ylabel("holdout")
 
@@ -345,8 +350,10 @@ def _baselines(inp: _Inputs) -> str:
     names = list(candidates)
     keys = sorted({k for c in candidates.values() for k in c}, key=lambda k: (k != key, k))
     rows = [(n + (" (kept)" if n == chosen else ""), *(candidates[n].get(k, math.nan) for k in keys)) for n in names]
-    return _section("baselines", "Baselines", _p(f"The holdout compared these states by {key}; the {chosen} state won "
-                                                 f"by {selection.get('margin', math.nan):+.4f}."),
+    margin = selection.get("margin")
+    won = (f"won by {margin:+.4f}" if isinstance(margin, (int, float)) and not math.isnan(margin)
+           else "was the only one measured")
+    return _section("baselines", "Baselines", _p(f"The holdout compared these states by {key}; the {chosen} state {won}."),
                     _table(("state", *keys), rows, marked=lambda i: names[i] == chosen))
 
 

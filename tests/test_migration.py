@@ -230,6 +230,8 @@ def test_gate_stops_a_bad_student_and_nothing_changes(conn, demo_texts, tiny_mod
     assert {f["metric"] for f in info.value.failures} == {"fidelity/recall@10", "fidelity/spearman"}
     assert (snapshot(conn, "docs_v1"), conn.collections(), conn.aliases()) == before
     assert open_journal(tmp_path / "run").stage is Stage.DISTILLED
+    page = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")  # the report of a failed gate too
+    assert ">below<" in page and 'class="example"' in page
 
 
 def test_live_writes_during_reembed_are_caught_up(conn, demo_texts, tiny_model_path, tmp_path) -> None:

@@ -150,3 +150,16 @@ def test_without_matplotlib_the_report_is_tables_and_a_note(run_dir: Path, tmp_p
     assert "<svg" not in page and page.count(html.escape(NO_CHARTS)) == 1
     assert page.count("<table") >= 9 and all(f'<section id="{s}">' in page for s in SECTIONS)
     assert f'<tr class="mark"><td>{DIM}</td>' in page
+
+
+def test_status_html_writes_the_report_and_prints_its_path(run_dir: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from qdrant_distill.cli import app
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    RunFolder(copy).report.unlink()
+    result = CliRunner().invoke(app, ["status", str(copy), "--html"])
+    assert result.exit_code == 0, result.output
+    assert Path(result.output.strip()) == RunFolder(copy).report.resolve() and RunFolder(copy).report.is_file()
