@@ -92,12 +92,10 @@ def test_saved_student_loads_anywhere_with_its_json(transformer_run, pairs) -> N
 
 def test_reported_metrics_match_the_saved_student(transformer_run, pairs, tiny_model_path) -> None:
     """Holdout is the same seeded split: re-measuring the saved student gives the reported fidelity."""
-    from qdrant_distill.distillation import _split
-
     out, result = transformer_run
     texts, vecs = pairs
     vecs = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
-    _, hold = _split(len(texts), fast_config(tiny_model_path))
+    _, hold = fast_config(tiny_model_path).holdout_split(len(texts))
     student = load_encoder(out, backend="torch")
     proj = PCAProjection.load(result.projection_path)
     hold_texts = [texts[i] for i in hold]
@@ -157,9 +155,7 @@ def test_query_recipe_keeps_the_best_pseudo_query_state(tiny_model_path, pairs, 
     scores = {e["step"]: e["pseudo_query/mrr@10"] for e in r.evaluations}
     assert r.metrics["pseudo_query/mrr@10"] == max(scores.values()) == scores[r.best_step]
     # the saved student is the kept state: re-measured on the same holdout it gives the reported metric
-    from qdrant_distill.distillation import _split
-
-    _, hold = _split(len(texts), cfg)
+    _, hold = cfg.holdout_split(len(texts))
     hold_texts = [texts[i] for i in hold]
     targets = PCAProjection.load(r.projection_path).transform(vecs[hold])
     student = load_encoder(r.student_path, backend="torch")
@@ -274,7 +270,7 @@ def test_a_pruned_body_trains_unless_told_otherwise(teacher_path, pairs) -> None
 def test_the_holdout_keeps_the_best_of_trained_untrained_and_plain_heads(tiny_model_path, pairs, tmp_path) -> None:
     """Frozen body: the trained head, the untrained start and the plain heads (own PCA, ridge) are compared on the
     holdout; the best is saved, and the report says which won and by how much."""
-    from qdrant_distill.distillation import QUERY_SIDE_GUARD, QUERY_SIDE_TOLERANCE, _split
+    from qdrant_distill.distillation import QUERY_SIDE_GUARD, QUERY_SIDE_TOLERANCE
 
     texts, vecs = pairs
     cfg = fast_config(tiny_model_path, lr_body=0.0, max_steps=6, eval_steps=2)  # the head trains, the body not
@@ -292,7 +288,7 @@ def test_the_holdout_keeps_the_best_of_trained_untrained_and_plain_heads(tiny_mo
     assert sel["margin"] == pytest.approx(result.metrics[key] - max(others))
     # the saved student is the chosen state: re-measured on the same holdout it gives the reported figures
     norm = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
-    _, hold = _split(len(texts), cfg)
+    _, hold = cfg.holdout_split(len(texts))
     student = load_encoder(result.student_path, backend="torch")
     targets = PCAProjection.load(result.projection_path).transform(norm[hold])
     again = fidelity(student.encode([texts[i] for i in hold]), norm[hold], projected_targets=targets)
