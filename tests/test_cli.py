@@ -128,7 +128,10 @@ def test_migrate_status_rollback_swap_finalize(store: Path, tiny_model_path: Pat
         metadata = json.dumps(conn.describe("docs").metadata)
     # the API key never appears in output, journal or metadata
     journal = (run_dir / "journal.json").read_text()
-    for text in (result.output, status.output, journal, metadata):
+    page = run("status", str(run_dir), "--html")  # the report, refreshed by each alias move, written afresh
+    report = Path(page.stdout.strip()).read_text() + (run_dir / "report.json").read_text()
+    assert page.exit_code == 0 and ">rolled_back<" in report and ">finalized<" in report
+    for text in (result.output, status.output, journal, metadata, report):
         assert SECRET not in text
 
 
@@ -144,6 +147,6 @@ def test_abandon_and_restart(store: Path, tiny_model_path: Path, tmp_path: Path)
     assert run("rollback", str(run_dir), *at).exit_code == 0
     done = run("abandon", str(run_dir), *at, "--yes")
     assert done.exit_code == 0 and "dropped docs_v1_distilled16" in done.stdout
-    assert not (run_dir / "journal.json").exists()
+    assert not (run_dir / "journal.json").exists() and not (run_dir / "report.html").exists()
     with QdrantConnector.open(path=str(store)) as conn:
         assert conn.collections() == ["docs_v1"] and conn.alias_target("docs") == "docs_v1"
