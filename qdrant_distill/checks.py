@@ -322,12 +322,12 @@ def check_inputs(config: MigrationConfig, points: int, notes: list[str]) -> None
     """Everything the configuration alone (and the collection's size) tells: models, sizes, training, the gate."""
     if config.mode is Mode.PROJECTION_ONLY and not config.teacher_model:
         raise ConfigError("projection-only mode needs the teacher model for queries", hint="pass --teacher MODEL")
-    for ref, what in _models_loaded(config):
-        check_model(ref, what)
     check_engine(config)
     check_sizes(config, points)
     check_training(config)
     check_packages(config)
+    for ref, what in _models_loaded(config):  # after the packages: without torch no model loads anyway
+        check_model(ref, what)
     if config.mode is not Mode.PROJECTION_ONLY and config.student.epochs == 0 and config.student.max_steps is None:
         notes.append("--epochs 0: the student is not trained; the holdout picks between its untrained start and "
                      "the plain heads")
