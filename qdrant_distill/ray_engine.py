@@ -113,8 +113,7 @@ def _init(ray: Any, config: RayConfig) -> None:
             # ray.init retries a silent address for minutes: wait for it in a thread, at most init_timeout_s
             _within(config.init_timeout_s, lambda: ray.init(address=config.address, **quiet),
                     ConfigError(f"Ray did not connect to {where} within {config.init_timeout_s:g} s",
-                                hint="check --ray-address (host:6379 for the GCS, ray://host:10001 for Ray Client), "
-                                "or raise ray.init_timeout_s"))
+                                hint=f"{ADDRESS_HINT}; or raise ray.init_timeout_s"))
         else:  # a local instance: every core, and at least what the actors reserve (oversubscribed, never stuck)
             cpus = max(os.cpu_count() or 1, math.ceil(config.workers * config.cpus_per_worker))
             ray.init(num_cpus=cpus, **quiet)
@@ -175,8 +174,9 @@ def probe_address(config: RayConfig) -> None:
     except OSError as exc:
         reason = f"no answer within {config.connect_timeout_s:g} s" if isinstance(exc, TimeoutError) else (
             f"{type(exc).__name__}: {exc.strerror or exc}")
-        raise ConfigError(f"no Ray cluster at {redact_url(config.address or '')} ({target[0]}:{target[1]}): {reason}",
-                          hint=ADDRESS_HINT) from None
+        shown, named = redact_url(config.address or ""), f"{target[0]}:{target[1]}"
+        where = shown if shown.endswith(named) else f"{shown} ({named})"
+        raise ConfigError(f"no Ray cluster at {where}: {reason}", hint=ADDRESS_HINT) from None
 
 
 def _check_resources(ray: Any, config: RayConfig) -> None:
