@@ -6,6 +6,7 @@ use it).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -14,7 +15,7 @@ import numpy as np
 from connectors.base import UNNAMED, Connector, Page, PointId
 from qdrant_distill.errors import ConfigError
 
-__all__ = ["id_key", "id_ranges", "read_vectors", "scroll_range", "stored_vectors"]
+__all__ = ["as_point_id", "existing_ids", "id_key", "id_ranges", "read_vectors", "scroll_range", "stored_vectors"]
 
 ID_SCROLL_PAGE = 10_000  # ids per request of the boundary scroll (ids only: a few hundred KB a page)
 RETRIEVE_BATCH = 256
@@ -23,6 +24,32 @@ RETRIEVE_BATCH = 256
 def id_key(pid: PointId) -> tuple[int, int | str]:
     """A point id's place in Qdrant's scroll order: integer ids first, by value, then UUIDs (as canonical strings)."""
     return (0, pid) if isinstance(pid, int) else (1, str(pid).lower())
+
+
+def as_point_id(text: str) -> PointId | None:
+    """The point id a document id written as text stands for: an unsigned integer, or a UUID (canonical form);
+    None when it can be neither."""
+    if text.isascii() and text.isdigit():
+        return int(text)
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return None
+
+
+def existing_ids(connector: Connector, collection: str, doc_ids: Sequence[str]) -> set[str]:
+    """Which of ``doc_ids`` (ids as text, e.g. a labelled corpus's) are point ids of ``collection``: retrieved in
+    batches, without payloads or vectors."""
+    wanted = {d: pid for d in doc_ids if (pid := as_point_id(d)) is not None}
+    by_id = {str(pid): d for d, pid in wanted.items()}
+    ids = list(wanted.values())
+    found: set[str] = set()
+    for start in range(0, len(ids), RETRIEVE_BATCH):
+        for p in connector.retrieve(collection, ids[start : start + RETRIEVE_BATCH], with_payload=False,
+                                    with_vectors=False):
+            if str(p.id) in by_id:
+                found.add(by_id[str(p.id)])
+    return found
 
 
 def read_vectors(info_vectors: Sequence[str], vector_name: str, need_teacher: bool) -> list[str] | bool:

@@ -4,23 +4,27 @@ error (or adds a note). :func:`qdrant_distill.make_plan` calls them in order; no
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from connectors.base import Sample
+from connectors.base import Connector, Sample
 from qdrant_distill.config import MIN_HOLDOUT, MIN_TRAIN_PAIRS, Engine, HeadInit, MigrationConfig, Mode, StudentKind
-from qdrant_distill.encoders import local_modules
-from qdrant_distill.errors import ConfigError, DimensionError, DistillError, EmptyCollection, UnsupportedVectors
+from qdrant_distill.encoders import export_folder, local_modules, resolve_reference
+from qdrant_distill.errors import ConfigError, DimensionError, EmptyCollection, UnsupportedVectors
 from qdrant_distill.export_folder import ExportChoice
 from qdrant_distill.teacher import TeacherCheck, check_teacher
 
 __all__ = [
     "check_collection_size",
     "check_distance",
+    "check_folder",
     "check_inputs",
+    "check_labelled_points",
     "check_model",
     "check_run_dir",
     "check_sizes",
@@ -28,30 +32,96 @@ __all__ = [
     "check_training",
 ]
 
+logger = logging.getLogger(__name__)
+
 UNIT_NORM_TOLERANCE = 0.01
 
 
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # a Hugging Face repo id: name or owner/name
+HUB_TRUE = ("1", "ON", "YES", "TRUE")  # how huggingface_hub reads HF_HUB_OFFLINE
+MODEL_FILES = ("modules.json", "config.json")  # a sentence-transformers folder, or a plain transformers one
+
+
 def _looks_like_path(name: str) -> bool:
-    return name.startswith(("/", "./", "../", "~")) or Path(name).expanduser().exists()
+    """A reference meant as a folder: written as a path, existing, not shaped like a hub id, or under a folder
+    that exists here (``models/x`` next to ``models/``)."""
+    if name.startswith(("/", "./", "../", "~")) or Path(name).expanduser().exists() or not HUB_ID.match(name):
+        return True
+    return "/" in name and Path(name.split("/", 1)[0]).is_dir()
+
+
+def _holds_model(path: Path) -> bool:
+    """A folder a model can be loaded from: sentence-transformers or transformers files, a distill output folder,
+    an export folder."""
+    folder = Path(resolve_reference(path)).expanduser()
+    return any((folder / f).is_file() for f in MODEL_FILES) or export_folder(path) is not None
+
+
+def _hub_offline() -> bool:
+    return any(os.environ.get(v, "").upper() in HUB_TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _in_hub_cache(name: str) -> bool:
+    """Whether the local Hugging Face cache holds the model ``name`` (as sentence-transformers resolves a bare
+    name: itself, or under ``sentence-transformers/``); reads the cache only, loads nothing."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # no hub client: nothing can be loaded from the hub either, the load says so
+        return True
+    repos = [name] if "/" in name else [name, f"sentence-transformers/{name}"]
+    return any(isinstance(try_to_load_from_cache(repo, file), str) for repo in repos for file in MODEL_FILES)
 
 
 def check_model(name: str | None, what: str) -> None:
-    if name and _looks_like_path(name) and not Path(name).expanduser().exists():
-        raise ConfigError(f"{what} path {name!r} does not exist", hint="give a sentence-transformers model name or folder")
+    """A model the run will load is there, without loading it: a local folder that holds a model, or a hub name
+    (which must be in the local cache while the hub is offline). Embedding endpoints are checked by their
+    encoder."""
+    from connectors.http_embeddings import is_http_reference
+
+    if not name or is_http_reference(name):
+        return
+    path = Path(name).expanduser()
+    if _looks_like_path(name):
+        if not path.exists():
+            raise ConfigError(f"{what} path {name!r} does not exist (from {os.getcwd()})",
+                              hint="give a sentence-transformers model name or folder")
+        if not _holds_model(path):
+            raise ConfigError(f"{what} {name!r} holds no model (no {' or '.join(MODEL_FILES)})",
+                              hint="give a sentence-transformers folder, a distill output or an export folder")
+        return
+    if _hub_offline() and not _in_hub_cache(name):
+        raise ConfigError(f"{what} {name!r} is neither a folder here nor in the local Hugging Face cache, and the hub "
+                          "is offline (HF_HUB_OFFLINE)", hint="download it once with the hub online, or give a "
+                          "local folder")
 
 
-def check_run_dir(path: Path) -> None:
-    """The run folder must be a folder, or creatable: not a file, not under one, in a writable place."""
+def _models_loaded(config: MigrationConfig) -> list[tuple[str | None, str]]:
+    """Every model reference the run will load, with what it is."""
+    refs: list[tuple[str | None, str]] = [(config.teacher_model, "teacher model")]
+    if config.mode is Mode.PROJECTION_ONLY:
+        return refs
+    if config.student.kind is StudentKind.PRUNED:
+        return refs + [(config.student.teacher_model, "teacher model")]
+    return refs + [(config.student.base_model, "student model")]
+
+
+def check_folder(path: Path, what: str, option: str) -> None:
+    """A folder to write into must be a folder, or creatable: not a file, not under one, in a writable place."""
     if path.exists() and not path.is_dir():
-        raise ConfigError(f"run folder {str(path)!r} is a file", hint="choose a folder with --run-dir")
+        raise ConfigError(f"{what} {str(path)!r} is a file", hint=f"choose a folder with {option}")
     parent = path
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
-        raise ConfigError(f"run folder {str(path)!r} lies under the file {str(parent)!r}",
-                          hint="choose a folder with --run-dir")
+        raise ConfigError(f"{what} {str(path)!r} lies under the file {str(parent)!r}",
+                          hint=f"choose a folder with {option}")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"run folder {str(path)!r}: {str(parent)!r} is not writable", hint="choose another --run-dir")
+        raise ConfigError(f"{what} {str(path)!r}: {str(parent)!r} is not writable", hint=f"choose another {option}")
+
+
+def check_run_dir(path: Path) -> None:
+    """The run folder must be a folder, or creatable: not a file, not under one, in a writable place."""
+    check_folder(path, "run folder", "--run-dir")
 
 
 def _training_pairs(config: MigrationConfig, sample: int) -> int:
@@ -110,19 +180,42 @@ def check_training(config: MigrationConfig) -> None:
 
 
 def _check_queries(folder: str, split: str) -> None:
-    from qdrant_distill.evaluate import load_beir
+    from qdrant_distill.beir import load_beir
 
     if not Path(folder).is_dir():
         raise ConfigError(f"labelled queries folder {folder!r} does not exist", hint="a BEIR folder: corpus.jsonl, "
                           "queries.jsonl, qrels/<split>.tsv")
-    try:
-        data = load_beir(folder, split=split)
-    except DistillError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a broken file is one line, not a traceback
-        raise ConfigError(f"cannot read the labelled queries in {folder!r}: {type(exc).__name__}: {exc}") from exc
-    if not data.queries or not data.doc_ids:
-        raise ConfigError(f"labelled queries folder {folder!r} holds no {split} queries with qrels, or no corpus")
+    load_beir(folder, split=split)  # a malformed line, or judgements that cannot score, are one ConfigError
+
+
+def check_labelled_points(config: MigrationConfig, connector: Connector, collection: str, notes: list[str]) -> None:
+    """The labelled corpus's ids are point ids of the source (the README's contract): refused when no judged
+    document is a point; in the project modes every corpus document must be one (the gate answers with its stored
+    vector); a note when only some judged documents are points."""
+    if not config.gate.queries:
+        return
+    from connectors.scroll import existing_ids
+    from qdrant_distill.beir import load_beir
+
+    data = load_beir(config.gate.queries, split=config.gate.split)
+    judged = data.judged_doc_ids
+    points = existing_ids(connector, collection, judged)
+    hint = f"the corpus ids of --queries {config.gate.queries} must be point ids of {collection}"
+    if not points:
+        raise ConfigError(f"none of the {len(judged)} documents judged in {config.gate.queries} is a point of "
+                          f"{collection} (judged ids: {', '.join(judged[:3])})", hint=hint)
+    if config.mode is not Mode.REEMBED:
+        stored = existing_ids(connector, collection, data.doc_ids)
+        missing = [d for d in data.doc_ids if d not in stored]
+        if missing:
+            raise ConfigError(f"{len(missing)} of {len(data.doc_ids)} labelled documents are not points of "
+                              f"{collection} (first ids: {', '.join(missing[:3])}); in {config.mode.value} mode the "
+                              "gate answers with their stored vectors", hint=hint)
+    if len(points) < len(judged):
+        message = (f"labelled queries: only {len(points)} of the {len(judged)} documents judged in "
+                   f"{config.gate.queries} are points of {collection}")
+        logger.warning("%s", message)
+        notes.append(message)
 
 
 def _module_config(ref: str | None, kind: str, name: str) -> Any:
@@ -216,23 +309,25 @@ def check_packages(config: MigrationConfig) -> None:
 
 
 def check_engine(config: MigrationConfig) -> None:
-    """The Ray engine needs Ray installed (checked without importing it)."""
+    """The Ray engine needs Ray installed (checked without importing it), and a cluster address that answers (a
+    bounded connect)."""
     if config.engine is Engine.RAY:
-        from qdrant_distill.ray_engine import require_ray
+        from qdrant_distill.ray_engine import probe_address, require_ray
 
         require_ray()
+        probe_address(config.ray)
 
 
 def check_inputs(config: MigrationConfig, points: int, notes: list[str]) -> None:
     """Everything the configuration alone (and the collection's size) tells: models, sizes, training, the gate."""
     if config.mode is Mode.PROJECTION_ONLY and not config.teacher_model:
         raise ConfigError("projection-only mode needs the teacher model for queries", hint="pass --teacher MODEL")
-    check_model(config.student.base_model, "student model")
-    check_model(config.teacher_model, "teacher model")
     check_engine(config)
     check_sizes(config, points)
     check_training(config)
     check_packages(config)
+    for ref, what in _models_loaded(config):  # after the packages: without torch no model loads anyway
+        check_model(ref, what)
     if config.mode is not Mode.PROJECTION_ONLY and config.student.epochs == 0 and config.student.max_steps is None:
         notes.append("--epochs 0: the student is not trained; the holdout picks between its untrained start and "
                      "the plain heads")

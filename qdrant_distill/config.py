@@ -238,6 +238,9 @@ class RayConfig(BaseModel):
     gpus_per_worker: float = Field(0.0, ge=0, description="GPUs each actor reserves (0: CPU actors)")
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs each actor reserves (its torch threads)")
     range_size: int = Field(DEFAULT_RANGE_SIZE, ge=1, description="points per id range (the unit of resume)")
+    connect_timeout_s: float = Field(5.0, gt=0, description="plan's TCP connect to the cluster address")
+    init_timeout_s: float = Field(120.0, gt=0, description="connecting to (or starting) Ray")
+    wait_timeout_s: float = Field(900.0, gt=0, description="the longest wait for one page's vectors from an actor")
 
 
 class GateConfig(BaseModel):

@@ -5,14 +5,13 @@ same held-out points; labelled metrics (nDCG@10, recall@100, MRR@10, STS Spearma
 Everything here is pure: arrays (or texts, with something that encodes them) in, numbers out. Loading a model is
 :func:`~qdrant_distill.encoders.load_encoder`; the gate that judges these numbers, and labelled queries answered
 through a run's encoder, are :mod:`qdrant_distill.gate`; reading stored vectors is the connectors' (
-:func:`connectors.scroll.stored_vectors`).
+:func:`connectors.scroll.stored_vectors`); reading a BEIR folder is :mod:`qdrant_distill.beir`'s (``load_beir`` and
+``BeirDataset`` are re-exported here).
 """
 
 from __future__ import annotations
 
-import csv
 import gzip
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from qdrant_distill.beir import BeirDataset, load_beir
 from qdrant_distill.errors import ConfigError, InvalidVectors
 
 __all__ = [
@@ -254,60 +254,6 @@ def retrieval_metrics(
 
 
 # ---------------------------------------------------------------------------------------------------------- loaders
-@dataclass
-class BeirDataset:
-    """A BEIR folder in memory. ``doc_text(i)`` is ``title + " " + text``, the BEIR protocol."""
-
-    doc_ids: list[str]
-    titles: list[str]
-    texts: list[str]
-    query_ids: list[str]
-    queries: list[str]
-    qrels: dict[str, dict[str, float]]
-
-    @property
-    def doc_texts(self) -> list[str]:
-        return [f"{t} {x}".strip() for t, x in zip(self.titles, self.texts)]
-
-
-def _open_jsonl(folder: Path, stem: str) -> list[dict[str, Any]]:
-    for name, opener in ((f"{stem}.jsonl", open), (f"{stem}.jsonl.gz", gzip.open)):
-        path = folder / name
-        if path.exists():
-            with opener(path, "rt", encoding="utf-8") as fh:
-                return [json.loads(line) for line in fh if line.strip()]
-    raise ConfigError(f"no {stem}.jsonl or {stem}.jsonl.gz in {folder}")
-
-
-def load_beir(folder: str | Path, split: str = "test") -> BeirDataset:
-    """Load a BEIR folder: ``corpus.jsonl(.gz)``, ``queries.jsonl(.gz)``, ``qrels/<split>.tsv`` (with a header).
-
-    Only queries that appear in the split's qrels are kept, in file order.
-    """
-    folder = Path(folder)
-    qrels_path = folder / "qrels" / f"{split}.tsv"
-    if not qrels_path.exists():
-        raise ConfigError(f"no qrels file {qrels_path}")
-    corpus = _open_jsonl(folder, "corpus")
-    queries = _open_jsonl(folder, "queries")
-    qrels: dict[str, dict[str, float]] = {}
-    with open(qrels_path, encoding="utf-8") as fh:
-        reader = csv.reader(fh, delimiter="\t")
-        next(reader, None)  # header
-        for row in reader:
-            if len(row) >= 3:
-                qrels.setdefault(row[0], {})[row[1]] = float(row[2])
-    kept = [q for q in queries if str(q["_id"]) in qrels]
-    return BeirDataset(
-        doc_ids=[str(d["_id"]) for d in corpus],
-        titles=[d.get("title") or "" for d in corpus],
-        texts=[d.get("text") or "" for d in corpus],
-        query_ids=[str(q["_id"]) for q in kept],
-        queries=[q["text"] for q in kept],
-        qrels=qrels,
-    )
-
-
 @dataclass
 class StsPairs:
     sentences1: list[str]

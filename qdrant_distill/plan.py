@@ -12,6 +12,7 @@ from qdrant_distill.checks import (
     check_collection_size,
     check_distance,
     check_inputs,
+    check_labelled_points,
     check_run_dir,
     check_teacher_reproduces,
 )
@@ -121,6 +122,7 @@ def make_plan(config: MigrationConfig, connector: Connector) -> MigrationPlan:
     notes: list[str] = []
     target, alias, swap = _target_and_alias(config, connector, info, source_alias, journal, notes)
     check_inputs(config, info.points_count, notes)
+    check_labelled_points(config, connector, info.name, notes)
     teacher_check = None
     if not resuming:
         # fail now, not after training, when the points carry no text or the teacher is not the collection's

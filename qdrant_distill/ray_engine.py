@@ -27,9 +27,13 @@ import logging
 import math
 import os
 import pickle
+import queue
+import socket
 import tempfile
+import threading
+import urllib.parse
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -48,11 +52,14 @@ from qdrant_distill.folders import DistillFolder
 from qdrant_distill.journal import IdRange, Journal
 from qdrant_distill.reembed import PageConverter, PendingPage, ReembedJob, ReembedStats
 
-__all__ = ["EncodeBatch", "encoded_elsewhere", "require_ray", "reembed_ranges", "session"]
+__all__ = ["EncodeBatch", "encoded_elsewhere", "probe_address", "require_ray", "reembed_ranges", "session"]
 
 logger = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'qdrant-distill[ray]'"
+ADDRESS_HINT = ("check --ray-address (host:6379 for a cluster's GCS, ray://host:10001 for Ray Client), or leave it "
+                "out to run Ray on this machine")
+GCS_PORT, CLIENT_PORT = 6379, 10001  # Ray's default ports
 PAGES_IN_FLIGHT_PER_WORKER = 2  # one encoding, one waiting: the driver reads and writes meanwhile
 # environment the actors need to load models offline, passed to a cluster's workers when set here
 WORKER_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "HF_HOME")
@@ -99,17 +106,77 @@ def _init(ray: Any, config: RayConfig) -> None:
     env = {k: os.environ[k] for k in WORKER_ENV if k in os.environ}
     quiet: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                                  runtime_env={"env_vars": env} if env else None)
+    where = redact_url(config.address) if config.address else "a local instance"
     try:
         if config.address:
-            ray.init(address=config.address, **quiet)
+            probe_address(config)
+            # ray.init retries a silent address for minutes: wait for it in a thread, at most init_timeout_s
+            _within(config.init_timeout_s, lambda: ray.init(address=config.address, **quiet),
+                    ConfigError(f"Ray did not connect to {where} within {config.init_timeout_s:g} s",
+                                hint=f"{ADDRESS_HINT}; or raise ray.init_timeout_s"))
         else:  # a local instance: every core, and at least what the actors reserve (oversubscribed, never stuck)
             cpus = max(os.cpu_count() or 1, math.ceil(config.workers * config.cpus_per_worker))
             ray.init(num_cpus=cpus, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        where = redact_url(config.address) if config.address else "a local instance"
         raise ConfigError(f"cannot start Ray ({where}): {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
                           hint="check --ray-address, or leave it out to run on this machine") from exc
     logger.info("Ray: %s", "connected to " + redact_url(config.address) if config.address else "local instance")
+
+
+def _within(timeout: float, call: Callable[[], Any], late: Exception) -> Any:
+    """``call()`` in a daemon thread, waited for at most ``timeout`` seconds; ``late`` is raised when it is not
+    back by then (the thread is left to finish or to die with the process)."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread as it is
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, name="qd-ray-wait", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise late
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """The host and port a Ray address connects to: ``host[:port]`` is the GCS (6379 by default), ``ray://host[:port]``
+    Ray Client (10001); None for ``auto`` / ``local`` and other schemes, which Ray resolves itself."""
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = "", address
+    if scheme not in ("", "ray") or rest in ("auto", "local", ""):
+        return None
+    try:
+        parts = urllib.parse.urlsplit("//" + rest.split("/", 1)[0])
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"--ray-address {redact_url(address)!r}: {exc}", hint=ADDRESS_HINT) from None
+    if not parts.hostname:
+        raise ConfigError(f"--ray-address {redact_url(address)!r} names no host", hint=ADDRESS_HINT)
+    return parts.hostname, port or (CLIENT_PORT if scheme == "ray" else GCS_PORT)
+
+
+def probe_address(config: RayConfig) -> None:
+    """A bounded TCP connect (``connect_timeout_s``) to the cluster address, before ``ray.init`` waits on it: an
+    address nothing listens on is one :class:`ConfigError` in ``plan``."""
+    target = _host_port(config.address) if config.address else None
+    if target is None:
+        return
+    try:
+        with socket.create_connection(target, timeout=config.connect_timeout_s):
+            pass
+    except OSError as exc:
+        reason = f"no answer within {config.connect_timeout_s:g} s" if isinstance(exc, TimeoutError) else (
+            f"{type(exc).__name__}: {exc.strerror or exc}")
+        shown, named = redact_url(config.address or ""), f"{target[0]}:{target[1]}"
+        where = shown if shown.endswith(named) else f"{shown} ({named})"
+        raise ConfigError(f"no Ray cluster at {where}: {reason}", hint=ADDRESS_HINT) from None
 
 
 def _check_resources(ray: Any, config: RayConfig) -> None:
@@ -263,12 +330,25 @@ def _on_driver(conn: Connector, journal: Journal, todo: list[int], *, source: st
                     pool.submit(lambda actor, batch: actor.__call__.remote(batch), {TEXT: np.asarray(pending.texts)})
                 flights.append(_Flight(index, stats, page, pending))
                 while len(flights) >= limit:
-                    _land(flights.popleft(), pool, conn, journal, target, converter, bar)
+                    _land(flights.popleft(), pool, conn, journal, target, converter, bar, config.wait_timeout_s)
         while flights:
-            _land(flights.popleft(), pool, conn, journal, target, converter, bar)
+            _land(flights.popleft(), pool, conn, journal, target, converter, bar, config.wait_timeout_s)
     finally:
         for actor in actors:
             ray.kill(actor)
+
+
+def next_result(pool: Any, timeout: float) -> Any:
+    """The pool's next result, waited for at most ``timeout`` seconds (one :class:`MigrationError` after that)."""
+    try:
+        return pool.get_next(timeout=timeout)
+    except TimeoutError:
+        raise _late(timeout, "a page's vectors") from None
+
+
+def _late(timeout: float, what: str) -> MigrationError:
+    return MigrationError(f"the Ray engine waited {timeout:g} s for {what} in vain; what is written is journalled",
+                          hint="rerun the same command to resume; raise ray.wait_timeout_s for a slow encoder")
 
 
 def _actors(config: RayConfig, encoder: dict[str, Any], run_id: str) -> list[Any]:
@@ -284,8 +364,8 @@ def _actors(config: RayConfig, encoder: dict[str, Any], run_id: str) -> list[Any
 
 
 def _land(flight: _Flight, pool: Any, conn: Connector, journal: Journal, target: str, converter: PageConverter,
-          bar: Any) -> None:
-    vectors = pool.get_next()[VECTOR] if flight.pending.texts else None
+          bar: Any, timeout: float) -> None:
+    vectors = next_result(pool, timeout)[VECTOR] if flight.pending.texts else None
     points = converter.complete(flight.pending, vectors, flight.stats)
     conn.upsert(target, points, wait=True)
     flight.stats.written += len(points)
@@ -388,7 +468,32 @@ def _on_cluster(settings: QdrantSettings, journal: Journal, todo: list[int], *, 
                         num_gpus=config.gpus_per_worker or None, batch_format="numpy")
     ds = ds.map_batches(WriteRows, fn_constructor_kwargs=dict(settings=settings, target=target, converter=converter),
                         batch_size=page_size, concurrency=config.workers, batch_format="numpy")
-    _tally(ds.iter_batches(batch_size=None, batch_format="numpy"), journal, bar)
+    _tally(_each_within(ds.iter_batches(batch_size=None, batch_format="numpy"), config.wait_timeout_s), journal, bar)
+
+
+def _each_within(items: Iterator[Any], timeout: float) -> Iterator[Any]:
+    """``items``, each waited for at most ``timeout`` seconds (a daemon thread pulls them)."""
+    handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+
+    def pull() -> None:
+        try:
+            for item in items:
+                handoff.put(("item", item))
+            handoff.put(("end", None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer as it is
+            handoff.put(("error", exc))
+
+    threading.Thread(target=pull, name="qd-ray-batches", daemon=True).start()
+    while True:
+        try:
+            kind, value = handoff.get(timeout=timeout)
+        except queue.Empty:
+            raise _late(timeout, "the next batch of written points") from None
+        if kind == "end":
+            return
+        if kind == "error":
+            raise value
+        yield value
 
 
 def _tally(batches: Iterator[dict[str, Any]], journal: Journal, bar: Any) -> None:

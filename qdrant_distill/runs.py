@@ -99,6 +99,9 @@ def export_target(target: str | Path, *, formats: Sequence[Backend | str] = GRAP
     if out_dir is None:
         raise ConfigError(f"{target} is not a run or distill output folder: say where to export it",
                           hint="add --out FOLDER")
+    from qdrant_distill.checks import check_folder
+
+    check_folder(Path(out_dir).expanduser(), "export folder", "--out")
     return export_model(str(target), out_dir, formats=formats)
 
 

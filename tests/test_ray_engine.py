@@ -228,3 +228,27 @@ def test_engine_ray_without_ray_is_one_line_and_changes_nothing(demo_texts, tiny
     lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "pip install 'qdrant-distill[ray]'" in lines[0], done.stderr
     assert store_state(store) == before and not (tmp_path / "run" / "journal.json").exists()
+
+
+def test_a_page_that_never_comes_back_is_one_error_after_the_wait_timeout() -> None:
+    """Every wait on Ray is bounded: an actor that never answers is a MigrationError after `ray.wait_timeout_s`
+    (here 0.5 s), not a hang; the journal keeps what was written and a rerun resumes."""
+    from ray.util import ActorPool
+
+    from qdrant_distill.errors import MigrationError
+    from qdrant_distill.ray_engine import next_result
+
+    @ray.remote(num_cpus=0)
+    class Stuck:
+        def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+            time.sleep(120)
+            return batch
+
+    actor = Stuck.remote()
+    pool = ActorPool([actor])
+    pool.submit(lambda a, batch: a.__call__.remote(batch), {"text": ["never encoded"]})
+    started = time.perf_counter()
+    with pytest.raises(MigrationError, match=r"waited 0.5 s for a page's vectors in vain"):
+        next_result(pool, 0.5)
+    assert time.perf_counter() - started < 10
+    ray.kill(actor)

@@ -20,7 +20,7 @@ from qdrant_distill.cli import app
 from tests.conftest import random_unit
 from tests.reliability.conftest import FIGURES, fast_dir, no_sleep_retries, store_state
 from tests.reliability.fake_server import refusing_server
-from tests.test_migration import build_source
+from tests.test_migration import build_source, write_beir
 
 SERVER = "{server}"  # replaced by the URL of a fake server answering 401 or 403
 STATUS = {"401": 401, "403": 403}
@@ -90,7 +90,46 @@ CASES: list[tuple[str, list[str], str]] = [
     ("--run-dir that is a file", ["--alias", "docs", "--run-dir", "{bad}"], "ConfigError"),
     ("--run-dir under a file", ["--alias", "docs", "--run-dir", "{under_file}"], "ConfigError"),
     ("unknown export format", ["--alias", "docs", "--export", "tflite"], "ConfigError"),
+    # session 11 (issue 20, 4): refused in plan, not after training, and never a hang
+    ("Ray address nothing listens on", ["--alias", "docs", "--engine", "ray", "--ray-address", "127.0.0.1:1"],
+     "ConfigError"),
+    ("Ray Client address nothing listens on",
+     ["--alias", "docs", "--engine", "ray", "--ray-address", "ray://127.0.0.1:1"], "ConfigError"),
+    ("student a relative path that does not exist", ["--alias", "docs", "--student", "no/such/model"], "ConfigError"),
+    ("student folder without a model", ["--alias", "docs", "--student", "{dir}"], "ConfigError"),
+    ("student a hub name not cached, hub offline", ["--alias", "docs", "--student", "qd-nobody/no-such-model"],
+     "ConfigError"),
+    ("teacher a hub name not cached, hub offline", ["--alias", "docs", "--teacher", "qd-nobody/no-such-teacher"],
+     "ConfigError"),
+    ("qrels judging no document of the corpus", ["--alias", "docs", "--queries", "{beir_unjudged}"], "ConfigError"),
+    ("labelled corpus ids that are no point ids", ["--alias", "docs", "--queries", "{beir_no_points}"],
+     "ConfigError"),
+    ("project mode, labelled documents partly no points",
+     ["--alias", "docs", "--mode", "project", "--queries", "{beir_half_points}"], "ConfigError"),
+    ("--queries with a broken JSONL line", ["--alias", "docs", "--queries", "{beir_broken_line}"], "ConfigError"),
+    ("--queries with a binary queries file", ["--alias", "docs", "--queries", "{beir_binary}"], "ConfigError"),
+    ("--queries with a query without _id", ["--alias", "docs", "--queries", "{beir_no_id}"], "ConfigError"),
 ]
+
+BEIR_FOLDERS = ("beir_unjudged", "beir_no_points", "beir_half_points", "beir_broken_line", "beir_binary",
+                "beir_no_id")
+
+
+def build_beir_folders(root: Path, texts: list[str]) -> None:
+    """Labelled folders that cannot be used (tests.test_migration.write_beir, then broken): named as BEIR_FOLDERS."""
+    write_beir(root / "beir_unjudged", texts)
+    (root / "beir_unjudged" / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\tdoc-{i}\t1\n" for i in range(40)))
+    write_beir(root / "beir_no_points", texts, first_id=10_000)  # docs_v1's ids are 0..239
+    write_beir(root / "beir_half_points", texts, first_id=220)  # 220..259: 20 are points
+    write_beir(root / "beir_broken_line", texts)
+    with open(root / "beir_broken_line" / "corpus.jsonl", "a") as fh:
+        fh.write('{"_id": "40", "text": \n')
+    write_beir(root / "beir_binary", texts)
+    (root / "beir_binary" / "queries.jsonl").write_bytes(bytes(range(256)) * 4)
+    write_beir(root / "beir_no_id", texts)
+    with open(root / "beir_no_id" / "queries.jsonl", "a") as fh:
+        fh.write('{"id": "q40", "text": "a query without _id"}\n')
 
 
 def build_store(path: Path, texts: list[str]) -> None:
@@ -139,6 +178,7 @@ def store(demo_texts: list[str]) -> Iterator[dict[str, Any]]:
     (root / "bad.toml").write_bytes(b"dim = 8\n\xff\xfe\x00source = '\xe9'\n")
     (root / "syntax.toml").write_text("dim = = 3\n[qdrant\n")
     (root / "unknown.toml").write_text("colour = 'red'\n")
+    build_beir_folders(root, demo_texts)
     with refusing_server(401) as s401, refusing_server(403) as s403:
         yield {"root": root, "path": root / "qdrant", "before": store_state(root / "qdrant"),
                "servers": {"401": s401.url, "403": s403.url}}
@@ -150,7 +190,7 @@ def argv(case_args: list[str], store: dict[str, Any], tiny_model_path: Path, run
     root = store["root"]
     files = {"{dir}": root / "dir.toml", "{bad}": root / "bad.toml", "{syntax}": root / "syntax.toml",
              "{unknown}": root / "unknown.toml", "{teacher}": teacher_path, "{student}": tiny_model_path,
-             "{under_file}": root / "bad.toml" / "run"}
+             "{under_file}": root / "bad.toml" / "run", **{f"{{{name}}}": root / name for name in BEIR_FOLDERS}}
     out = []
     for a in case_args:
         if a.startswith(SERVER):
