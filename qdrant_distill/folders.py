@@ -91,7 +91,8 @@ class DistillFolder:
 
 @dataclass(frozen=True)
 class RunFolder:
-    """A migration's run folder: ``journal.json``, ``sample.npz`` and the distillation output in ``student/``."""
+    """A migration's run folder: ``journal.json``, ``sample.npz`` and the distillation output in ``student/``;
+    ``run.lock`` is locked by the process working in it (a migration, an operator command)."""
 
     root: Path
 
@@ -100,6 +101,7 @@ class RunFolder:
     DISTILL = "student"
     DIMS = "dims.json"
     REPORT = "report.html"
+    LOCK = "run.lock"
 
     @property
     def journal(self) -> Path:
@@ -122,6 +124,12 @@ class RunFolder:
     def report(self) -> Path:
         """The self-contained HTML report of the run."""
         return self.root / self.REPORT
+
+    @property
+    def lock(self) -> Path:
+        """The file a process working in the folder holds a lock on (it names that process). Kept by ``abandon``:
+        a lock file removed while held would let a second process lock a new one."""
+        return self.root / self.LOCK
 
     @property
     def written(self) -> tuple[Path, ...]:
