@@ -49,6 +49,7 @@ def alias_move(connector: Connector, journal: Journal, command: Callable[[], obj
     command()
     return AliasMove(alias=alias or "", before=before, after=connector.alias_target(alias) if alias else None)
 
+
 def swap(connector: Connector, journal: Journal) -> str | None:
     """Point ``journal.alias`` at the target in one request; returns the previous target (None for a new alias)."""
     if not journal.alias:
@@ -137,7 +138,7 @@ def abandon(connector: Connector, journal: Journal) -> str | None:
     created. Refuses while the new collection is live or an alias points to it. Returns the dropped collection."""
     if journal.stage is Stage.FINALIZED:
         raise MigrationError(f"the migration is finalized: {journal.target!r} is live and the previous collection "
-                             "was dropped, so there is nothing to go back to",
+                             "is gone, so there is nothing to abandon",
                              hint="keep the new collection; the run folder may be deleted by hand")
     if journal.stage is Stage.SWAPPED:
         raise MigrationError("the migration is swapped: the new collection is live",
