@@ -258,6 +258,8 @@ class Sample:
 class Connector(Protocol):
     """What the core asks of a vector store. Implementations translate their errors to :mod:`qdrant_distill.errors`."""
 
+    identity: str | None  # which store this is, secret-free (a run folder records it); None when not known
+
     def describe(self, name: str) -> CollectionInfo: ...
 
     def resolve(self, name: str) -> tuple[str, str | None]: ...

@@ -36,9 +36,11 @@ __all__ = ["QdrantConnector"]
 class QdrantConnector:
     """Talks to one Qdrant deployment. Use :meth:`open` or pass ``client=`` to wrap an existing ``QdrantClient``."""
 
-    def __init__(self, client: Any, *, target: str = "qdrant", retry: RetryPolicy | None = None, owned: bool = False):
+    def __init__(self, client: Any, *, target: str = "qdrant", retry: RetryPolicy | None = None, owned: bool = False,
+                 identity: str | None = None):
         self.client = client
         self.target = target
+        self.identity = identity  # QdrantSettings.identity when opened from settings; None: a wrapped client
         self.retry = retry or RetryPolicy()
         self._owned = owned
 
@@ -71,7 +73,7 @@ class QdrantConnector:
         else:
             client = _open_embedded(settings.path or DEFAULT_PATH)
         logger.debug("opened Qdrant at %s", settings.target)
-        return cls(client, target=settings.target, retry=retry, owned=True)
+        return cls(client, target=settings.target, retry=retry, owned=True, identity=settings.identity)
 
     def close(self) -> None:
         """Close the client when this connector opened it (releases an embedded folder's lock)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
@@ -10,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 from qdrant_distill.errors import ConfigError
 
 DEFAULT_PATH = "./qdrant_data"
+DEFAULT_PORT = 6333  # what qdrant-client uses for a URL without a port
 
 __all__ = ["DEFAULT_PATH", "QdrantSettings", "redact_url"]
 
@@ -54,6 +56,18 @@ class QdrantSettings(BaseModel):
         if self.location:
             return self.location
         return f"embedded:{self.path or DEFAULT_PATH}"
+
+    @property
+    def identity(self) -> str:
+        """Which store this is, stable and secret-free (a run folder records it): ``scheme://host:port[/prefix]`` of
+        a server (no credentials, no query), the location (``:memory:``), or ``embedded:`` and the resolved folder."""
+        if self.url:
+            parts = urlsplit(self.url)
+            prefix = parts.path.rstrip("/")
+            return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{parts.port or DEFAULT_PORT}{prefix}"
+        if self.location:
+            return self.location
+        return f"embedded:{Path(self.path or DEFAULT_PATH).expanduser().resolve()}"
 
     @property
     def embedded(self) -> bool:

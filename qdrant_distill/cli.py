@@ -330,11 +330,12 @@ def swap(run_dir: RunDir, url: Url = None, api_key: ApiKey = None, path: DbPath 
          debug: Debug = False) -> None:
     """Move the alias to the verified new collection (again, after a rollback)."""
     with _expected_failures(debug):
-        from qdrant_distill.runs import swap_run
+        from qdrant_distill.runs import open_journal, swap_run
 
+        open_journal(run_dir)  # a file that is not a journal: refused before connecting
         with _connector(_qdrant_settings(url, api_key, path, grpc)) as conn:
-            previous = swap_run(run_dir, conn)
-        out.print(f"alias moved to the new collection (previous target: {previous})")
+            move = swap_run(run_dir, conn)
+        out.print(move.describe(), highlight=False)
 
 
 @app.command()
@@ -342,11 +343,12 @@ def rollback(run_dir: RunDir, url: Url = None, api_key: ApiKey = None, path: DbP
              debug: Debug = False) -> None:
     """Move the alias back to the collection it pointed to before the swap (one request)."""
     with _expected_failures(debug):
-        from qdrant_distill.runs import rollback_run
+        from qdrant_distill.runs import open_journal, rollback_run
 
+        open_journal(run_dir)  # a file that is not a journal: refused before connecting
         with _connector(_qdrant_settings(url, api_key, path, grpc)) as conn:
-            previous = rollback_run(run_dir, conn)
-        out.print(f"alias moved back to {previous}" if previous else "alias removed (it did not exist before)")
+            move = rollback_run(run_dir, conn)
+        out.print(move.describe(), highlight=False)
 
 
 @app.command()
@@ -354,9 +356,11 @@ def abandon(run_dir: RunDir, yes: Confirm = False, url: Url = None, api_key: Api
             grpc: Grpc = False, debug: Debug = False) -> None:
     """Give up a migration never swapped in: drop its target collection and clear its run folder."""
     with _expected_failures(debug):
+        from qdrant_distill.runs import abandon_run, open_journal
+
+        open_journal(run_dir)  # a file that is not a journal: refused before asking or connecting
         if not yes and not typer.confirm("Drop the new collection and clear the run folder?", err=True):
             raise typer.Exit(1)
-        from qdrant_distill.runs import abandon_run
 
         with _connector(_qdrant_settings(url, api_key, path, grpc)) as conn:
             dropped = abandon_run(run_dir, conn)
@@ -373,13 +377,13 @@ def finalize(run_dir: RunDir, yes: Confirm = False, url: Url = None, api_key: Ap
 
         journal = load(run_dir)
         if journal.stage.value == "finalized":
-            out.print(f"already finalized ({journal.previous_target or 'nothing'} was dropped then); nothing to do")
+            out.print("already finalized; nothing to do")
             return
         if not yes and not typer.confirm("Drop the previous collection for good?", err=True):
             raise typer.Exit(1)
         with _connector(_qdrant_settings(url, api_key, path, grpc)) as conn:
             dropped = finalize_run(run_dir, conn)
-        out.print(f"finalized; dropped {dropped}" if dropped else "finalized; nothing to drop")
+        out.print(f"finalized; dropped {dropped}" if dropped else "finalized; nothing dropped", highlight=False)
 
 
 # -- serving, evaluation, export, demo --------------------------------------------------------------------------------

@@ -21,7 +21,10 @@
     │   └── InvalidVectors            non-finite or wrongly sized stored vectors
     ├── GateFailed                    the student fell below the quality gate; carries the report
     ├── MigrationError                a migration step cannot proceed (journal mismatch, verify failure, wrong stage)
-    │   └── VerificationFailed        the target does not match the source after re-embedding
+    │   ├── VerificationFailed        the target does not match the source after re-embedding
+    │   ├── JournalError              a run folder's journal is unreadable or not a qdrant-distill journal
+    │   ├── StoreMismatch             a run folder used with a store that is not its own (or that contradicts it)
+    │   └── RunBusy                   another process (a running migration) holds the run folder's lock
     └── StudentError                  a student model cannot be built, loaded or trained
 
 Foreign exceptions (qdrant-client, httpx, grpc) are translated once, at the connector boundary.
@@ -45,11 +48,14 @@ __all__ = [
     "EmptyCollection",
     "GateFailed",
     "InvalidVectors",
+    "JournalError",
     "MalformedAnswer",
     "MigrationError",
     "ModelNotFound",
     "NoTextPayload",
+    "RunBusy",
     "ServerError",
+    "StoreMismatch",
     "StudentError",
     "TeacherMismatch",
     "UnsupportedVectors",
@@ -154,6 +160,19 @@ class MigrationError(DistillError):
 
 class VerificationFailed(MigrationError):
     """Raised when the target collection does not match the source after re-embedding."""
+
+
+class JournalError(MigrationError):
+    """Raised when a run folder's journal cannot be read or is not one of ours (not JSON, not an object, fields
+    missing or of the wrong type). Nothing in the folder is changed."""
+
+
+class StoreMismatch(MigrationError):
+    """Raised when a run folder is used with a store it does not belong to, or the store contradicts its journal."""
+
+
+class RunBusy(MigrationError):
+    """Raised when another process holds the run folder's lock (a migration running in it); ``holder`` names it."""
 
 
 class StudentError(DistillError):

@@ -91,7 +91,8 @@ class DistillFolder:
 
 @dataclass(frozen=True)
 class RunFolder:
-    """A migration's run folder: ``journal.json``, ``sample.npz`` and the distillation output in ``student/``."""
+    """A migration's run folder: ``journal.json``, ``sample.npz`` and the distillation output in ``student/``;
+    ``run.lock`` is locked by the process working in it (a migration, an operator command)."""
 
     root: Path
 
@@ -101,6 +102,7 @@ class RunFolder:
     DIMS = "dims.json"
     REPORT = "report.html"
     REPORT_DATA = "report.json"
+    LOCK = "run.lock"
 
     @property
     def journal(self) -> Path:
@@ -129,6 +131,12 @@ class RunFolder:
         """What the report draws that neither the journal nor ``distill.json`` holds: the plan's figures and a few
         held-out examples with their neighbours (:class:`qdrant_distill.report.RunFacts`)."""
         return self.root / self.REPORT_DATA
+
+    @property
+    def lock(self) -> Path:
+        """The file a process working in the folder holds a lock on (it names that process). Kept by ``abandon``:
+        a lock file removed while held would let a second process lock a new one."""
+        return self.root / self.LOCK
 
     @property
     def written(self) -> tuple[Path, ...]:

@@ -1,7 +1,9 @@
 """The migration journal: one JSON file per run, written atomically after every step, so a killed run resumes.
 
 Stages are recorded in order; a stage counts as done only once its entry is written. The essentials are mirrored into
-the target collection's metadata (key ``qdrant_distill``) by the migration.
+the target collection's metadata (key ``qdrant_distill``) by the migration. A file that is not one of these journals
+is refused as a whole (:class:`~qdrant_distill.errors.JournalError`), and a process working in the run folder holds
+its lock (:func:`run_lock`).
 """
 
 from __future__ import annotations
@@ -13,21 +15,29 @@ import os
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError, ValidationInfo, model_validator
 
 from connectors.base import PointId
-from qdrant_distill.errors import MigrationError
+from qdrant_distill.errors import JournalError, MigrationError, RunBusy
 from qdrant_distill.export_folder import Backend
 from qdrant_distill.folders import RunFolder
 
-__all__ = ["JOURNAL_FILE", "IdRange", "Journal", "Stage"]
+try:
+    import fcntl
+except ImportError:  # no flock on this platform: runs are not locked
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["JOURNAL_FILE", "IdRange", "Journal", "Stage", "run_lock"]
 
 logger = logging.getLogger(__name__)
 
 JOURNAL_FILE = RunFolder.JOURNAL
+STORED = ("run_id", "stage", "fingerprint")  # every journal ever written holds these: a file without them is not one
 
 
 class Stage(str, enum.Enum):
@@ -93,6 +103,22 @@ class Journal(BaseModel):
     verify: dict[str, Any] = Field(default_factory=dict)
     previous_target: str | None = None
     history: list[dict[str, Any]] = Field(default_factory=list)
+    store: str | None = None  # the store the run belongs to (QdrantSettings.identity); None: not known (older runs)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stored(cls, data: Any, info: ValidationInfo) -> Any:
+        """A journal read from a file (``context={"path": ...}``) is an object holding what every journal holds; its
+        ``path`` is where it was read."""
+        path = (info.context or {}).get("path")
+        if path is None:
+            return data
+        if not isinstance(data, dict):
+            raise ValueError(f"it holds a JSON {_json_kind(data)}, not an object")
+        missing = [key for key in STORED if key not in data]
+        if missing:
+            raise ValueError(f"it has no {', '.join(missing)}")
+        return {**data, "path": path}
 
     @classmethod
     def open(cls, run_dir: Path, fingerprint: dict[str, Any]) -> Journal:
@@ -127,14 +153,19 @@ class Journal(BaseModel):
         if p.is_dir():
             p = RunFolder(p).journal
         try:
-            with p.open(encoding="utf-8") as fh:
-                data = json.load(fh)
+            raw = p.read_bytes()
         except FileNotFoundError as exc:
-            raise MigrationError(f"no migration journal at {str(p)!r}", hint="pass the run folder of a migration") from exc
-        except (OSError, json.JSONDecodeError) as exc:
-            raise MigrationError(f"cannot read migration journal {str(p)!r}: {exc}") from exc
-        data["path"] = str(p)
-        return cls.model_validate(data)
+            raise JournalError(f"no migration journal at {str(p)!r}", hint="pass the run folder of a migration") from exc
+        except OSError as exc:
+            raise JournalError(f"cannot read migration journal {str(p)!r}: {exc.strerror or exc}") from exc
+        try:
+            return cls.model_validate(json.loads(raw.decode("utf-8")), context={"path": str(p)})
+        except UnicodeDecodeError:
+            raise _foreign(p, "it is not UTF-8 text") from None
+        except json.JSONDecodeError as exc:
+            raise _foreign(p, f"it is not JSON ({exc.msg}, line {exc.lineno})") from None
+        except ValidationError as exc:
+            raise _foreign(p, _problems(exc)) from None
 
     @property
     def run_dir(self) -> Path:
@@ -185,3 +216,66 @@ class Journal(BaseModel):
         self.history.append({"stage": stage.value, "at": time.time()})
         self.save()
         logger.info("stage %s done", stage.value)
+
+
+# -- a file that is not a journal -----------------------------------------------------------------------------------
+def _foreign(path: Path, what: str) -> JournalError:
+    return JournalError(f"{str(path)!r} is not a qdrant-distill journal: {what}",
+                        hint="nothing was changed; pass the run folder of a migration")
+
+
+def _json_kind(data: Any) -> str:
+    return {list: "list", str: "string", bool: "boolean", int: "number", float: "number"}.get(type(data), "null")
+
+
+def _problems(exc: ValidationError, shown: int = 3) -> str:
+    """What is wrong with the fields, on one line: the first ``shown`` of pydantic's errors."""
+    parts = []
+    for error in exc.errors()[:shown]:
+        where = ".".join(map(str, error["loc"]))
+        if error["type"] == "value_error":
+            parts.append(str(error["ctx"]["error"]))
+            continue
+        got = repr(error["input"])
+        parts.append(f"{where}: {error['msg']}, got {got if len(got) <= 40 else got[:37] + '...'}")
+    more = exc.error_count() - shown
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+# -- the run folder's lock ------------------------------------------------------------------------------------------
+@contextmanager
+def run_lock(run_dir: str | Path, command: str) -> Iterator[None]:
+    """Hold the run folder's lock while ``command`` works in it: an exclusive ``flock`` on its lock file, which then
+    names this process. When another process holds it, raise :class:`RunBusy` at once, naming that process. The
+    kernel drops the lock when the holder ends, even by SIGKILL."""
+    folder = RunFolder(Path(run_dir))
+    try:
+        folder.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder.lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise MigrationError(f"cannot lock the run folder {str(folder.root)!r}: {exc.strerror or exc}",
+                             hint="choose another --run-dir") from exc
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _holder(fd)
+                raise RunBusy(f"the run folder {str(folder.root)!r} is in use by {holder}; {command} refused",
+                              hint="wait until it ends (qdrant-distill status shows its progress), or stop it",
+                              holder=holder) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps({"pid": os.getpid(), "command": command, "since": time.time()}).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _holder(fd: int) -> str:
+    """Who holds the lock, as it wrote into the lock file."""
+    try:
+        held = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
+        since = time.strftime("%H:%M:%S UTC", time.gmtime(float(held["since"])))
+        return f"qdrant-distill {held['command']} (pid {int(held['pid'])}, since {since})"
+    except (OSError, ValueError, KeyError, TypeError):  # written a moment ago, not yet named
+        return "another process"

@@ -36,7 +36,7 @@ from qdrant_distill.export import export_model, formats_for
 from qdrant_distill.export_folder import Backend, ExportChoice, read_manifest
 from qdrant_distill.folders import DistillFolder, RunFolder
 from qdrant_distill.gate import GateReport, failure_text, judge, labelled_metrics, verify_min_cosine
-from qdrant_distill.journal import Journal, Stage
+from qdrant_distill.journal import Journal, Stage, run_lock
 from qdrant_distill.plan import MigrationPlan, make_plan
 from qdrant_distill.projection import PCAProjection
 from qdrant_distill.engines import ReembedEngine, engine_for
@@ -44,6 +44,7 @@ from qdrant_distill.reembed import PageConverter, ReembedJob
 from qdrant_distill.report import Example, Neighbour, RunFacts, qdrant_address, refresh_report
 from qdrant_distill.runs import (
     abandon_run,
+    check_store,
     encoder_reference,
     finalize_run,
     load_sample,
@@ -122,13 +123,17 @@ def migrate(
         if plan is None:
             plan = make_plan(config, conn)
             logger.info("plan:\n%s", plan.render())
+        sessions.enter_context(run_lock(Path(plan.run_dir), "migrate"))  # held to the end; the others respect it
         journal = Journal.open(Path(plan.run_dir), config.fingerprint())
+        if journal.store is not None:  # resumed: on the store it began on
+            check_store(journal, conn)
         if journal.stage in (Stage.ROLLED_BACK, Stage.FINALIZED):
             logger.info("migration already %s; nothing to do", journal.stage.value)
             return _report(config, plan, journal)
         journal.source_collection, journal.source_alias, journal.target, journal.alias = (
             plan.source_collection, plan.source_alias, plan.target, plan.alias,
         )
+        journal.store = journal.store or conn.identity
         journal.save()
         _save_facts(config, conn, plan, journal)
         sessions.callback(refresh_report, journal.run_dir)  # report.html, however the run ends

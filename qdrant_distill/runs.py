@@ -2,6 +2,10 @@
 its journal and saved sample, load the encoder its collection answers queries with, export its student again, and
 the operator commands (status, swap, rollback, finalize, abandon). The migration itself is
 :mod:`qdrant_distill.migration`.
+
+Every command that changes something first reads the journal (a file that is not one is refused before anything is
+written), then takes the run folder's lock (refused while a migration runs in it), and, when it is given a store,
+checks that the store is the run's (:func:`check_store`).
 """
 
 from __future__ import annotations
@@ -9,7 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -17,16 +22,17 @@ import numpy as np
 from connectors.base import Connector, Sample
 from qdrant_distill.config import MigrationConfig, Mode
 from qdrant_distill.encoders import Encoder, load_encoder
-from qdrant_distill.errors import ConfigError
+from qdrant_distill.errors import ConfigError, StoreMismatch
 from qdrant_distill.export import export_model
 from qdrant_distill.export_folder import GRAPHS, Backend, ExportManifest, read_manifest
 from qdrant_distill.folders import DistillFolder, RunFolder
-from qdrant_distill.journal import Journal
+from qdrant_distill.journal import Journal, Stage, run_lock
 from qdrant_distill.report import refresh_report, write_report
-from qdrant_distill.swap import abandon, finalize, rollback, swap
+from qdrant_distill.swap import AliasMove, abandon, alias_move, finalize, rollback, swap
 
 __all__ = [
     "abandon_run",
+    "check_store",
     "encoder_reference",
     "export_target",
     "finalize_run",
@@ -88,13 +94,18 @@ def export_target(target: str | Path, *, formats: Sequence[Backend | str] = GRAP
                   out_dir: str | Path | None = None) -> ExportManifest:
     """``qdrant-distill export``: a migration's run folder (int8 checked on the holdout of the sample it saved), a
     distill output folder, or any model (``out_dir`` needed; checked on built-in texts)."""
-    from qdrant_distill.distillation import export_student  # torch: only when a student is exported
-
     path = Path(target).expanduser()
     run, distilled = RunFolder(path), DistillFolder(path)
-    if out_dir is None and run.is_run() and run.distill.is_distill_output():
-        return _manifest_of(export_student(run.distill.root, formats=formats, sample=_run_sample(run)))
+    if out_dir is None and run.is_run():
+        open_journal(run.root)  # a file that is not a journal is refused before anything is written
+        if run.distill.is_distill_output():
+            from qdrant_distill.distillation import export_student  # torch: only when a student is exported
+
+            with run_lock(run.root, "export"):
+                return _manifest_of(export_student(run.distill.root, formats=formats, sample=_run_sample(run)))
     if out_dir is None and not run.is_run() and distilled.is_distill_output():
+        from qdrant_distill.distillation import export_student
+
         return _manifest_of(export_student(distilled.root, formats=formats))
     if out_dir is None:
         raise ConfigError(f"{target} is not a run or distill output folder: say where to export it",
@@ -131,25 +142,28 @@ def status(run_dir: str | Path) -> Journal:
     return open_journal(run_dir)
 
 
-def rollback_run(run_dir: str | Path, connector: Connector) -> str | None:
-    journal = open_journal(run_dir)
-    previous = rollback(connector, journal)
+def rollback_run(run_dir: str | Path, connector: Connector) -> AliasMove:
+    """Move the alias back (:func:`~qdrant_distill.swap.rollback`); returns what the store shows moved."""
+    with _operating(run_dir, connector, "rollback") as journal:
+        move = alias_move(connector, journal, lambda: rollback(connector, journal))
     refresh_report(journal.run_dir)  # the alias move, with its time
-    return previous
+    return move
 
 
 def finalize_run(run_dir: str | Path, connector: Connector) -> str | None:
-    journal = open_journal(run_dir)
-    dropped = finalize(connector, journal)
+    """Drop the previous collection (:func:`~qdrant_distill.swap.finalize`); returns it when this call dropped it."""
+    with _operating(run_dir, connector, "finalize") as journal:
+        dropped = finalize(connector, journal)
     refresh_report(journal.run_dir)
     return dropped
 
 
-def swap_run(run_dir: str | Path, connector: Connector) -> str | None:
-    journal = open_journal(run_dir)
-    previous = swap(connector, journal)
+def swap_run(run_dir: str | Path, connector: Connector) -> AliasMove:
+    """Move the alias to the target (:func:`~qdrant_distill.swap.swap`); returns what the store shows moved."""
+    with _operating(run_dir, connector, "swap") as journal:
+        move = alias_move(connector, journal, lambda: swap(connector, journal))
     refresh_report(journal.run_dir)
-    return previous
+    return move
 
 
 def report_path(run_dir: str | Path) -> Path:
@@ -160,13 +174,46 @@ def report_path(run_dir: str | Path) -> Path:
 def abandon_run(run_dir: str | Path, connector: Connector) -> str | None:
     """Drop the target of a run that was never swapped in and clear its run folder (journal, sample, student), so
     the same command starts afresh. Returns the dropped collection (None when the run had not created one)."""
-    journal = open_journal(run_dir)
-    dropped = abandon(connector, journal)
-    folder = RunFolder(journal.run_dir)
-    for path in folder.written:
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-    logger.warning("abandon: cleared the run folder %s", folder.root)
+    with _operating(run_dir, connector, "abandon") as journal:
+        dropped = abandon(connector, journal)
+        folder = RunFolder(journal.run_dir)
+        for path in folder.written:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        logger.warning("abandon: cleared the run folder %s", folder.root)
     return dropped
+
+
+@contextmanager
+def _operating(run_dir: str | Path, connector: Connector, command: str) -> Iterator[Journal]:
+    """The run's journal, for ``command`` to act on with ``connector``: read (a file that is not a journal is refused
+    before anything is written), then read again under the run folder's lock, its store checked."""
+    folder = open_journal(run_dir).run_dir
+    with run_lock(folder, command):
+        journal = open_journal(folder)
+        check_store(journal, connector)
+        yield journal
+
+
+def check_store(journal: Journal, connector: Connector) -> None:
+    """Refuse a store that is not the run's. When the journal and the connector both name their store, the names
+    must match; otherwise (a journal written before runs recorded their store, or a client wrapped without a name)
+    the store must hold what the journal says the run has: its target once created, else its source."""
+    here, recorded = connector.identity, journal.store
+    if recorded is not None and here is not None:
+        if here != recorded:
+            raise StoreMismatch(f"the run folder {str(journal.run_dir)!r} belongs to the store {recorded}, not {here}",
+                                hint="pass the store the migration ran on (--path or --url)")
+        return
+    logger.info("%s: cannot compare stores (%s); checking the run's collections instead", journal.run_dir,
+                "the journal does not record its store: an earlier version wrote it" if recorded is None
+                else "this connector does not name its store")
+    created = journal.done(Stage.CREATED)
+    expected = journal.target if created else journal.source_collection
+    if expected and not connector.collection_exists(expected):
+        raise StoreMismatch(f"this store has no {expected!r}, the run's {'target' if created else 'source'}: it is "
+                            f"not the store of the run folder {str(journal.run_dir)!r}",
+                            hint="pass the store the migration ran on; if that collection was dropped by hand, "
+                            "delete the run folder by hand")

@@ -30,8 +30,10 @@ import pytest
 from connectors import QdrantConnector
 from connectors.base import UNNAMED, Point
 from connectors.http_embeddings import EmbeddingsSettings, HttpEncoder
+from connectors.settings import QdrantSettings
 from qdrant_distill import DistillConfig, GateConfig, MigrationConfig, Stage, encoder_for, make_plan, migrate
 from qdrant_distill.encoders import load_encoder
+from qdrant_distill.journal import Journal
 from qdrant_distill.errors import DistillError, MalformedAnswer, ServerError, TeacherMismatch
 from qdrant_distill.migration import rollback_run, swap_run
 from qdrant_distill.serve import COLLECTION_HEADER, AliasEncoders, ServeSettings, create_app
@@ -95,6 +97,9 @@ def migrated(tmp_path_factory, demo_texts, tiny_model, tiny_model_path) -> dict[
     conn.close()  # the embedded store is single-process: serve opens it next
     shutil.copytree(root / "store", root / "store2")
     shutil.copytree(root / "run", root / "run2")
+    moved = Journal.load(root / "run2")  # the run moved with its store: it records the copy
+    moved.store = QdrantSettings(path=str(root / "store2")).identity
+    moved.save()
     teacher = load_encoder(str(tiny_model_path))
     return {"store": root / "store", "store2": root / "store2", "run2": root / "run2", "texts": texts,
             "collection": current.collection, "student": current.encode(QUERIES),

@@ -10,7 +10,8 @@
     verify              the catch-up pass has run, verification not yet
     alias-request       the previous alias target is in the journal, the alias request not yet sent
 
-Run as ``python -m tests.reliability.crashpoints migrate ...`` from the repository root.
+Run as ``python -m tests.reliability.crashpoints migrate ...`` from the repository root. With ``QD_CRASH_SIGNAL=STOP``
+the process stops itself (SIGSTOP) there instead, holding everything it holds, until it is continued or killed.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 
 def die() -> None:
-    os.kill(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGSTOP if os.environ.get("QD_CRASH_SIGNAL") == "STOP" else signal.SIGKILL)
 
 
 def install(spec: str) -> None:
