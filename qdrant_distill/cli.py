@@ -477,3 +477,7 @@ def demo(
 def main() -> None:
     """Console-script entry point."""
     sys.exit(app())
+
+
+if __name__ == "__main__":  # python -m qdrant_distill.cli
+    main()

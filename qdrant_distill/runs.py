@@ -146,7 +146,8 @@ def rollback_run(run_dir: str | Path, connector: Connector) -> AliasMove:
     """Move the alias back (:func:`~qdrant_distill.swap.rollback`); returns what the store shows moved."""
     with _operating(run_dir, connector, "rollback") as journal:
         move = alias_move(connector, journal, lambda: rollback(connector, journal))
-    refresh_report(journal.run_dir)  # the alias move, with its time
+    if move.moved:
+        refresh_report(journal.run_dir)  # the alias move, with its time
     return move
 
 
@@ -154,7 +155,8 @@ def finalize_run(run_dir: str | Path, connector: Connector) -> str | None:
     """Drop the previous collection (:func:`~qdrant_distill.swap.finalize`); returns it when this call dropped it."""
     with _operating(run_dir, connector, "finalize") as journal:
         dropped = finalize(connector, journal)
-    refresh_report(journal.run_dir)
+    if dropped:
+        refresh_report(journal.run_dir)
     return dropped
 
 
@@ -162,7 +164,8 @@ def swap_run(run_dir: str | Path, connector: Connector) -> AliasMove:
     """Move the alias to the target (:func:`~qdrant_distill.swap.swap`); returns what the store shows moved."""
     with _operating(run_dir, connector, "swap") as journal:
         move = alias_move(connector, journal, lambda: swap(connector, journal))
-    refresh_report(journal.run_dir)
+    if move.moved:
+        refresh_report(journal.run_dir)
     return move
 
 
