@@ -36,6 +36,9 @@ def _looks_like_path(name: str) -> bool:
 
 
 def check_model(name: str | None, what: str) -> None:
+    from connectors.http_embeddings import check_reference_prefix
+
+    check_reference_prefix(name)
     if name and _looks_like_path(name) and not Path(name).expanduser().exists():
         raise ConfigError(f"{what} path {name!r} does not exist", hint="give a sentence-transformers model name or folder")
 
@@ -180,9 +183,9 @@ def check_teacher_reproduces(config: MigrationConfig, probe: Sample) -> TeacherC
     """The teacher re-encodes a few sampled texts: its vectors must match the stored ones (see :mod:`.teacher`)."""
     if not config.teacher_model or not config.teacher_check:
         return None
-    from qdrant_distill.encoders import load_encoder
+    from qdrant_distill.encoders import load_teacher
 
-    teacher = load_encoder(config.teacher_model, api_key=config.embeddings_api_key)
+    teacher = load_teacher(config.teacher_model, api_key=config.embeddings_api_key)
     return check_teacher(teacher, probe.texts, probe.vectors, threshold=config.teacher_min_cosine)
 
 

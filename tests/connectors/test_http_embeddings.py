@@ -66,13 +66,13 @@ def test_references_parse_into_settings_and_print_without_a_key() -> None:
 
 
 @pytest.mark.parametrize("ref, says", [
-    ("openai+http://h:1?model=m&api_key=sk-123", "holds no API key"),
-    ("openai+http://user:pw@h:1?model=m", "holds no credentials"),
+    ("openai+http://h:1?model=m&api_key=sk-123", "'openai+http://h:1' holds an API key"),
+    ("openai+http://user:pw@h:1?model=m", "'http://h:1' holds credentials"),
     ("openai+http://h:1", "needs a model"),
     ("tei+ftp://h:1", "bad embeddings URL"),
     ("tei+http://h:1?bogus=1", "unknown option 'bogus'"),
     ("openai+http://h:1?model=m&batch=zero", "batch_size"),
-    ("openai+http://u:sk-123@h:1?model=m&batch=zero", "'openai+http://***@h:1': batch_size"),
+    ("openai+http://u:sk-123@h:1?model=m&batch=zero", "'openai+http://h:1': batch_size"),
     ("openai+http://h:1?model=m&secret=sk-123",
      "unknown option 'secret' in the embeddings reference 'openai+http://h:1'"),
     ("tei+http://h:port", "bad embeddings URL 'http://h:port'"),
