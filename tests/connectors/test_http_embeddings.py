@@ -154,7 +154,7 @@ def test_transient_faults_that_never_end_are_one_typed_line(endpoint: FakeEndpoi
     gone = HttpEncoder(EmbeddingsSettings(provider="tei", url="http://127.0.0.1:9", attempts=2), wait=wait_none())
     with pytest.raises(ConnectionFailed) as info:
         gone.encode("x")
-    assert "http://127.0.0.1:9/embed" in str(info.value) and "\n" not in str(info.value)
+    assert "endpoint tei+http://127.0.0.1:9 (" in str(info.value) and "\n" not in str(info.value)
 
 
 # ---------------------------------------------------------------------------------------------------- bad answers
