@@ -22,6 +22,7 @@ from qdrant_distill.errors import (
     DistillError,
     ServerError,
 )
+from qdrant_distill.redact import redact_text
 
 logger = logging.getLogger("connectors.qdrant")
 
@@ -71,7 +72,8 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def translate(exc: BaseException, *, op: str, target: str, collection: str | None = None) -> DistillError:
-    """One typed error for a foreign exception. Never includes credentials."""
+    """One typed error for a foreign exception. Never includes credentials, nor more of a URL than its scheme, host
+    and port (``target`` is already shown so: :attr:`connectors.settings.QdrantSettings.target`)."""
     from qdrant_client.http.exceptions import ResponseHandlingException
 
     if isinstance(exc, DistillError):
@@ -103,7 +105,8 @@ def translate(exc: BaseException, *, op: str, target: str, collection: str | Non
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split())
+    """The foreign exception's text on one line, any URL in it reduced to scheme, host and port."""
+    text = redact_text(" ".join(str(exc).split()))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

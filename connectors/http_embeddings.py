@@ -31,19 +31,19 @@ import hashlib
 import logging
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urljoin, urlsplit, urlunsplit
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from tenacity import Retrying, before_sleep_log, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from connectors._http_providers import Provider, embeddings_path, read_answer, request_body
-from connectors.settings import redact_url
 from qdrant_distill.errors import (
     AuthenticationFailed,
     ConfigError,
@@ -53,6 +53,7 @@ from qdrant_distill.errors import (
     ModelNotFound,
     ServerError,
 )
+from qdrant_distill.redact import redact_text, redact_url
 
 if TYPE_CHECKING:
     import httpx
@@ -63,9 +64,11 @@ __all__ = [
     "HttpEncoder",
     "Provider",
     "approx_tokens",
+    "check_reference_prefix",
     "is_http_reference",
     "open_encoder",
     "plan_batches",
+    "shown_reference",
 ]
 
 logger = logging.getLogger(__name__)
@@ -86,6 +89,32 @@ def is_http_reference(ref: object) -> bool:
     return isinstance(ref, str) and any(ref.startswith(f"{p.value}+http") for p in Provider)
 
 
+_PREFIXED_URL = re.compile(r"^(?P<prefix>[A-Za-z][A-Za-z0-9_.-]*)\+(?P<scheme>[A-Za-z][A-Za-z0-9.-]*)://")
+
+
+def check_reference_prefix(ref: object) -> None:
+    """Refuse what looks like an embeddings reference with an unknown API prefix (``openia+http://...``): it would
+    otherwise be taken for a model folder or hub name, and fail as a missing file."""
+    match = _PREFIXED_URL.match(ref) if isinstance(ref, str) else None
+    if match is None or is_http_reference(ref):
+        return
+    valid = ", ".join(f"{p.value}+" for p in Provider)
+    raise ConfigError(f"unknown embeddings API {match.group('prefix')!r} in {redact_url(ref)!r}",
+                      hint=f"an embeddings reference starts with {valid} followed by http:// or https://")
+
+
+def shown_reference(ref: str) -> str:
+    """How a model reference is shown in plans, reports and tables: an embeddings endpoint by its API, scheme,
+    host, port and model (never its path: it may hold a token), any other reference as it is."""
+    if not is_http_reference(ref):
+        return ref
+    try:
+        settings = EmbeddingsSettings.from_reference(ref)
+    except ConfigError:
+        return redact_url(ref)
+    return f"{settings.shown} model {settings.model}" if settings.model else settings.shown
+
+
 def approx_tokens(text: str) -> int:
     """A cautious token estimate (about 3 bytes a token; English runs nearer 4): never over an API's budget."""
     return len(text.encode("utf-8", "surrogatepass")) // 3 + 1
@@ -104,11 +133,6 @@ def plan_batches(texts: Sequence[str], max_items: int, max_tokens: int | None) -
     if start < len(texts):
         batches.append((start, len(texts)))
     return batches
-
-
-def _without_secrets(url: str) -> str:
-    """``url`` without credentials (:func:`connectors.settings.redact_url`) and without its query (for messages)."""
-    return redact_url(urlunsplit(urlsplit(url)._replace(query="", fragment="")))
 
 
 # ----------------------------------------------------------------------------------------------------------- settings
@@ -137,14 +161,15 @@ class EmbeddingsSettings(BaseModel):
         except ValueError:
             parts = parts._replace(scheme="")
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"bad embeddings URL {_without_secrets(self.url)!r}",
+            raise ConfigError(f"bad embeddings URL {redact_url(self.url)!r}",
                               hint="expected http(s)://host[:port][/path]")
         if parts.username or parts.password or parts.query:
-            raise ConfigError("an embeddings URL holds no credentials or query",
+            raise ConfigError(f"the embeddings URL {redact_url(self.url)!r} holds credentials or a query: it must not "
+                              "(it is recorded in journals and metadata)",
                               hint=f"give the key by --embeddings-api-key or {API_KEY_ENV}")
         if self.provider is not Provider.TEI and not self.model:
-            raise ConfigError(f"the {self.provider.value} endpoint {self.url} needs a model",
-                              hint=f"add ?model=NAME: {self.provider.value}+{self.url}?model=NAME")
+            raise ConfigError(f"the {self.provider.value} endpoint {self.shown} needs a model",
+                              hint=f"add ?model=NAME to the reference: {self.provider.value}+URL?model=NAME")
         return self
 
     @classmethod
@@ -153,11 +178,11 @@ class EmbeddingsSettings(BaseModel):
         provider, _, url = ref.partition("+")
         parts = urlsplit(url)
         options = dict(parse_qsl(parts.query, keep_blank_values=True))
+        shown = f"{provider}+{redact_url(url)}"  # messages show scheme, host and port (qdrant_distill.redact)
         secret = _SECRET_OPTIONS & {k.lower() for k in options}
         if secret:
-            raise ConfigError("an embeddings reference holds no API key (it is recorded in journals and metadata)",
-                              hint=f"give it by --embeddings-api-key or {API_KEY_ENV}")
-        shown = f"{provider}+{_without_secrets(url)}"  # messages never repeat a password or a query value
+            raise ConfigError(f"the embeddings reference {shown!r} holds an API key: it must not (it is recorded in "
+                              "journals and metadata)", hint=f"give it by --embeddings-api-key or {API_KEY_ENV}")
         unknown = sorted(set(options) - set(_OPTIONS))
         if unknown:
             raise ConfigError(f"unknown option {unknown[0]!r} in the embeddings reference {shown!r}",
@@ -177,6 +202,12 @@ class EmbeddingsSettings(BaseModel):
         options = {"model": self.model, "dimensions": self.dimensions}
         query = "&".join(f"{k}={v}" for k, v in options.items() if v is not None)
         return f"{self.provider.value}+{self.url}" + (f"?{query}" if query else "")
+
+    @property
+    def shown(self) -> str:
+        """What messages and logs name the endpoint by: the API, scheme, host and port; never the path, which may
+        hold a token (:func:`qdrant_distill.redact.redact_url`)."""
+        return f"{self.provider.value}+{redact_url(self.url)}"
 
     @property
     def endpoint(self) -> str:
@@ -279,8 +310,7 @@ class HttpEncoder:
     def describe(self) -> str:
         key = "key set" if self.settings.key() else "no key"
         dim = f"{self._dim}-d, " if self._dim else ""
-        return f"{self.settings.provider.value} endpoint {self.settings.endpoint} model {self.settings.model or '-'} " \
-               f"({dim}http, {key})"
+        return f"endpoint {self.settings.shown} model {self.settings.model or '-'} ({dim}http, {key})"
 
     def encode(self, texts: str | Sequence[str], *, kind: str = "document") -> np.ndarray:
         """Float32 ``[n, dim]``; ``kind`` is accepted for the interface (these APIs take no query/document flag)."""
@@ -327,11 +357,11 @@ class HttpEncoder:
             with self._lock:
                 if half < self._batch:
                     logger.info("%s refused a batch of %d texts (%d): batches of %d from now on",
-                                self.settings.endpoint, len(texts), response.status_code, half)
+                                self.settings.shown, len(texts), response.status_code, half)
                     self._batch = half
             return np.concatenate([self._encode_batch(texts[:half]), self._encode_batch(texts[half:])])
         self._raise_for_status(response)
-        return read_answer(self.settings.provider, self._json(response), len(texts), where=self.settings.endpoint)
+        return read_answer(self.settings.provider, self._json(response), len(texts), where=self.settings.shown)
 
     def _post(self, texts: list[str]) -> httpx.Response:
         import httpx
@@ -361,15 +391,17 @@ class HttpEncoder:
         try:
             return retrying(attempt)
         except _Retryable as exc:
-            raise ServerError(f"{self.settings.endpoint} answered {exc.status} {self.settings.attempts} times",
+            raise ServerError(f"{self.settings.shown} answered {exc.status} {self.settings.attempts} times",
                               hint="the endpoint is overloaded or down; try later", status=exc.status) from None
         except httpx.RequestError as exc:  # transport errors after the retries; a body that cannot be decoded
-            raise ConnectionFailed(f"cannot reach the embeddings endpoint {self.settings.endpoint} "
+            raise ConnectionFailed(f"cannot reach the embeddings endpoint {self.settings.shown} "
                                    f"({type(exc).__name__}, {self.settings.attempts} attempts)",
                                    hint="check the URL and that the server is running") from None
 
     def _raise_for_status(self, response: httpx.Response) -> None:
-        status, where = response.status_code, self.settings.endpoint
+        status, where = response.status_code, self.settings.shown
+        if 300 <= status < 400:
+            self._refuse_redirect(response)
         if status < 400:
             return
         if status in (401, 403):
@@ -380,16 +412,30 @@ class HttpEncoder:
                                 hint="check the model name and the URL's path", status=status)
         raise ServerError(f"{where} answered {status}: {self._detail(response)}", status=status)
 
+    def _refuse_redirect(self, response: httpx.Response) -> None:
+        """A redirect is not followed (it could take the texts and the key elsewhere): say where it leads."""
+        location = response.headers.get("location")
+        status, target = response.status_code, urljoin(self.settings.endpoint, location) if location else None
+        if target is None:
+            to = "without saying where"
+        elif redact_url(target) == redact_url(self.settings.endpoint):
+            to = "to another path on the same server"
+        else:
+            to = f"to {redact_url(target)}"
+        raise ServerError(f"{self.settings.shown} redirected ({status}) {to}; redirects are not followed",
+                          hint="give the URL the endpoint redirects to (its https:// address, or its exact path)",
+                          status=status)
+
     def _json(self, response: httpx.Response) -> Any:
         try:
             return response.json()
         except ValueError:
             kind = response.headers.get("content-type", "no content-type").split(";")[0]
-            raise MalformedAnswer(f"{self.settings.endpoint} answered {kind}, not JSON: "
+            raise MalformedAnswer(f"{self.settings.shown} answered {kind}, not JSON: "
                                   f"{self._detail(response)!r}", hint="is the URL an embeddings API?") from None
 
     def _detail(self, response: httpx.Response, limit: int = 120) -> str:
-        text = " ".join(response.text.split())
+        text = redact_text(" ".join(response.text.split()))
         key = self.settings.key()
         if key and key.get_secret_value():
             text = text.replace(key.get_secret_value(), "**********")
@@ -398,10 +444,10 @@ class HttpEncoder:
     def _check_dim(self, dim: int) -> None:
         with self._lock:
             if self.settings.dimensions is not None and dim != self.settings.dimensions:
-                raise DimensionError(f"{self.name} answered {dim}-d vectors, {self.settings.dimensions}-d asked for",
+                raise DimensionError(f"{self.settings.shown} answered {dim}-d vectors, {self.settings.dimensions}-d asked for",
                                      hint="the model does not support dimensions=; drop it or pick another model")
             if self._dim is not None and dim != self._dim:
-                raise MalformedAnswer(f"{self.settings.endpoint} answered {dim}-d vectors after {self._dim}-d ones")
+                raise MalformedAnswer(f"{self.settings.shown} answered {dim}-d vectors after {self._dim}-d ones")
             self._dim = dim
 
 

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
 
 from qdrant_distill.errors import ConfigError
+from qdrant_distill.redact import redact_url
 
 DEFAULT_PATH = "./qdrant_data"
 DEFAULT_PORT = 6333  # what qdrant-client uses for a URL without a port
 
-__all__ = ["DEFAULT_PATH", "QdrantSettings", "redact_url"]
-
-_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][\w+.-]*://)?[^/@]*@")
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any credentials written into it (``user:password@``) replaced by ``***@``, whatever its shape."""
-    return _USERINFO.sub(lambda m: f"{m.group('scheme') or ''}***@", url, count=1)
+__all__ = ["DEFAULT_PATH", "QdrantSettings"]
 
 
 class QdrantSettings(BaseModel):
@@ -50,7 +43,8 @@ class QdrantSettings(BaseModel):
 
     @property
     def target(self) -> str:
-        """A loggable description: never the API key, nor credentials written into the URL."""
+        """A loggable description: never the API key; of a URL, only its scheme, host and port
+        (:func:`qdrant_distill.redact.redact_url`)."""
         if self.url:
             return redact_url(self.url)
         if self.location:
@@ -59,12 +53,12 @@ class QdrantSettings(BaseModel):
 
     @property
     def identity(self) -> str:
-        """Which store this is, stable and secret-free (a run folder records it): ``scheme://host:port[/prefix]`` of
-        a server (no credentials, no query), the location (``:memory:``), or ``embedded:`` and the resolved folder."""
+        """Which store this is, stable and secret-free (a run folder records it): ``scheme://host:port`` of a server
+        (never its credentials, path, query or fragment: the redaction rule of :mod:`qdrant_distill.redact`), the
+        location (``:memory:``), or ``embedded:`` and the resolved folder."""
         if self.url:
             parts = urlsplit(self.url)
-            prefix = parts.path.rstrip("/")
-            return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{parts.port or DEFAULT_PORT}{prefix}"
+            return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{parts.port or DEFAULT_PORT}"
         if self.location:
             return self.location
         return f"embedded:{Path(self.path or DEFAULT_PATH).expanduser().resolve()}"
@@ -75,7 +69,8 @@ class QdrantSettings(BaseModel):
 
 
 def _check_url(url: str) -> None:
-    """Refuse a URL that is not http(s)://host[:port] with a valid port; the message never holds credentials."""
+    """Refuse a URL that is not http(s)://host[:port] with a valid port; the message shows only its scheme, host
+    and port."""
     shown = redact_url(url)
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"bad Qdrant URL {shown!r}", hint="expected http(s)://host:port")

@@ -76,8 +76,9 @@ def check_model(name: str | None, what: str) -> None:
     """A model the run will load is there, without loading it: a local folder that holds a model, or a hub name
     (which must be in the local cache while the hub is offline). Embedding endpoints are checked by their
     encoder."""
-    from connectors.http_embeddings import is_http_reference
+    from connectors.http_embeddings import check_reference_prefix, is_http_reference
 
+    check_reference_prefix(name)
     if not name or is_http_reference(name):
         return
     path = Path(name).expanduser()
@@ -273,9 +274,9 @@ def check_teacher_reproduces(config: MigrationConfig, probe: Sample) -> TeacherC
     """The teacher re-encodes a few sampled texts: its vectors must match the stored ones (see :mod:`.teacher`)."""
     if not config.teacher_model or not config.teacher_check:
         return None
-    from qdrant_distill.encoders import load_encoder
+    from qdrant_distill.encoders import load_teacher
 
-    teacher = load_encoder(config.teacher_model, api_key=config.embeddings_api_key)
+    teacher = load_teacher(config.teacher_model, api_key=config.embeddings_api_key)
     return check_teacher(teacher, probe.texts, probe.vectors, threshold=config.teacher_min_cosine)
 
 

@@ -23,8 +23,10 @@ import typer
 from rich.console import Console
 
 from qdrant_distill.errors import DistillError
+from qdrant_distill.redact import redact_logs, redact_text
 
 app = typer.Typer(name="qdrant-distill", add_completion=False, no_args_is_help=True,
+                  pretty_exceptions_show_locals=False,  # a crash's locals would show keys and URLs as given
                   help="Distil a smaller embedding model from a Qdrant collection's stored vectors, re-embed, swap.")
 out = Console()
 err = Console(stderr=True)
@@ -91,6 +93,7 @@ def _logging(debug: bool) -> None:
 
     handler = RichHandler(console=err, show_path=False, show_time=False)
     logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
+    redact_logs()  # httpx and qdrant-client log the URLs they call
     for name in ("qdrant_distill", "connectors"):
         logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.INFO)
 
@@ -103,7 +106,7 @@ def _expected_failures(debug: bool) -> Iterator[None]:
         yield
     except DistillError as exc:
         if debug:
-            err.print_exception()
+            _print_traceback(exc)
         from rich.markup import escape  # a message may hold brackets: pip install 'qdrant-distill[ray]'
 
         err.print(f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))}", markup=True, highlight=False,
@@ -112,6 +115,24 @@ def _expected_failures(debug: bool) -> Iterator[None]:
     except KeyboardInterrupt:
         err.print("[red]interrupted[/red]; rerun the same command to resume")
         raise typer.Exit(130) from None
+
+
+def _print_traceback(exc: BaseException) -> None:
+    """The traceback of ``exc`` and the exceptions it was raised from, any URL in their texts redacted (a foreign
+    exception's text may hold the URL it called, credentials included)."""
+    from rich.traceback import Traceback
+
+    err.print(Traceback(_redacted(Traceback.extract(type(exc), exc, exc.__traceback__))))
+
+
+def _redacted(trace: Any) -> Any:
+    """A rich ``Trace`` with its exceptions' texts and notes redacted (groups included), in place."""
+    for stack in trace.stacks:
+        stack.exc_value = redact_text(stack.exc_value)
+        stack.notes = [redact_text(note) for note in stack.notes]
+        for inner in stack.exceptions:
+            _redacted(inner)
+    return trace
 
 
 def _given(values: dict[str, Any]) -> dict[str, Any]:
@@ -413,17 +434,19 @@ def serve(
 
 @app.command()
 def evaluate(
-    model: Annotated[str, typer.Option(help="model to evaluate: a sentence-transformers name or folder, or a run's student")],
+    model: Annotated[str, typer.Option(help="model to evaluate: a sentence-transformers name or folder, a distill "
+                                            "or export folder, a run folder (its query encoder), or an embeddings "
+                                            "endpoint (openai+URL?model=NAME, tei+URL, ollama+URL?model=NAME)")],
     beir: Annotated[Path, typer.Option(help="BEIR folder: corpus, queries, qrels/<split>.tsv")],
     split: Annotated[str, typer.Option(help="qrels split")] = "test",
     as_json: AsJson = False, debug: Debug = False,
 ) -> None:
     """nDCG@10, recall@100 and MRR@10 of a model on a labelled BEIR folder (exact cosine search)."""
     with _expected_failures(debug):
-        from qdrant_distill.encoders import load_encoder
         from qdrant_distill.gate import beir_metrics
+        from qdrant_distill.runs import encoder_of
 
-        metrics = beir_metrics(load_encoder(model), beir, split=split)
+        metrics = beir_metrics(encoder_of(model), beir, split=split)
         _print_json(metrics) if as_json else out.print(
             "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()), highlight=False)
 

@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field, SecretStr
 from qdrant_distill._compat import embedding_dimension
 from qdrant_distill._quiet import quiet_loading
 from qdrant_distill.config import MIN_HOLDOUT, MIN_TRAIN_PAIRS, DistillConfig, HeadInit, LossWeights, StudentKind
-from qdrant_distill.encoders import as_encoder, load_encoder
+from qdrant_distill.encoders import as_encoder, load_teacher
 from qdrant_distill.errors import ConfigError, DimensionError, InvalidVectors, StudentError
 from qdrant_distill.evaluate import PRIMARY_METRIC, QUERY_METRIC, FidelityEvaluator, fidelity
 from qdrant_distill.export import export_model, formats_for
@@ -283,7 +283,7 @@ def _teacher_labels(
         return [], np.zeros((0, projection.dim), dtype=np.float32)
     if not config.teacher_model:
         raise ConfigError("teacher labels (label_queries) need teacher_model", hint="pass --teacher MODEL")
-    teacher = load_encoder(config.teacher_model, batch_size=config.encode_batch_size, api_key=api_key)
+    teacher = load_teacher(config.teacher_model, batch_size=config.encode_batch_size, api_key=api_key)
     queries = cut_queries(texts, config.label_queries, seed=config.seed)
     vectors = _check_pairs(queries, label_queries(teacher, queries, DistillFolder(output_dir).labels,
                                                   progress=progress))

@@ -36,6 +36,7 @@ from qdrant_distill.errors import ConfigError, DimensionError, StudentError
 from qdrant_distill.export_folder import Backend, ExportManifest, export_folder, read_manifest
 from qdrant_distill.folders import DistillFolder, ExportFolder
 from qdrant_distill.projection import PCAProjection
+from qdrant_distill.redact import redact_text
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -53,6 +54,7 @@ __all__ = [
     "export_folder",
     "load_body",
     "load_encoder",
+    "load_teacher",
     "local_modules",
     "resolve_reference",
     "static_module",
@@ -447,7 +449,7 @@ def load_body(name_or_path: str, *, device: str = "cpu", max_seq_length: int | N
             model = SentenceTransformer(str(name_or_path), device=device)
     except Exception as exc:
         raise StudentError(
-            f"cannot load the model {str(name_or_path)!r}: {type(exc).__name__}: {exc}",
+            redact_text(f"cannot load the model {str(name_or_path)!r}: {type(exc).__name__}: {exc}"),
             hint="give a local sentence-transformers folder or a model name reachable from this machine",
         ) from exc
     if max_seq_length is not None and hasattr(model[0], "max_seq_length"):
@@ -464,8 +466,9 @@ def _sentence_transformer(ref: str, device: str, max_seq_length: int | None) -> 
 def _load_http(ref: object, normalize: bool, api_key: str | SecretStr | None = None) -> Encoder | None:
     """An embeddings endpoint (``openai+http...``, ``tei+http...``, ``ollama+http...``, see
     :mod:`connectors.http_embeddings`), or None for any other reference."""
-    from connectors.http_embeddings import is_http_reference, open_encoder
+    from connectors.http_embeddings import check_reference_prefix, is_http_reference, open_encoder
 
+    check_reference_prefix(ref)
     if not is_http_reference(ref):
         return None
     return open_encoder(ref, normalize=normalize, api_key=api_key)  # type: ignore[arg-type]
@@ -515,6 +518,17 @@ def load_encoder(
         return encoder
     proj = projection if isinstance(projection, PCAProjection) else PCAProjection.load(projection)
     return ProjectedEncoder(encoder, proj, normalize=normalize)
+
+
+def load_teacher(ref: str, *, api_key: str | SecretStr | None = None, batch_size: int = DEFAULT_BATCH_SIZE) -> Encoder:
+    """The teacher of a migration (:func:`load_encoder`): a teacher that cannot be loaded is the configuration's
+    fault (``--teacher``), so it is a :class:`ConfigError`, not a student's."""
+    try:
+        return load_encoder(ref, api_key=api_key, batch_size=batch_size)
+    except StudentError as exc:
+        raise ConfigError(f"cannot load the teacher: {exc.message}",
+                          hint="--teacher takes a sentence-transformers folder or hub name reachable from here, or "
+                               "an embeddings endpoint (openai+, tei+, ollama+ followed by its URL)") from exc
 
 
 def _load_local(ref: str | Path, backend: Backend, device: str, batch_size: int, max_seq_length: int | None,

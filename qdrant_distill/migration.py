@@ -18,11 +18,12 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from connectors.base import Connector, Sample
+from connectors.http_embeddings import shown_reference
 from connectors.scroll import read_vectors, stored_vectors
 import qdrant_distill.record as record
 from qdrant_distill._version import __version__
 from qdrant_distill.config import MigrationConfig, Mode
-from qdrant_distill.encoders import Encoder, load_encoder
+from qdrant_distill.encoders import Encoder, load_encoder, load_teacher
 from qdrant_distill.errors import (
     DimensionError,
     GateFailed,
@@ -410,7 +411,7 @@ def _projection_only(config: MigrationConfig, sample: Sample, out: Path, plan: M
     """Teacher + PCA projection as the query encoder; fidelity measured on the stored vectors alone."""
     assert config.teacher_model is not None  # make_plan refuses projection-only mode without a teacher
     projection = PCAProjection.fit(sample.vectors, config.dim, center=config.student.center)
-    teacher = load_encoder(config.teacher_model, api_key=config.embeddings_api_key)
+    teacher = load_teacher(config.teacher_model, api_key=config.embeddings_api_key)
     if teacher.dim != projection.in_dim:
         raise DimensionError(f"the teacher encodes {teacher.dim}-d vectors, the stored ones are {projection.in_dim}-d",
                              hint="--teacher must be the model the collection was indexed with")
@@ -481,7 +482,7 @@ def _report(config: MigrationConfig, plan: MigrationPlan, journal: Journal) -> M
         source=plan.source, source_collection=plan.source_collection, target=plan.target, alias=plan.alias,
         stage=journal.stage, mode=config.mode, dim=config.dim, teacher_dim=plan.teacher_dim, points=plan.points,
         points_written=journal.points_written, skipped=len(journal.skipped_ids), sample_size=journal.sample_size,
-        student_path=journal.student_path, backend=journal.backend, metrics=journal.metrics, baseline_metrics=journal.baseline_metrics,
+        student_path=shown_reference(journal.student_path) if journal.student_path else None, backend=journal.backend, metrics=journal.metrics, baseline_metrics=journal.baseline_metrics,
         selection=journal.selection,
         gate=config.gate.thresholds(), verify=journal.verify, catch_up=journal.catch_up,
         previous_target=journal.previous_target, vector_bytes_before=plan.vector_bytes_before,

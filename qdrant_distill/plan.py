@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from connectors.base import CollectionInfo, Connector, VectorSpec
+from connectors.http_embeddings import shown_reference
 from qdrant_distill.checks import (
     check_collection_size,
     check_distance,
@@ -195,7 +196,7 @@ def _plan(config: MigrationConfig, info: CollectionInfo, spec: VectorSpec, **fie
         vector_bytes_before=info.points_count * teacher_dim * per_value,
         vector_bytes_after=info.points_count * config.dim * per_value,
         other_vectors=[n for n in info.vectors if n != spec.name] + list(info.sparse_vectors),
-        text=config.text.describe(), missing_text=config.missing_text.value, teacher=config.teacher_model,
+        text=config.text.describe(), missing_text=config.missing_text.value, teacher=shown_reference(config.teacher_model) if config.teacher_model else None,
         label_queries=0 if projection_only else config.student.label_queries,
         run_dir=str(config.resolved_run_dir()), **fields,
     )

@@ -42,13 +42,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from connectors.base import Connector, Page
-from connectors.settings import QdrantSettings, redact_url
+from connectors.settings import QdrantSettings
 from connectors.scroll import id_ranges, scroll_range
 from qdrant_distill.config import RayConfig
 from qdrant_distill.encoders import SentenceTransformerEncoder, load_encoder
 from qdrant_distill.errors import ConfigError, MigrationError
 from qdrant_distill.export_folder import Backend
 from qdrant_distill.folders import DistillFolder
+from qdrant_distill.redact import redact_text, redact_url
 from qdrant_distill.journal import IdRange, Journal
 from qdrant_distill.reembed import PageConverter, PendingPage, ReembedJob, ReembedStats
 
@@ -118,7 +119,7 @@ def _init(ray: Any, config: RayConfig) -> None:
             cpus = max(os.cpu_count() or 1, math.ceil(config.workers * config.cpus_per_worker))
             ray.init(num_cpus=cpus, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise ConfigError(f"cannot start Ray ({where}): {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
+        raise ConfigError(f"cannot start Ray ({where}): {type(exc).__name__}: {redact_text(str(exc).splitlines()[0][:200])}",
                           hint="check --ray-address, or leave it out to run on this machine") from exc
     logger.info("Ray: %s", "connected to " + redact_url(config.address) if config.address else "local instance")
 

@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
 
@@ -32,6 +31,7 @@ from qdrant_distill.dims import DimsReport
 from qdrant_distill.export_folder import ExportManifest, read_manifest
 from qdrant_distill.folders import RunFolder
 from qdrant_distill.journal import Journal, Stage
+from qdrant_distill.redact import redact_url
 
 __all__ = ["Example", "Neighbour", "RunFacts", "qdrant_address", "refresh_report", "render_report", "write_report"]
 
@@ -95,17 +95,9 @@ class RunFacts(BaseModel):
 
 
 def qdrant_address(where: str) -> str:
-    """Where Qdrant is, as the report shows it: ``scheme://host:port`` of a URL (never its credentials, path, query
-    or fragment); anything else (the embedded store, ``:memory:``) as it is."""
-    if "://" not in where:
-        return where
-    try:
-        parts = urlsplit(where)
-        host, port = parts.hostname or "", parts.port
-    except ValueError:
-        return "(unreadable URL)"
-    host = f"[{host}]" if ":" in host else host
-    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
+    """Where Qdrant is, as the report shows it: a URL through :func:`qdrant_distill.redact.redact_url`
+    (``scheme://host:port``); anything else (the embedded store, ``:memory:``) as it is."""
+    return redact_url(where) if "://" in where else where
 
 
 # -- the inputs, read from the run folder ---------------------------------------------------------------------------

@@ -18,21 +18,24 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from pydantic import SecretStr
 
 from connectors.base import Connector, Sample
 from qdrant_distill.config import MigrationConfig, Mode
-from qdrant_distill.encoders import Encoder, load_encoder
+from qdrant_distill.encoders import DEFAULT_BATCH_SIZE, Encoder, load_encoder
 from qdrant_distill.errors import ConfigError, StoreMismatch
 from qdrant_distill.export import export_model
 from qdrant_distill.export_folder import GRAPHS, Backend, ExportManifest, read_manifest
 from qdrant_distill.folders import DistillFolder, RunFolder
 from qdrant_distill.journal import Journal, Stage, run_lock
+from qdrant_distill.redact import redact_text
 from qdrant_distill.report import refresh_report, write_report
 from qdrant_distill.swap import AliasMove, abandon, alias_move, finalize, rollback, swap
 
 __all__ = [
     "abandon_run",
     "check_store",
+    "encoder_of",
     "encoder_reference",
     "export_target",
     "finalize_run",
@@ -84,9 +87,30 @@ def query_encoder(config: MigrationConfig, journal: Journal) -> Encoder:
 
 def run_encoder(config: MigrationConfig, journal: Journal, backend: Backend) -> Encoder:
     """The run's query encoder on ``backend`` (the gate judges other backends than the chosen one)."""
-    projection = journal.projection_path if config.mode is Mode.PROJECTION_ONLY else None
-    return load_encoder(encoder_reference(journal, backend), projection=projection, backend=backend, batch_size=config.encode_batch_size,
-                        api_key=config.embeddings_api_key)
+    return _journal_encoder(journal, config.mode, backend, batch_size=config.encode_batch_size,
+                            api_key=config.embeddings_api_key)
+
+
+def encoder_of(ref: str | Path) -> Encoder:
+    """What ``qdrant-distill evaluate`` measures: a run folder stands for its query encoder (the student, or in
+    projection-only mode the teacher and the projection) on the backend the run chose; anything else is loaded by
+    :func:`~qdrant_distill.encoders.load_encoder`."""
+    folder = RunFolder(Path(ref).expanduser())
+    if not folder.is_run():
+        return load_encoder(ref)
+    journal = open_journal(folder.root)
+    if journal.student_path is None:
+        raise ConfigError(f"the run in {str(folder.root)!r} has no student yet (stage {journal.stage.value})",
+                          hint="rerun its migration until it is past distilling, then evaluate it")
+    mode = Mode(journal.fingerprint.get("mode", Mode.REEMBED.value))
+    return _journal_encoder(journal, mode, Backend(journal.backend))
+
+
+def _journal_encoder(journal: Journal, mode: Mode, backend: Backend, *, batch_size: int = DEFAULT_BATCH_SIZE,
+                     api_key: SecretStr | str | None = None) -> Encoder:
+    projection = journal.projection_path if mode is Mode.PROJECTION_ONLY else None
+    return load_encoder(encoder_reference(journal, backend), projection=projection, backend=backend,
+                        batch_size=batch_size, api_key=api_key)
 
 
 # -- export again ---------------------------------------------------------------------------------------------------
@@ -94,6 +118,11 @@ def export_target(target: str | Path, *, formats: Sequence[Backend | str] = GRAP
                   out_dir: str | Path | None = None) -> ExportManifest:
     """``qdrant-distill export``: a migration's run folder (int8 checked on the holdout of the sample it saved), a
     distill output folder, or any model (``out_dir`` needed; checked on built-in texts)."""
+    from connectors.http_embeddings import is_http_reference, shown_reference
+
+    if is_http_reference(str(target)):
+        raise ConfigError(f"{shown_reference(str(target))} is an embeddings endpoint: there is no model here to export",
+                          hint="export a run folder, a distill output folder or a local sentence-transformers model")
     path = Path(target).expanduser()
     run, distilled = RunFolder(path), DistillFolder(path)
     if out_dir is None and run.is_run():
@@ -108,7 +137,7 @@ def export_target(target: str | Path, *, formats: Sequence[Backend | str] = GRAP
 
         return _manifest_of(export_student(distilled.root, formats=formats))
     if out_dir is None:
-        raise ConfigError(f"{target} is not a run or distill output folder: say where to export it",
+        raise ConfigError(f"{redact_text(str(target))} is not a run or distill output folder: say where to export it",
                           hint="add --out FOLDER")
     from qdrant_distill.checks import check_folder
 

@@ -102,6 +102,8 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(1.0)  # past the client's timeout in the tests
             self.close_connection = True
             return
+        if isinstance(fault, tuple) and 300 <= fault[0] < 400:  # a redirect, with its Location
+            return self._send(fault[0], b"Moved Permanently", "text/plain", headers={"location": fault[1]})
         if isinstance(fault, tuple) and fault[0] == 429:
             return self._send(429, b'{"error": "slow down"}', headers={"retry-after": fault[1]})
         if isinstance(fault, int):

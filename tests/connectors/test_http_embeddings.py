@@ -66,13 +66,13 @@ def test_references_parse_into_settings_and_print_without_a_key() -> None:
 
 
 @pytest.mark.parametrize("ref, says", [
-    ("openai+http://h:1?model=m&api_key=sk-123", "holds no API key"),
-    ("openai+http://user:pw@h:1?model=m", "holds no credentials"),
+    ("openai+http://h:1?model=m&api_key=sk-123", "'openai+http://h:1' holds an API key"),
+    ("openai+http://user:pw@h:1?model=m", "'http://h:1' holds credentials"),
     ("openai+http://h:1", "needs a model"),
     ("tei+ftp://h:1", "bad embeddings URL"),
     ("tei+http://h:1?bogus=1", "unknown option 'bogus'"),
     ("openai+http://h:1?model=m&batch=zero", "batch_size"),
-    ("openai+http://u:sk-123@h:1?model=m&batch=zero", "'openai+http://***@h:1': batch_size"),
+    ("openai+http://u:sk-123@h:1?model=m&batch=zero", "'openai+http://h:1': batch_size"),
     ("openai+http://h:1?model=m&secret=sk-123",
      "unknown option 'secret' in the embeddings reference 'openai+http://h:1'"),
     ("tei+http://h:port", "bad embeddings URL 'http://h:port'"),
@@ -154,7 +154,7 @@ def test_transient_faults_that_never_end_are_one_typed_line(endpoint: FakeEndpoi
     gone = HttpEncoder(EmbeddingsSettings(provider="tei", url="http://127.0.0.1:9", attempts=2), wait=wait_none())
     with pytest.raises(ConnectionFailed) as info:
         gone.encode("x")
-    assert "http://127.0.0.1:9/embed" in str(info.value) and "\n" not in str(info.value)
+    assert "endpoint tei+http://127.0.0.1:9 (" in str(info.value) and "\n" not in str(info.value)
 
 
 # ---------------------------------------------------------------------------------------------------- bad answers

@@ -4,6 +4,7 @@ run folder, exception text (even with --debug) or collection metadata -- while i
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -184,3 +185,148 @@ def test_an_http_teachers_key_never_leaks(how, demo_texts, tmp_path, fast_tmp, r
             assert fragment.encode() not in blob, f"key found in {path}"
     FIGURES.setdefault("secrets: HTTP teacher, places searched", {})[how] = (
         f"{len(outputs)} command outputs, {len(records.lines)} log records, {len(blobs)} files")
+
+
+# -- secrets written into URLs (issue 20, section 3) ------------------------------------------------------------------
+def free_port() -> int:
+    """A loopback port nobody listens on (bound, read, released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def url_secrets(*parts: str) -> dict[str, str]:
+    """One random secret for each part of a URL it is written into."""
+    return {part: f"{part}-{secrets.token_hex(8)}" for part in parts}
+
+
+class Cli:
+    """Runs the CLI in this process and keeps everything it printed (stdout, stderr, an exception's repr)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        no_sleep_retries(monkeypatch)
+        for name in ("QDRANT_URL", "QDRANT_API_KEY", "QDRANT_DISTILL_EMBEDDINGS_API_KEY", "OPENAI_API_KEY"):
+            monkeypatch.delenv(name, raising=False)
+        self.runner = CliRunner()
+        self.outputs: list[str] = []
+
+    def __call__(self, *args: str, code: int = 1) -> Any:
+        result = self.runner.invoke(app, list(args))
+        self.outputs.append(result.output + (result.stderr or ""))
+        if result.exception and not isinstance(result.exception, SystemExit):
+            self.outputs.append(repr(result.exception))
+        assert result.exit_code == code, result.output
+        return result
+
+
+def assert_never_shown(hidden: dict[str, str], cli: Cli, records: Records, *folders: Path) -> None:
+    """No secret in any output, any log record (DEBUG included) or any file of the given folders."""
+    texts = {"cli output": "\n".join(cli.outputs), "logs": "\n".join(records.lines)}
+    files = {path: blob for folder in folders for path, blob in files_text(folder)}
+    for part, secret in hidden.items():
+        for where, text in texts.items():
+            assert secret not in text, f"the URL's {part} was shown in the {where}"
+        for path, blob in files.items():
+            assert secret.encode() not in blob, f"the URL's {part} was written to {path}"
+
+
+def stage_journal(run_dir: Path, url: str, stage: str) -> Path:
+    """A run folder whose journal was made with ``--url url`` and stands at ``stage`` (for the alias commands)."""
+    from qdrant_distill.config import load_config
+    from qdrant_distill.journal import Journal, Stage
+
+    config = load_config(environ={}, source="docs", dim=16, qdrant={"url": url})
+    journal = Journal.open(run_dir, config.fingerprint())
+    journal.source_collection, journal.source_alias, journal.target, journal.alias = (
+        "docs_v1", "docs", "docs_v1_distilled16", "docs")
+    journal.stage, journal.previous_target = Stage(stage), "docs_v1"
+    journal.save()
+    return run_dir
+
+
+def test_secrets_in_a_qdrant_url_are_never_shown(tmp_path, records, monkeypatch) -> None:
+    """Every command that takes a Qdrant URL, given one with secrets in its userinfo, path, query and fragment,
+    against a port nobody listens on (and plan, with --debug, against a server that answers 401); plan also with a
+    secret in each part alone. Each error line names the server by scheme, host and port only, and no secret reaches
+    the output, a traceback, the logs (DEBUG included), a journal or status."""
+    cli = Cli(monkeypatch)
+    hidden = url_secrets("user", "password", "path", "query", "fragment")
+
+    def url(where: str, *parts: str) -> str:
+        every = not parts
+        userinfo = f"{hidden['user']}:{hidden['password']}@" if every or "user" in parts else ""
+        path = f"/{hidden['path']}" if every or "path" in parts else "/"
+        query = f"?api_key={hidden['query']}&timeout=1" if every or "query" in parts else ""
+        fragment = f"#{hidden['fragment']}" if every or "fragment" in parts else ""
+        return f"http://{userinfo}{where}{path}{query}{fragment}"
+
+    gone = f"127.0.0.1:{free_port()}"
+    runs = {stage: stage_journal(tmp_path / stage, url(gone), stage) for stage in ("created", "verified", "swapped")}
+    failures = [cli("plan", "--alias", "docs", "--dim", "16", "--url", url(gone, part))
+                for part in ("user", "path", "query", "fragment")]
+    every = ["--url", url(gone)]
+    failures += [
+        cli("plan", "--alias", "docs", "--dim", "16", *every),
+        cli("migrate", "--alias", "docs", "--dim", "16", "--yes", *every),
+        cli("serve", "--alias", "docs", *every),
+        cli("swap", str(runs["verified"]), *every),
+        cli("rollback", str(runs["swapped"]), *every),
+        cli("finalize", str(runs["swapped"]), "--yes", *every),
+        cli("abandon", str(runs["created"]), "--yes", *every),
+    ]
+    for failed in failures:  # one line, which still says which server
+        assert re.search(rf"error: ConnectionFailed: \w+ on http://{gone}: cannot reach", failed.stderr), failed.stderr
+    with refusing_server(401) as server:  # answered: httpx logs the request; --debug: the traceback's texts too
+        where = server.url.removeprefix("http://")
+        refused = cli("plan", "--alias", "docs", "--dim", "16", "--url", url(where), "--debug")
+        assert f"AuthenticationFailed: get_aliases on http://{where}:" in refused.stderr, refused.stderr
+    assert server.seen and any("HTTP Request" in line for line in records.lines)
+    cli("status", str(runs["swapped"]), code=0)
+    assert f'"qdrant": "http://{gone}"' in cli("status", str(runs["swapped"]), "--json", code=0).stdout
+    assert_never_shown(hidden, cli, records, tmp_path)
+    FIGURES["secrets: Qdrant URLs, places searched"] = (
+        f"{len(cli.outputs)} command outputs, {len(records.lines)} log records, 3 journals")
+
+
+def test_secrets_in_an_embeddings_url_are_never_shown(demo_texts, tmp_path, fast_tmp, records, monkeypatch) -> None:
+    """Every command that takes an embeddings endpoint (plan and migrate's --teacher, evaluate's --model, export),
+    given one with a secret in its path, its userinfo or its query: refused, unreachable, answering (its requests
+    logged by httpx) and redirecting. No secret reaches the output, the logs or the files written."""
+    from tests.connectors.fake_embeddings import fake_endpoint
+    from tests.test_migration import TEACHER_DIM, write_beir
+
+    cli = Cli(monkeypatch)
+    hidden = url_secrets("path", "user", "query", "option", "redirect")
+    store = fast_tmp / "qdrant"
+    with QdrantConnector.open(path=str(store)) as conn:
+        build_source(conn, demo_texts)
+    beir = tmp_path / "beir"
+    write_beir(beir, demo_texts, n=20)
+    plan = ["--collection", "docs_v1", "--dim", "8", "--sample-size", "100", "--path", str(store),
+            "--run-dir", str(tmp_path / "run")]
+    gone = f"127.0.0.1:{free_port()}"
+    refused = [f"openai+http://{gone}/{hidden['path']}/v1?model=m&attempts=2&wait_max=0.01",  # unreachable
+               f"openai+http://me:{hidden['user']}@{gone}/v1?model=m",  # credentials in the URL: refused
+               f"tei+http://{gone}?api_key={hidden['query']}",  # a key in the reference: refused
+               f"openai+http://{gone}/v1?model=m&secret={hidden['option']}"]  # an unknown option: refused
+    for n, ref in enumerate(refused):
+        debug = ["--debug"] if n == 0 else []  # the traceback's texts too (once: a rich traceback takes seconds)
+        for failed in (cli("plan", "--teacher", ref, *plan, *debug), cli("migrate", "--teacher", ref, "--yes", *plan),
+                       cli("evaluate", "--model", ref, "--beir", str(beir)), cli("export", ref)):
+            assert "error:" in failed.stderr and gone in failed.stderr, failed.stderr
+    with fake_endpoint() as endpoint:
+        endpoint.dim = TEACHER_DIM
+        live = f"openai+{endpoint.url}/{hidden['path']}/v1?model=m&attempts=2&wait_max=0.01"
+        shown = cli("plan", "--teacher", live, "--no-teacher-check", *plan, code=0)
+        assert f"teacher     openai+{endpoint.url} model m" in shown.stdout
+        cli("evaluate", "--model", live, "--beir", str(beir), code=0)  # httpx logs every request
+        assert endpoint.requests and all(hidden["path"] in r["path"] for r in endpoint.requests)
+        endpoint.faults = [(301, f"https://elsewhere.example:8443/{hidden['redirect']}?key={hidden['redirect']}")]
+        moved = cli("evaluate", "--model", live, "--beir", str(beir), "--debug")
+        assert "redirected (301) to https://elsewhere.example:8443" in moved.stderr, moved.stderr
+    assert any("HTTP Request: POST" in line for line in records.lines)  # httpx's own log lines were searched
+    assert_never_shown(hidden, cli, records, tmp_path, store)
+    FIGURES["secrets: embeddings URLs, places searched"] = (
+        f"{len(cli.outputs)} command outputs, {len(records.lines)} log records")
