@@ -160,7 +160,7 @@ def test_an_http_teachers_key_never_leaks(how, demo_texts, tmp_path, fast_tmp, r
               "--min-recall", "0", "--min-spearman", "-1", "--run-dir", str(run_dir), "--no-progress", "--debug",
               "--no-teacher-check"]
     plan_args = ["--dim", "8", "--sample-size", "100", "--path", str(store), "--run-dir", str(tmp_path / "other"),
-                 "--debug"]
+                 "--mode", "projection-only", "--debug"]  # no student to resolve: the teacher's answer decides
     with fake_endpoint() as endpoint:
         endpoint.dim = TEACHER_DIM
         teacher = f"openai+{endpoint.url}?model=teacher-model&wait_max=0.01&attempts=2"
