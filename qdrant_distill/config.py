@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from connectors.base import TextSource
 from connectors.settings import QdrantSettings
@@ -168,6 +169,13 @@ class DistillConfig(BaseModel):
         leaving at least 4 to train on (0 when ``n`` cannot give both)."""
         size = min(max(MIN_HOLDOUT, round(n * self.holdout_fraction)), self.max_holdout, n - MIN_TRAIN_PAIRS)
         return size if size >= MIN_HOLDOUT else 0
+
+    def holdout_split(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The indices of a sample of ``n`` trained on and held out (sorted): a permutation by ``seed``, its first
+        :meth:`holdout_size` held out. Distillation and the dimension table hold out the same points."""
+        order = np.random.default_rng(self.seed).permutation(n)
+        size = self.holdout_size(n)
+        return np.sort(order[size:]), np.sort(order[:size])
 
     @classmethod
     def parse(cls, data: dict[str, Any]) -> DistillConfig:

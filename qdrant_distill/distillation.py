@@ -148,9 +148,7 @@ def _check_pairs(texts: Sequence[str], vectors: np.ndarray) -> np.ndarray:
 
 
 def _split(n: int, config: DistillConfig) -> tuple[np.ndarray, np.ndarray]:
-    order = np.random.default_rng(config.seed).permutation(n)
-    size = config.holdout_size(n)
-    return np.sort(order[size:]), np.sort(order[:size])
+    return config.holdout_split(n)  # one rule: the dimension table holds out the same points
 
 
 @dataclass
