@@ -3,10 +3,10 @@
 For each candidate dimension, on a sample of the collection's stored teacher vectors, with the PCA projection only
 (no student, no re-embedding: numpy, seconds):
 
-- the share of the teacher space's second moment the PCA keeps, fitted on the sample's training part;
-- projection-only fidelity on the held-out part (the points distillation holds out,
-  :meth:`~qdrant_distill.config.DistillConfig.holdout_split`): teacher-neighbour recall@10 and the Spearman of
-  pairwise similarities against the full-size teacher (:func:`qdrant_distill.evaluate.fidelity`);
+- the PCA is fitted on the sample's training part and measured on its held-out part (the points distillation holds
+  out, :meth:`~qdrant_distill.config.DistillConfig.holdout_split`): the share of their second moment it keeps, and
+  projection-only fidelity: teacher-neighbour recall@10 and the Spearman of pairwise similarities against the
+  full-size teacher (:func:`qdrant_distill.evaluate.fidelity`);
 - with labelled queries (a BEIR folder whose corpus ids are point ids) and the teacher to encode them, projection-only
   nDCG@10: the teacher's query vectors and the stored document vectors, both projected;
 - vector bytes per point and for the collection: float32, Qdrant's scalar (int8) and binary quantization;
@@ -39,7 +39,7 @@ from qdrant_distill.evaluate import fidelity, load_beir, retrieval_metrics
 from qdrant_distill.projection import PCAProjection
 
 __all__ = ["DEFAULT_CANDIDATES", "DEFAULT_TOLERANCE", "DimsReport", "DimsRow", "LabelledVectors", "default_dims",
-           "dims_report", "labelled_vectors", "parse_dims", "plan_dims", "vector_bytes"]
+           "dims_report", "kept_share", "labelled_vectors", "parse_dims", "plan_dims", "recommend", "vector_bytes"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class DimsRow(BaseModel):
     """One candidate dimension, measured on the plan's sample with the PCA projection only (no training)."""
 
     dim: int
-    variance_kept: float = Field(description="share of the teacher space's variance the PCA keeps (0..1)")
+    variance_kept: float = Field(description="share of the teacher space's variance the PCA keeps (0..1), held out")
     neighbour_recall_at_10: float = Field(description="held-out teacher-neighbour recall@10 against full size")
     spearman: float = Field(description="held-out Spearman of pairwise similarities against full size")
     ndcg_at_10: float | None = Field(default=None, description="projection-only nDCG@10 with --queries, else None")
@@ -246,11 +246,19 @@ def _row(dim: int, projection: PCAProjection, held: np.ndarray, points: int,
     scores = fidelity(projection.transform(held), held)
     per_point = vector_bytes(dim)
     return DimsRow(
-        dim=dim, variance_kept=projection.explained_variance_ratio,
+        dim=dim, variance_kept=kept_share(projection, held),
         neighbour_recall_at_10=scores["fidelity/recall@10"], spearman=scores["fidelity/spearman"],
         ndcg_at_10=labelled.ndcg(projection) if labelled is not None else None,
         bytes_per_point=per_point, bytes_collection={k: v * points for k, v in per_point.items()},
     )
+
+
+def kept_share(projection: PCAProjection, vectors: np.ndarray) -> float:
+    """The share of ``vectors``' second moment (about the projection's mean) that the projection keeps. On held-out
+    points: on the points it was fitted on, a sample not much larger than the dimension would keep nearly all."""
+    x = np.asarray(vectors, dtype=np.float64) - projection.mean
+    total = float((x**2).sum())
+    return float(((x @ projection.components.T.astype(np.float64)) ** 2).sum() / total) if total > 0 else 0.0
 
 
 def recommend(rows: Sequence[DimsRow], *, metric: str = RECALL,
