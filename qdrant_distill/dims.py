@@ -72,7 +72,9 @@ class DimsReport(BaseModel):
     recommended: int
     reason: str
     chosen: int | None = Field(default=None, description="the dimension the migration uses (--dim)")
-    seconds: float = 0.0
+    seconds: float = Field(default=0.0, description="wall time of the table once the sample is drawn (the teacher "
+                           "encoding labelled queries included)")
+    sample_seconds: float = Field(default=0.0, description="wall time of drawing the sample (0: it was given)")
     metric: str = Field(default=RECALL, description="what the recommendation compares: recall@10 or ndcg@10")
     tolerance: float = Field(default=DEFAULT_TOLERANCE, description="relative shortfall the recommendation allows")
     teacher_ndcg_at_10: float | None = Field(default=None, description="the full-size teacher's nDCG@10, when measured")
@@ -98,7 +100,8 @@ class DimsReport(BaseModel):
         head = (f"{'dim':>5} {'variance':>9} {'recall@10':>10} {'spearman':>9}" + (f" {'nDCG@10':>8}" if ndcg else "")
                 + f" {'B/pt f32':>9} {'int8':>6} {'binary':>7} {'all f32':>10} {'all int8':>10} {'all binary':>11}")
         lines = [f"dims        PCA only, on {self.sample_size - self.holdout_size:,} sampled points, measured on "
-                 f"{self.holdout_size:,} held out, of {self.points:,}; {self.seconds:.1f} s", "  " + head]
+                 f"{self.holdout_size:,} held out, of {self.points:,}; {self.seconds:.1f} s"
+                 + (f" (+ {self.sample_seconds:.1f} s to sample)" if self.sample_seconds else ""), "  " + head]
         for r in self.rows:
             b, c = r.bytes_per_point, r.bytes_collection
             mark = " <- recommended" if r.dim == self.recommended else ""
@@ -311,16 +314,17 @@ def plan_dims(
     """The dimension table of the migration ``config`` describes (``plan --dims``): candidates ``dims`` (default
     :func:`default_dims`) plus ``config.dim``, on a sample drawn as the migration draws it (or ``sample``), with
     nDCG@10 when ``config.gate.queries`` and ``config.teacher_model`` are both given."""
-    start = time.perf_counter()
     name = collection or connector.resolve(config.source)[0]
     info = connector.describe(name)
     spec = info.vector(config.vector_name)
     teacher_dim = int(spec.size or 0)
     candidates = default_dims(teacher_dim) if dims is None else list(dims)
     candidates = sorted({*candidates, config.dim})
+    sampled = time.perf_counter()
     if sample is None:
         sample = connector.sample(name, config.sample_size, text=config.text, vector_name=spec.name,
                                   seed=config.sample_seed)
+    start = time.perf_counter()
     notes: list[str] = []
     labelled = None
     if config.gate.queries and config.teacher_model:
@@ -334,4 +338,5 @@ def plan_dims(
     if config.sample_seed is None:
         notes.append("on a random sample like the migration's, not the same one (a sample_seed in the config makes "
                      "them the same)")
-    return report.model_copy(update={"notes": notes, "seconds": round(time.perf_counter() - start, 3)})
+    return report.model_copy(update={"notes": notes, "seconds": round(time.perf_counter() - start, 3),
+                                      "sample_seconds": round(start - sampled, 3)})
