@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from common import CACHE, DATA, MPNET, REPO, RESULTS  # first: the environment a
 
 SCIFACT = DATA / "scifact"
 DIMS = "64,128,256,384"
+SEED = {"QDRANT_DISTILL_SAMPLE_SEED": "0"}  # a reproducible sample (a scroll's reservoir), the one a migration draws
 
 
 def build_store(path: Path) -> None:
@@ -59,12 +61,12 @@ def plan(store: Path, out: Path, *extra: str) -> dict:
                "--text-template", "{title} {text}", "--dims", DIMS, "--dims-out", str(out), *extra]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO,
-                          env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "160"})
+                          env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "160", **SEED})
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(done.stderr[-3000:])
     print(done.stdout)
-    shown = ["qdrant-distill", *command[3:]]
+    shown = [*(f"{k}={v}" for k, v in SEED.items()), "qdrant-distill", *command[3:]]
     return {"command": " ".join(shown), "wall_s": round(wall, 1), "table": json.loads(out.read_text())}
 
 
@@ -75,8 +77,8 @@ def main() -> None:
     args = parser.parse_args()
     store = CACHE / "dims_scifact_qdrant"
     build_store(store)
-    work = args.out.parent
-    work.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="dims-"))  # each command's --dims-out; --out gathers them
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     runs = {}
     if args.quick:
         runs["sample 500"] = plan(store, work / "dims_500.json", "--sample-size", "500", "--dim", "128")
