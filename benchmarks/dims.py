@@ -67,7 +67,8 @@ def plan(store: Path, out: Path, *extra: str) -> dict:
         raise SystemExit(done.stderr[-3000:])
     print(done.stdout)
     shown = [*(f"{k}={v}" for k, v in SEED.items()), "qdrant-distill", *command[3:]]
-    return {"command": " ".join(shown), "wall_s": round(wall, 1), "table": json.loads(out.read_text())}
+    shown_text = " ".join(shown).replace(f"{REPO}/", "").replace(str(REPO.parent) + "/", "../")
+    return {"command": shown_text, "wall_s": round(wall, 1), "table": json.loads(out.read_text())}
 
 
 def main() -> None:
