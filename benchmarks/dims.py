@@ -16,6 +16,7 @@ import argparse
 import gzip
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -67,7 +68,7 @@ def plan(store: Path, out: Path, *extra: str) -> dict:
         raise SystemExit(done.stderr[-3000:])
     print(done.stdout)
     shown = [*(f"{k}={v}" for k, v in SEED.items()), "qdrant-distill", *command[3:]]
-    shown_text = " ".join(shown).replace(f"{REPO}/", "").replace(str(REPO.parent) + "/", "../")
+    shown_text = shlex.join(shown).replace(f"{REPO}/", "").replace(str(REPO.parent) + "/", "../")
     return {"command": shown_text, "wall_s": round(wall, 1), "table": json.loads(out.read_text())}
 
 
