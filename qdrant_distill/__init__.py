@@ -43,6 +43,7 @@ from qdrant_distill.errors import (
 
 _LAZY = {
     "CollectionEncoder": "qdrant_distill.registry",
+    "DimsReport": "qdrant_distill.dims",
     "DistillConfig": "qdrant_distill.config",
     "DistillResult": "qdrant_distill.distillation",
     "Encoder": "qdrant_distill.encoders",
@@ -59,6 +60,7 @@ _LAZY = {
     "Stage": "qdrant_distill.journal",
     "StudentKind": "qdrant_distill.config",
     "beir_metrics": "qdrant_distill.gate",
+    "dims_report": "qdrant_distill.dims",
     "distill": "qdrant_distill.distillation",
     "encoder_for": "qdrant_distill.registry",
     "fidelity": "qdrant_distill.evaluate",
@@ -69,6 +71,7 @@ _LAZY = {
     "make_plan": "qdrant_distill.plan",
     "migrate": "qdrant_distill.migration",
     "open_journal": "qdrant_distill.runs",
+    "plan_dims": "qdrant_distill.dims",
     "projection_model": "qdrant_distill.projection",
     "retrieval_metrics": "qdrant_distill.evaluate",
     "rollback": "qdrant_distill.swap",
@@ -78,6 +81,7 @@ _LAZY = {
 
 if TYPE_CHECKING:  # static checkers see the real names
     from qdrant_distill.registry import CollectionEncoder
+    from qdrant_distill.dims import DimsReport, dims_report, plan_dims
     from qdrant_distill.config import DistillConfig
     from qdrant_distill.distillation import DistillResult
     from qdrant_distill.encoders import Encoder
@@ -122,6 +126,7 @@ __all__ = [
     "ConnectionFailed",
     "ConnectorError",
     "DimensionError",
+    "DimsReport",
     "DistillConfig",
     "DistillError",
     "DistillResult",
@@ -156,6 +161,7 @@ __all__ = [
     "VerificationFailed",
     "__version__",
     "beir_metrics",
+    "dims_report",
     "distill",
     "encoder_for",
     "fidelity",
@@ -166,6 +172,7 @@ __all__ = [
     "make_plan",
     "migrate",
     "open_journal",
+    "plan_dims",
     "projection_model",
     "retrieval_metrics",
     "rollback",

@@ -231,8 +231,9 @@ def _print_json(model: Any) -> None:
 
 # -- plan and migrate -------------------------------------------------------------------------------------------------
 def _run_migration(config_file: Path | None, overrides: dict[str, Any], *, as_json: bool, yes: bool, dry_run: bool,
-                   restart: bool) -> None:
-    """The body of plan and migrate: load the configuration, print the plan, then (unless a dry run) migrate."""
+                   restart: bool, dims: list[int] | bool = False, dims_out: Path | None = None) -> None:
+    """The body of plan and migrate: load the configuration, print the plan (with the dimension table when ``dims``
+    asks for it, also written to ``dims_out``), then (unless a dry run) migrate."""
     from qdrant_distill.migration import migrate as run
     from qdrant_distill.folders import RunFolder
     from qdrant_distill.plan import make_plan
@@ -245,7 +246,9 @@ def _run_migration(config_file: Path | None, overrides: dict[str, Any], *, as_js
 
             dropped = abandon_run(cfg.resolved_run_dir(), conn)
             err.print(f"restart: earlier attempt abandoned{f' (dropped {dropped})' if dropped else ''}")
-        the_plan = make_plan(cfg, conn)
+        the_plan = make_plan(cfg, conn, dims=dims)
+        if the_plan.dims is not None and dims_out is not None:
+            the_plan.dims.write(dims_out)
         if dry_run:
             _print_json(the_plan) if as_json else out.print(the_plan.render(), highlight=False, markup=False)
             return
@@ -270,8 +273,14 @@ def plan(
     gpus_per_worker: GpusPerWorker = None, no_progress: NoProgress = False,
     url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False,
     config: ConfigFile = None, as_json: AsJson = False, debug: Debug = False,
+    dims: Annotated[Optional[str], typer.Option(
+        "--dims", help="candidate sizes, e.g. 64,128,256,384: the table of what each keeps and costs (PCA only, on "
+        "the sample; --dim is added)")] = None,
+    dims_out: Annotated[Optional[Path], typer.Option(
+        "--dims-out", help="also write the dimension table as JSON to this file [default candidates without --dims]")]
+    = None,
 ) -> None:
-    """Dry run: describe what a migration would do and refuse early on bad input. Writes nothing."""
+    """Dry run: describe what a migration would do and refuse early on bad input. Writes nothing (but --dims-out)."""
     with _expected_failures(debug):
         overrides = _migration_overrides(
             alias=alias, collection=collection, new_alias=new_alias, target=target, text_field=text_field,
@@ -283,7 +292,11 @@ def plan(
             page_size=page_size, run_dir=run_dir, engine=engine, ray_address=ray_address, workers=workers,
             gpus_per_worker=gpus_per_worker, no_progress=no_progress, url=url, api_key=api_key, path=path,
             grpc=grpc)
-        _run_migration(config, overrides, as_json=as_json, yes=True, dry_run=True, restart=False)
+        from qdrant_distill.dims import parse_dims
+
+        candidates: list[int] | bool = parse_dims(dims) if dims is not None else dims_out is not None
+        _run_migration(config, overrides, as_json=as_json, yes=True, dry_run=True, restart=False, dims=candidates,
+                       dims_out=dims_out)
 
 
 @app.command("migrate")

@@ -172,7 +172,8 @@ class DistillConfig(BaseModel):
 
     def holdout_split(self, n: int) -> tuple[list[int], list[int]]:
         """The training and held-out indices (each ascending) of a sample of ``n``: a permutation seeded by ``seed``,
-        its first :meth:`holdout_size` held out. The one home of the split (distillation and the report's examples)."""
+        its first :meth:`holdout_size` held out. The one home of the split (distillation, the dimension table and the
+        report's examples)."""
         order = np.random.default_rng(self.seed).permutation(n)
         size = self.holdout_size(n)
         return sorted(order[size:].tolist()), sorted(order[:size].tolist())

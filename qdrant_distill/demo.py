@@ -15,6 +15,8 @@ from connectors.base import UNNAMED, Point
 from connectors.qdrant import QdrantConnector
 from qdrant_distill.config import GateConfig, MigrationConfig
 from qdrant_distill.demo_data import load_demo_texts
+from qdrant_distill.dims import DimsReport
+from qdrant_distill.folders import RunFolder
 from qdrant_distill.config import DistillConfig
 from qdrant_distill.encoders import encode_with_progress, load_encoder
 from qdrant_distill.migration import MigrationReport, migrate
@@ -77,8 +79,8 @@ def run_demo(
     gate: GateConfig | None = None,
     progress: bool = True,
 ) -> tuple[MigrationReport, list[tuple[str, list[str], list[str]]]]:
-    """Build the demo collection, migrate it, and answer a few queries with the teacher (old collection) and with
-    the student (through the alias, with ``encoder_for``)."""
+    """Build the demo collection, migrate it, print its dimension table, and answer a few queries with the teacher
+    (old collection) and with the student (through the alias, with ``encoder_for``)."""
     rows = load_demo_texts(limit)
     texts = [r["text"] for r in rows]
     vectors = teacher_vectors(texts, teacher, Path(cache_dir))
@@ -96,6 +98,7 @@ def run_demo(
             progress=progress,
         )
         report = migrate(config, connector=conn)
+        show_dims(Path(run_dir))
         # the same queries, answered by the student through the alias and by the teacher on the old collection
         student_enc = encoder_for(conn, DEMO_ALIAS)
         teacher_enc = load_encoder(teacher)
@@ -105,6 +108,13 @@ def run_demo(
             by_teacher = _titles(conn, DEMO_COLLECTION, teacher_enc.encode(query, kind="query")[0], "")
             answers.append((query, by_teacher, by_student))
     return report, answers
+
+
+def show_dims(run_dir: Path) -> None:
+    """Print the dimension table the migration wrote: what each size keeps and costs, PCA only."""
+    path = RunFolder(run_dir).dims
+    if path.exists():
+        print(DimsReport.read(path).render(), flush=True)
 
 
 def _titles(conn: QdrantConnector, collection: str, vector: np.ndarray, vector_name: str) -> list[str]:

@@ -23,6 +23,7 @@ from connectors.scroll import read_vectors, stored_vectors
 import qdrant_distill.record as record
 from qdrant_distill._version import __version__
 from qdrant_distill.config import MigrationConfig, Mode
+from qdrant_distill.dims import default_dims, dims_report
 from qdrant_distill.encoders import Encoder, load_encoder, load_teacher
 from qdrant_distill.errors import (
     DimensionError,
@@ -142,6 +143,7 @@ def migrate(
             sessions.enter_context(engine.session())
         resumed = journal.done(Stage.SAMPLED)
         sample = stage_sample(config, conn, journal, plan)
+        write_dims(config, journal, plan, sample)
         try:
             stage_distill(config, journal, plan, sample)
         except (InvalidVectors, NoTextPayload, StudentError) as exc:
@@ -185,6 +187,27 @@ def stage_sample(config: MigrationConfig, conn: Connector, journal: Journal, pla
     journal.advance(Stage.SAMPLED, sample_path=str(path), sample_size=len(sample))
     logger.info("sampled %d points (%s; %d without text skipped)", len(sample), sample.method, sample.missing_text)
     return sample
+
+
+def write_dims(config: MigrationConfig, journal: Journal, plan: MigrationPlan, sample: Sample) -> None:
+    """The dimension table of the sample into the run folder (``dims.json``, for the report): the plan's when it
+    carries one, else the default candidates that the sample can fit, label-free (numpy, seconds). Advice only: a
+    sample too small for any candidate writes nothing."""
+    path = RunFolder(journal.run_dir).dims
+    if path.exists():
+        return
+    report = plan.dims
+    if report is None:
+        _, held = config.student.holdout_split(len(sample))
+        fits = len(sample) - len(held)
+        dims = [d for d in default_dims(plan.teacher_dim, config.dim) if d <= fits]
+        if len(held) < 2 or not dims:
+            logger.warning("no dimension table: a sample of %d points is too small", len(sample))
+            return
+        report = dims_report(sample.vectors, dims, points=plan.points, holdout=config.student, chosen=config.dim)
+    report.write(path)
+    logger.info("dimension table (%.1f s) in %s: recommends %d, --dim is %d", report.seconds, path,
+                report.recommended, config.dim)
 
 
 def stage_distill(config: MigrationConfig, journal: Journal, plan: MigrationPlan, sample: Sample) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -18,6 +19,7 @@ from qdrant_distill.checks import (
     check_teacher_reproduces,
 )
 from qdrant_distill.config import MigrationConfig, Mode
+from qdrant_distill.dims import DimsReport, plan_dims
 from qdrant_distill.errors import AliasConflict, CollectionExists, ConfigError, DimensionError, EmptyCollection
 from qdrant_distill.folders import RunFolder
 from qdrant_distill.journal import Journal, Stage
@@ -68,6 +70,7 @@ class MigrationPlan(BaseModel):
     resume_stage: str | None = None
     live_writes: str = LIVE_WRITES
     notes: list[str] = Field(default_factory=list)
+    dims: DimsReport | None = None  # the dimension table, when asked for (plan --dims)
 
     def render(self) -> str:
         """A readable, multi-line description."""
@@ -85,6 +88,8 @@ class MigrationPlan(BaseModel):
             f"run dir     {self.run_dir}" + (f"   (resuming after stage {self.resume_stage})" if self.resume_stage else ""),
         ]
         lines += [f"note        {n}" for n in self.notes]
+        if self.dims is not None:
+            lines.append(self.dims.render())
         return "\n".join(lines)
 
 
@@ -108,8 +113,9 @@ def _existing_journal(config: MigrationConfig) -> Journal | None:
     return Journal.open(config.resolved_run_dir(), config.fingerprint())
 
 
-def make_plan(config: MigrationConfig, connector: Connector) -> MigrationPlan:
-    """Describe the migration and check everything that can be checked without writing."""
+def make_plan(config: MigrationConfig, connector: Connector, *, dims: Sequence[int] | bool = False) -> MigrationPlan:
+    """Describe the migration and check everything that can be checked without writing. With ``dims`` (candidate
+    sizes, or True for the default ones) the plan carries the dimension table (:func:`qdrant_distill.dims.plan_dims`)."""
     check_run_dir(config.resolved_run_dir())
     journal = _existing_journal(config)
     resuming = journal is not None and bool(journal.source_collection)
@@ -134,8 +140,12 @@ def make_plan(config: MigrationConfig, connector: Connector) -> MigrationPlan:
     if config.missing_text.value == "project" and config.mode is Mode.REEMBED:
         notes.append("points without text get the PCA projection of their teacher vector (close to, not in, the "
                      "student's space)")
+    table = None
+    if dims is not False:
+        table = plan_dims(config, connector, None if dims is True else dims, collection=source_collection)
     return _plan(config, info, spec, source_alias=source_alias, target=target, alias=alias, swap=swap,
-                 teacher_check=teacher_check, resume_stage=journal.stage.value if resuming else None, notes=notes)
+                 teacher_check=teacher_check, resume_stage=journal.stage.value if resuming else None, notes=notes,
+                 dims=table)
 
 
 def _check_collection(config: MigrationConfig, info: CollectionInfo, spec: VectorSpec) -> None:

@@ -10,6 +10,7 @@ student must beat.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,37 +58,48 @@ class PCAProjection:
     @classmethod
     def fit(cls, vectors: Any, dim: int, *, center: bool = False) -> PCAProjection:
         """Fit on ``(n, in_dim)`` vectors. ``dim`` must be in ``[1, in_dim)``; it is clamped to ``n`` with a warning."""
+        return cls.fit_many(vectors, [dim], center=center)[dim]
+
+    @classmethod
+    def fit_many(cls, vectors: Any, dims: Sequence[int], *, center: bool = False) -> dict[int, PCAProjection]:
+        """One projection per dimension in ``dims`` from a single SVD (the same as :meth:`fit` of each)."""
         x = _check_vectors(vectors).astype(np.float64)
         n, in_dim = x.shape
-        if dim < 1 or dim >= in_dim:
-            raise DimensionError(
-                f"target dimension {dim} must be between 1 and {in_dim - 1} (the teacher's is {in_dim})",
-                dim=dim,
-                in_dim=in_dim,
-            )
+        for dim in dims:
+            if dim < 1 or dim >= in_dim:
+                raise DimensionError(
+                    f"target dimension {dim} must be between 1 and {in_dim - 1} (the teacher's is {in_dim})",
+                    dim=dim,
+                    in_dim=in_dim,
+                )
+        mean = x.mean(axis=0) if center else np.zeros(in_dim)
+        # rows of vt are the principal directions, s**2 their share of the second moment
+        _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
+        total = float((s**2).sum())
+        # a deterministic sign: the largest-magnitude coordinate of each component is positive
+        signs = np.sign(vt[np.arange(len(vt)), np.argmax(np.abs(vt), axis=1)])
+        vt = vt * np.where(signs == 0, 1.0, signs)[:, None]
+        fitted = {dim: cls._truncated(vt, s, total, mean, dim, n=n, center=center) for dim in dims}
+        logger.info(
+            "PCA %d -> %s (%s) on %d vectors keeps %s of the variance",
+            in_dim,
+            ", ".join(str(p.dim) for p in fitted.values()),
+            "centred" if center else "uncentred",
+            n,
+            ", ".join(f"{100 * p.explained_variance_ratio:.1f}%" for p in fitted.values()),
+        )
+        return fitted
+
+    @classmethod
+    def _truncated(cls, vt: np.ndarray, s: np.ndarray, total: float, mean: np.ndarray, dim: int, *, n: int,
+                   center: bool) -> PCAProjection:
+        """The first ``dim`` principal directions of ``n`` vectors (clamped to ``n``, with a warning)."""
         if dim > n:
             logger.warning("target dimension %d is larger than the %d samples: clamped to %d", dim, n, n)
             dim = n
-        mean = x.mean(axis=0) if center else np.zeros(in_dim)
-        xc = x - mean
-        # rows of vt are the principal directions, s**2 their share of the second moment
-        _, s, vt = np.linalg.svd(xc, full_matrices=False)
-        total = float((s**2).sum())
         ratio = float((s[:dim] ** 2).sum() / total) if total > 0 else 0.0
-        components = vt[:dim]
-        # a deterministic sign: the largest-magnitude coordinate of each component is positive
-        signs = np.sign(components[np.arange(dim), np.argmax(np.abs(components), axis=1)])
-        components = components * np.where(signs == 0, 1.0, signs)[:, None]
-        logger.info(
-            "PCA %d -> %d (%s) on %d vectors keeps %.1f%% of the variance",
-            in_dim,
-            dim,
-            "centred" if center else "uncentred",
-            n,
-            100 * ratio,
-        )
         return cls(
-            components=components.astype(np.float32),
+            components=vt[:dim].astype(np.float32),
             mean=mean.astype(np.float32),
             explained_variance_ratio=ratio,
             center=center,

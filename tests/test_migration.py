@@ -20,6 +20,7 @@ from qdrant_distill import (
     CollectionNotFound,
     ConfigError,
     DimensionError,
+    DimsReport,
     DistillConfig,
     EmptyCollection,
     GateConfig,
@@ -44,6 +45,7 @@ from qdrant_distill import (
 )
 from tests.conftest import encode, random_unit
 from qdrant_distill import record
+from qdrant_distill.folders import RunFolder
 
 N = 240
 TEACHER_DIM = 48
@@ -128,6 +130,9 @@ def test_migrate_end_to_end_then_rollback_swap_and_finalize(conn, demo_texts, ti
     from qdrant_distill.render import report_table, selection_line
 
     assert report.selection["chosen"] in selection_line(report.selection) and report_table(report).row_count > 10
+    # the dimension table of the sample, for the report: the default candidates below 48-d are none, --dim is one
+    dims = DimsReport.read(RunFolder(tmp_path / "run").dims)
+    assert dims.chosen == DIM and [r.dim for r in dims.rows] == [DIM] and dims.sample_size == report.sample_size
 
     meta = conn.describe(report.target).metadata["qdrant_distill"]
     assert meta["dim"] == DIM and meta["mode"] == "reembed" and meta["source"] == "docs_v1"
