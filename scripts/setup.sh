@@ -21,7 +21,7 @@ fi
 stamp=.venv/.qdrant-distill-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "[setup] installing qdrant-distill and its dependencies"
-  $VPIP install -q -e '.[train,dev,ray]'  # ray: an optional extra for users; the tests run the Ray engine
+  $VPIP install -q -e '.[train,dev,ray,edge]'  # ray, edge: optional extras for users; the tests run them
   touch "$stamp"
 fi
 
