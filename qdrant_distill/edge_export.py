@@ -30,7 +30,7 @@ from qdrant_distill import record
 from qdrant_distill._version import __version__
 from qdrant_distill.edge import EdgeManifest, EdgeShard, FolderLock, read_edge_manifest
 from qdrant_distill.errors import CollectionNotFound, ConfigError, MigrationError, StudentError
-from qdrant_distill.export_folder import Backend, ExportManifest, read_manifest
+from qdrant_distill.export_folder import Backend, read_manifest
 from qdrant_distill.folders import EdgeFolder, ExportFolder, RunFolder
 from qdrant_distill.journal import Journal, Stage
 from qdrant_distill.runs import open_journal
