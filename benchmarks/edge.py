@@ -4,9 +4,10 @@ student and a static one.
     .venv/bin/python benchmarks/edge.py            # full: SciFact corpus (5,183 abstracts), 200 test claims
     .venv/bin/python benchmarks/edge.py --quick    # smoke run (CI): 300 abstracts, 20 claims
 
-Each student is migrated for real (SciFact abstracts with their stored all-mpnet-base-v2 vectors, 768 -> 128, the
-student on all-MiniLM-L6-v2, a short training: speed, not quality, is measured) and the old collection finalized, so
-the embedded store holds only the two migrated collections. Then, for each student:
+Each student is migrated for real in ``project`` mode (SciFact abstracts with their stored all-mpnet-base-v2 vectors,
+768 -> 128: the documents get the projection of their stored vectors, so no document is encoded; the query student
+on all-MiniLM-L6-v2, a short training: speed, not quality, is measured) and the old collection finalized, so the
+embedded store holds only the two migrated collections. Then, for each student:
 
 - ``export-edge`` into a folder (seconds, points/s) and its size (shard, student, total), beside the size of the
   migrated collection in the embedded store;
@@ -125,8 +126,8 @@ def source(conn: QdrantConnector, name: str, docs: list[str], vectors: np.ndarra
 
 
 def migrate_one(conn: QdrantConnector, alias: str, kind: str, run_dir: Path, quick: bool) -> Any:
-    student = DistillConfig(kind=kind, base_model=str(MINILM), max_steps=2 if quick else 30, batch_size=32)
-    config = MigrationConfig(source=alias, dim=128, sample_size=200 if quick else 1000, student=student,
+    student = DistillConfig(kind=kind, base_model=str(MINILM), max_steps=2 if quick else 10, batch_size=32)
+    config = MigrationConfig(source=alias, dim=128, mode="project", sample_size=200 if quick else 1000, student=student,
                              gate=GateConfig(min_recall_at_10=0.0, min_spearman=-1.0), run_dir=str(run_dir),
                              page_size=256, progress=False, verify_sample=16)
     report = migrate(config, connector=conn)
@@ -136,7 +137,11 @@ def migrate_one(conn: QdrantConnector, alias: str, kind: str, run_dir: Path, qui
 
 def run(quick: bool) -> dict[str, Any]:
     n_docs, n_queries = (300, 20) if quick else (5183, 200)
-    work = Path(tempfile.mkdtemp(prefix="edge-bench-"))
+    with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
+        return measure(Path(tmp), n_docs, n_queries, quick)
+
+
+def measure(work: Path, n_docs: int, n_queries: int, quick: bool) -> dict[str, Any]:
     store = work / "store"
     rows: dict[str, Any] = {}
     with QdrantConnector.open(path=str(store)) as conn:
@@ -160,7 +165,7 @@ def run(quick: bool) -> dict[str, Any]:
     for label, row in rows.items():
         folder = Path(row["folder"])
         row["size_mb"] = {"shard": mb(folder_size(folder / "shard")), "student": mb(folder_size(folder / "student")),
-                          "total": mb(folder_size(folder)),
+                          "total": mb(folder_size(folder)), "total_apparent": mb(folder_size(folder, apparent=True)),
                           "client_collection": mb(folder_size(store / "collection" / row["target"]))}
         row["edge"] = child(EDGE_CHILD, FOLDER=str(folder), QUERIES=queries)
         row["client"] = child(CLIENT_CHILD, STORE=str(store), ALIAS=f"scifact_{label}_alias", QUERIES=queries)
@@ -182,15 +187,16 @@ def table(result: dict[str, Any]) -> str:
     lines = [f"{result['documents']} SciFact abstracts (128-d), {result['queries']} claims one at a time; "
              "latency in ms (median), RSS in MB (VmHWM of a torch-blocked child)",
              f"{'student':8} {'path':7} {'query':>7} {'search':>7} {'exact':>7} {'open s':>7} {'RSS':>6} "
-             f"{'size MB':>8} same top-10"]
+             f"{'disk MB':>8} same top-10"]
     for label, row in result["rows"].items():
         e, c, size = row["edge"], row["client"], row["size_mb"]
         lines.append(f"{label:8} {'edge':7} {e['query_ms']:7.2f} {e['search_ms']:7.3f} {e['exact_search_ms']:7.3f} "
                      f"{e['open_s']:7.2f} {e['peak_rss_mb']:6.0f} {size['total']:8.2f} {row['same_top10']}")
         lines.append(f"{'':8} {'client':7} {c['query_ms']:7.2f} {c['search_ms']:7.3f} {'':>7} {c['open_s']:7.2f} "
                      f"{c['peak_rss_mb']:6.0f} {size['client_collection']:8.2f}")
-        lines.append(f"{'':8} export-edge {row['export_s']} s ({row['export_points_per_s']} points/s); folder: "
-                     f"shard {size['shard']} MB + student {size['student']} MB")
+        lines.append(f"{'':8} export-edge {row['export_s']} s ({row['export_points_per_s']} points/s); on disk: "
+                     f"shard {size['shard']} MB + student {size['student']} MB (apparent size, sparse files "
+                     f"counted in full: {size['total_apparent']} MB)")
     h = result["hnsw_int8"]
     lines.append(f"--hnsw (int8 folder): search {h['search_ms']} ms (exact {h['exact_search_ms']} ms), recall@10 "
                  f"against exact {h['recall@10']}, shard {h['shard_mb']} MB")

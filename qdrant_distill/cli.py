@@ -454,7 +454,7 @@ def export_edge(
             _print_json(manifest)
             return
         out.print(f"{manifest.points} points of {manifest.source_collection} ({manifest.dim}-d, {manifest.backend} "
-                  f"student) in {out_dir} ({folder_size(out_dir) / 2**20:.1f} MiB); query it with "
+                  f"student) in {out_dir} ({folder_size(out_dir) / 2**20:.1f} MiB on disk); query it with "
                   f"qdrant_distill.edge.open({str(out_dir)!r})", highlight=False, markup=False)
 
 

@@ -285,6 +285,8 @@ def _locked(edge: EdgeFolder, *, exclusive: bool) -> Iterator[FolderLock]:
         raise
 
 
-def folder_size(root: Path) -> int:
-    """Bytes of the files under ``root``."""
-    return sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+def folder_size(root: Path, *, apparent: bool = False) -> int:
+    """Bytes the files under ``root`` take on disk (a shard's storage files are sparse: 32 MiB each, mostly holes),
+    or with ``apparent`` their sizes (what a copy that does not keep holes writes)."""
+    files = [f.stat() for f in Path(root).rglob("*") if f.is_file()]
+    return sum(st.st_size if apparent or not hasattr(st, "st_blocks") else st.st_blocks * 512 for st in files)

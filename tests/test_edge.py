@@ -77,9 +77,9 @@ def cli(*args: str) -> tuple[int, str, str]:
 
 def test_the_edge_folder_answers_like_the_collection(runs: SimpleNamespace, folder: Path) -> None:
     expected, payloads = collection_top10(runs)
-    with edge.open(folder) as index:
+    with edge.open(folder) as index, edge.open(folder) as second:  # readers share a folder
         got = [index.search(q, limit=10, exact=True) for q in runs.queries]
-        assert index.count() == N and "onnx-int8" in index.describe()
+        assert index.count() == second.count() == N and "onnx-int8" in index.describe()
     assert [[h.id for h in hits] for hits in got] == expected
     assert all(h.payload == payloads[h.id] for hits in got for h in hits)
     manifest = edge.read_edge_manifest(folder)
