@@ -135,7 +135,8 @@ def _student_export(run: _Run) -> tuple[ExportFolder, Backend]:
     if not backend.exported:
         raise StudentError(f"the student of {run.collection!r} runs on {backend}: it has no export to put on a device",
                            hint=f"export it: {again}")
-    folder = ExportFolder(Path(run.journal.export_path or RunFolder(run.journal.run_dir).distill.export.root))
+    recorded = Path(run.journal.export_path or RunFolder(run.journal.run_dir).distill.export.root)
+    folder = ExportFolder(recorded if recorded.is_absolute() else run.journal.run_dir / recorded)
     manifest = read_manifest(folder.root)
     if manifest is None or backend not in manifest.files or not (folder.root / manifest.files[backend]).is_file():
         raise StudentError(f"the {backend} export of the student is missing (looked in {folder.root})",
@@ -148,9 +149,14 @@ def _student_export(run: _Run) -> tuple[ExportFolder, Backend]:
 
 # -- the folder -------------------------------------------------------------------------------------------------------
 def _claim(edge: EdgeFolder) -> FolderLock:
-    """The folder, created if needed and locked for this export (refused while it is open elsewhere)."""
+    """The folder, created if needed and locked for this export (refused while it is open elsewhere, or when it
+    holds a ``shard/`` or ``student/`` of its own: say a run folder's student, never replaced whatever the flags)."""
     if edge.root.exists() and not edge.root.is_dir():
         raise ConfigError(f"{edge.root} is a file, not a folder", hint="choose another --out")
+    foreign = [p.name for p in (edge.shard, edge.student.root) if p.exists()] if not edge.is_edge() else []
+    if foreign:
+        raise ConfigError(f"{edge.root} holds {' and '.join(foreign)} that no export-edge wrote (it has no "
+                          f"{EdgeFolder.MANIFEST})", hint="choose another --out")
     edge.root.mkdir(parents=True, exist_ok=True)
     return FolderLock(edge, exclusive=True).acquire()
 
@@ -177,7 +183,7 @@ def _resumable(edge: EdgeFolder, run: _Run, hnsw: bool) -> EdgeManifest | None:
 def _start(edge: EdgeFolder, run: _Run, student: ExportFolder, backend: Backend, hnsw: bool,
            total: int) -> EdgeManifest:
     """A fresh export: what an earlier one wrote is removed, the manifest written first (so a kill resumes)."""
-    for path in edge.written:
+    for path in reversed(edge.written):  # edge.json last: a kill meanwhile leaves a folder still known as ours
         if path.is_dir():
             shutil.rmtree(path)
         else:

@@ -167,6 +167,8 @@ def test_bad_input_is_one_line(runs: SimpleNamespace, folder: Path, tmp_path: Pa
     assert "already holds a finished Edge export" in refused(str(runs.run), "--out", str(folder))
     with edge.open(folder):  # open in an application: an export may not write into it
         assert "is in use" in refused(str(runs.run), "--out", str(folder), "--overwrite")
+    assert "that no export-edge wrote" in refused(str(runs.run), "--out", str(runs.run), "--overwrite")
+    assert (runs.run / "student").is_dir() and not (runs.run / ".lock").exists()  # a run folder is left alone
     with pytest.raises(ConfigError, match="not an Edge folder"):
         edge.open(busy)
     assert (busy / "notes.txt").read_text() == "mine"
