@@ -6,7 +6,7 @@ student and a static one.
 
 Each student is migrated for real in ``project`` mode (SciFact abstracts with their stored all-mpnet-base-v2 vectors,
 768 -> 128: the documents get the projection of their stored vectors, so no document is encoded; the query student
-on all-MiniLM-L6-v2, a short training: speed, not quality, is measured) and the old collection finalized, so the
+on all-MiniLM-L6-v2, 200 sampled points and 2 training steps: speed, not quality, is measured) and the old collection finalized, so the
 embedded store holds only the two migrated collections. Then, for each student:
 
 - ``export-edge`` into a folder (seconds, points/s) and its size (shard, student, total), beside the size of the
@@ -126,8 +126,8 @@ def source(conn: QdrantConnector, name: str, docs: list[str], vectors: np.ndarra
 
 
 def migrate_one(conn: QdrantConnector, alias: str, kind: str, run_dir: Path, quick: bool) -> Any:
-    student = DistillConfig(kind=kind, base_model=str(MINILM), max_steps=2 if quick else 10, batch_size=32)
-    config = MigrationConfig(source=alias, dim=128, mode="project", sample_size=200 if quick else 1000, student=student,
+    student = DistillConfig(kind=kind, base_model=str(MINILM), max_steps=2, batch_size=32)
+    config = MigrationConfig(source=alias, dim=128, mode="project", sample_size=200, student=student,
                              gate=GateConfig(min_recall_at_10=0.0, min_spearman=-1.0), run_dir=str(run_dir),
                              page_size=256, progress=False, verify_sample=16)
     report = migrate(config, connector=conn)

@@ -103,7 +103,13 @@ class FolderLock:
             import fcntl
         except ImportError:  # pragma: no cover - not POSIX
             return self
-        handle = builtins.open(self.folder.lock, "a+", encoding="utf-8")
+        try:
+            handle = builtins.open(self.folder.lock, "a+", encoding="utf-8")
+        except OSError as exc:  # a read-only folder: nothing can write it, so a reader needs no lock
+            if not self.exclusive:
+                return self
+            raise ConfigError(f"cannot write the Edge folder {self.folder.root}: {exc.strerror or exc}",
+                              hint="choose another --out") from None
         try:
             fcntl.flock(handle, (fcntl.LOCK_EX if self.exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
         except OSError:
