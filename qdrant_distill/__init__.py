@@ -63,6 +63,7 @@ _LAZY = {
     "dims_report": "qdrant_distill.dims",
     "distill": "qdrant_distill.distillation",
     "encoder_for": "qdrant_distill.registry",
+    "export_edge": "qdrant_distill.edge_export",
     "fidelity": "qdrant_distill.evaluate",
     "finalize": "qdrant_distill.swap",
     "load_beir": "qdrant_distill.evaluate",
@@ -100,6 +101,7 @@ if TYPE_CHECKING:  # static checkers see the real names
     from qdrant_distill.gate import beir_metrics
     from qdrant_distill.distillation import distill
     from qdrant_distill.registry import encoder_for
+    from qdrant_distill.edge_export import export_edge
     from qdrant_distill.evaluate import fidelity
     from qdrant_distill.swap import finalize
     from qdrant_distill.evaluate import load_beir
@@ -164,6 +166,7 @@ __all__ = [
     "dims_report",
     "distill",
     "encoder_for",
+    "export_edge",
     "fidelity",
     "finalize",
     "load_beir",

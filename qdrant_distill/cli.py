@@ -1,5 +1,5 @@
 """The ``qdrant-distill`` command line: plan | migrate | status | swap | rollback | finalize | abandon | serve |
-evaluate | export | demo.
+evaluate | export | export-edge | demo.
 
 Each command loads its configuration, calls one library function and renders the result. Results go to stdout (a
 table, or JSON with ``--json``); logs and progress bars go to stderr. Expected failures print one red line and exit 1;
@@ -483,6 +483,33 @@ def export(
             raise typer.BadParameter(f"unknown format {format!r}: use onnx or onnx-int8", param_hint="--format")
         manifest = export_target(target, formats=formats_for(format), out_dir=out_dir)
         _print_json(manifest) if as_json else out.print(export_table(manifest))
+
+
+@app.command("export-edge")
+def export_edge(
+    source: Annotated[str, typer.Argument(help="a finished migration's run folder, or the alias it swapped")],
+    out_dir: Annotated[Path, typer.Option("--out", help="the Edge folder to write (new or empty)")],
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="replace an earlier export in --out (only its edge.json, shard/ and student/)")] = False,
+    hnsw: Annotated[bool, typer.Option("--hnsw", help="build an HNSW index whatever the size")] = False,
+    page_size: Annotated[int, typer.Option("--page-size", help="points per page")] = 256,
+    no_progress: NoProgress = False, as_json: AsJson = False,
+    url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False, debug: Debug = False,
+) -> None:
+    """Write a Qdrant Edge folder: every point's student vector and payload, the exported student, a manifest."""
+    with _expected_failures(debug):
+        from qdrant_distill.edge import folder_size
+        from qdrant_distill.edge_export import export_edge as write
+
+        with _connector(_qdrant_settings(url, api_key, path, grpc)) as conn:
+            manifest = write(source, out_dir, connector=conn, overwrite=overwrite, page_size=page_size, hnsw=hnsw,
+                             progress=not no_progress)
+        if as_json:
+            _print_json(manifest)
+            return
+        out.print(f"{manifest.points} points of {manifest.source_collection} ({manifest.dim}-d, {manifest.backend} "
+                  f"student) in {out_dir} ({folder_size(out_dir) / 2**20:.1f} MiB on disk); query it with "
+                  f"qdrant_distill.edge.open({str(out_dir)!r})", highlight=False, markup=False)
 
 
 @app.command()

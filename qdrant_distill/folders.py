@@ -5,6 +5,8 @@
 - :class:`DistillFolder`: what :func:`qdrant_distill.distill` writes: the student, the projection, ``distill.json``,
   the teacher's labels and the student's export.
 - :class:`RunFolder`: one migration's folder: its journal, the sample it trained on, and its distillation output.
+- :class:`EdgeFolder`: what ``qdrant-distill export-edge`` writes (:mod:`qdrant_distill.edge_export`): a Qdrant Edge
+  shard, the student's export and ``edge.json``; :func:`qdrant_distill.edge.open` answers queries from it.
 
 A leaf: it imports nothing of the package, so every module may name a path through it.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DistillFolder", "ExportFolder", "RunFolder"]
+__all__ = ["DistillFolder", "EdgeFolder", "ExportFolder", "RunFolder"]
 
 
 @dataclass(frozen=True)
@@ -145,3 +147,53 @@ class RunFolder:
 
     def is_run(self) -> bool:
         return self.journal.is_file()
+
+
+@dataclass(frozen=True)
+class EdgeFolder:
+    """An Edge folder: ``shard/`` (a Qdrant Edge shard), ``student/`` (an :class:`ExportFolder` holding one format),
+    ``edge.json`` (its manifest, :class:`qdrant_distill.edge.EdgeManifest`) and ``.lock`` (held while it is open)."""
+
+    root: Path
+
+    SHARD = "shard"
+    STUDENT = "student"
+    MANIFEST = "edge.json"
+    LOCK = ".lock"
+
+    @property
+    def shard(self) -> Path:
+        return self.root / self.SHARD
+
+    @property
+    def student(self) -> ExportFolder:
+        return ExportFolder(self.root / self.STUDENT)
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / self.MANIFEST
+
+    @property
+    def lock(self) -> Path:
+        return self.root / self.LOCK
+
+    @property
+    def manifest_tmp(self) -> Path:
+        return self.root / (self.MANIFEST + ".tmp")
+
+    @property
+    def student_tmp(self) -> Path:
+        return self.root / (self.STUDENT + ".tmp")
+
+    @property
+    def written(self) -> tuple[Path, ...]:
+        """What an export writes into the folder (what ``--overwrite`` replaces; nothing else is touched)."""
+        return self.manifest, self.shard, self.student.root, self.manifest_tmp, self.student_tmp
+
+    @property
+    def owned(self) -> tuple[Path, ...]:
+        """Every path of the folder that belongs to an export (what is written, and the lock)."""
+        return (*self.written, self.lock)
+
+    def is_edge(self) -> bool:
+        return self.manifest.is_file()

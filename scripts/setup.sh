@@ -21,7 +21,7 @@ fi
 stamp=.venv/.qdrant-distill-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "[setup] installing qdrant-distill and its dependencies"
-  $VPIP install -q -e '.[train,dev,ray,report]'  # ray: an optional extra for users; the tests run the Ray engine; report: the charts of report.html
+  $VPIP install -q -e '.[train,dev,ray,report,edge]'  # ray, report, edge: optional extras for users; the tests run them
   touch "$stamp"
 fi
 
