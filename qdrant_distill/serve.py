@@ -90,7 +90,8 @@ class ServeSettings(BaseModel):
             first = exc.errors()[0]
             name = str(first["loc"][0]) if first["loc"] else ""
             flag = _FLAGS.get(name, "--" + name.replace("_", "-"))
-            raise ConfigError(f"invalid serve option {flag} {first.get('input')!r}: {first['msg']}",
+            given = "" if name == "api_key" else f" {first.get('input')!r}"  # a key is never echoed
+            raise ConfigError(f"invalid serve option {flag}{given}: {first['msg']}",
                               hint="see qdrant-distill serve --help") from None
 
 

@@ -454,20 +454,20 @@ def rss_mb(pid: int) -> float:
     raise AssertionError("no VmRSS")
 
 
-def test_large_requests_are_cut_or_refused_fast_and_memory_stays_flat(store_copy, migrated, tiny_model_path) -> None:
-    """serve (its own process, the original collection: a transformer with max_seq_length 128) gets 20 large
-    requests: one 7 MB text (413, naming the limit), and 40 texts of 60 KB (cut to what the model reads: the same
-    vectors as their first 4,096 characters). Its resident memory stays within a bound of what it was after the first
-    two, and each answer comes in seconds."""
+def test_large_requests_are_refused_fast_and_memory_stays_flat(store_copy, migrated) -> None:
+    """serve (its own process, over the migrated alias) gets 20 large requests in turn: one 7 MB text (413 before
+    any tokenising, naming the limit) and 15 texts of up to 60 KB (answered, the short ones with the student's
+    exact vectors). Its resident memory stays within a bound of what it was after the first two, and each answer
+    comes in seconds."""
     port = free_port()
     cmd = [str(Path(sys.executable).parent / "qdrant-distill"), "serve", "--path", str(store_copy),
-           "--alias", "docs_v1", "--default-model", str(tiny_model_path), "--port", str(port)]
+           "--alias", "docs", "--port", str(port)]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     long_text = (" ".join(migrated["texts"]) + " ")
     long_text = (long_text * (60_000 // len(long_text) + 1))[:60_000]
     huge = {"input": ["a river bank " * 540_000]}  # 7.0 MB: under the body's limit (8 MiB), over one text's
-    many = {"input": [f"{i} {long_text}" for i in range(40)]}
+    many = {"input": QUERIES[:3] + [f"{i} {long_text}" for i in range(12)]}
     try:
         wait_healthy(url, proc)
         rss, took = [], []
@@ -476,21 +476,25 @@ def test_large_requests_are_cut_or_refused_fast_and_memory_stays_flat(store_copy
                 start = time.monotonic()
                 answer = client.post(f"{url}/v1/embeddings", json=huge if i % 2 == 0 else many)
                 took.append(time.monotonic() - start)
+                rss.append(rss_mb(proc.pid))
                 if i % 2 == 0:
                     assert answer.status_code == 413, answer.text[:300]
                     assert "at most 65536 a text (serve --max-input-bytes)" in answer.json()["error"]["message"]
-                else:
-                    assert answer.status_code == 200, answer.text[:300]
-                    got = np.array([d["embedding"] for d in answer.json()["data"][:3]], dtype=np.float32)
-                rss.append(rss_mb(proc.pid))
-        cut = load_encoder(str(tiny_model_path)).encode([t[:128 * 32] for t in many["input"][:3]], kind="query")
-        np.testing.assert_allclose(got, cut, atol=1e-5)
+                    continue
+                assert answer.status_code == 200 and answer.headers[COLLECTION_HEADER] == migrated["collection"]
+                got = np.array([d["embedding"] for d in answer.json()["data"]], dtype=np.float32)
+                assert got.shape == (15, 8)
+                np.testing.assert_allclose(got[:3], migrated["student"][:3], atol=1e-6)
         print(f"RSS MB after each request: {[round(r) for r in rss]}; seconds: {[round(t, 2) for t in took]}")
-        assert max(rss) - rss[1] < 120 and rss[-1] - rss[1] < 60, rss
+        assert max(rss) - rss[1] < 100 and rss[-1] - rss[1] < 50, rss
         assert max(took) < 15, took
     finally:
         proc.terminate()
-        _, stderr = proc.communicate(timeout=20)
+        try:
+            _, stderr = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, stderr = proc.communicate()
     assert "Traceback" not in stderr, stderr[-2000:]
 
 
