@@ -379,10 +379,10 @@ def serve(
         help="clients must send this key as a bearer token (prefer the QDRANT_DISTILL_SERVE_API_KEY variable)")] = None,
     default_model: Annotated[Optional[str], typer.Option(
         help="encoder of a collection without qdrant-distill metadata (the original one, after a rollback)")] = None,
-    max_inputs: Annotated[Optional[int], typer.Option(help="texts a request (413 above) [default: 2048]")] = None,
-    max_bytes: Annotated[Optional[int], typer.Option(help="bytes a request body (413 above) [default: 8 MiB]")] = None,
+    max_inputs: Annotated[Optional[int], typer.Option(help="texts a request, 413 above (default 2048)")] = None,
+    max_bytes: Annotated[Optional[int], typer.Option(help="bytes a request body, 413 above (default 8 MiB)")] = None,
     max_input_bytes: Annotated[Optional[int], typer.Option(
-        help="UTF-8 bytes one text (413 above; texts are cut to what the model reads) [default: 64 KiB]")] = None,
+        help="UTF-8 bytes one text, 413 above (default 64 KiB); texts are cut to what the model reads")] = None,
     url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False, debug: Debug = False,
 ) -> None:
     """Serve the alias's query encoder over HTTP (OpenAI /v1/embeddings, TEI /embed); follows swap and rollback."""
