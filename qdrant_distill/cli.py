@@ -425,24 +425,27 @@ def finalize(run_dir: RunDir, yes: Confirm = False, url: Url = None, api_key: Ap
 def serve(
     alias: Annotated[str, typer.Option("--alias", help="the alias (or collection) whose query encoder answers")],
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    port: Annotated[int, typer.Option(help="port to listen on (1-65535)")] = 8000,
     require_key: Annotated[Optional[str], typer.Option(
         "--require-key", envvar="QDRANT_DISTILL_SERVE_API_KEY", show_default=False,
         help="clients must send this key as a bearer token (prefer the QDRANT_DISTILL_SERVE_API_KEY variable)")] = None,
     default_model: Annotated[Optional[str], typer.Option(
         help="encoder of a collection without qdrant-distill metadata (the original one, after a rollback)")] = None,
-    max_inputs: Annotated[Optional[int], typer.Option(help="texts a request [default: 2048]")] = None,
-    max_bytes: Annotated[Optional[int], typer.Option(help="bytes a request [default: 8 MiB]")] = None,
+    max_inputs: Annotated[Optional[int], typer.Option(help="texts a request, 413 above (default 2048)")] = None,
+    max_bytes: Annotated[Optional[int], typer.Option(help="bytes a request body, 413 above (default 8 MiB)")] = None,
+    max_input_bytes: Annotated[Optional[int], typer.Option(
+        help="UTF-8 bytes one text, 413 above (default 64 KiB); texts are cut to what the model reads")] = None,
     url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False, debug: Debug = False,
 ) -> None:
     """Serve the alias's query encoder over HTTP (OpenAI /v1/embeddings, TEI /embed); follows swap and rollback."""
     with _expected_failures(debug):
         from qdrant_distill.serve import ServeSettings, run
 
-        limits = _given({"max_inputs": max_inputs, "max_bytes": max_bytes})
-        settings = ServeSettings(alias=alias, api_key=require_key, default_model=default_model, **limits)
+        limits = _given({"max_inputs": max_inputs, "max_bytes": max_bytes, "max_input_bytes": max_input_bytes})
+        settings = ServeSettings.parse(alias=alias, host=host, port=port, api_key=require_key,
+                                       default_model=default_model, **limits)
         with _connector(_qdrant_settings(url, api_key, path, grpc)) as conn:
-            run(conn, settings, host=host, port=port, log_level="info" if debug else "warning")
+            run(conn, settings, log_level="info" if debug else "warning")
 
 
 @app.command()

@@ -235,6 +235,12 @@ class OnnxEncoder:
         self.batch_size = batch_size
         self.normalize = normalize
 
+    @property
+    def max_seq_length(self) -> int | None:
+        """Tokens kept per text (its tokenizer truncates there), when the export recorded it."""
+        truncation = self.tokenizer.truncation
+        return int(truncation["max_length"]) if truncation else None
+
     def encode(self, texts: str | Sequence[str], *, kind: EncodeKind = "document") -> np.ndarray:
         prompt = self.prompts.get(kind, "")
         items = [prompt + t for t in _as_list(texts)]
@@ -400,6 +406,11 @@ class ProjectedEncoder:
     @property
     def dim(self) -> int:
         return self.projection.dim
+
+    @property
+    def max_seq_length(self) -> int | None:
+        """The inner model's (None when it reads every token)."""
+        return getattr(self.inner, "max_seq_length", None)
 
     def encode(self, texts: str | Sequence[str], *, kind: EncodeKind = "document") -> np.ndarray:
         vecs = self.inner.encode(texts, kind=kind)

@@ -63,7 +63,8 @@ def encoder_for(connector_or_client: Any, alias_or_collection: str, *, default: 
         if default is None:
             raise ConfigError(
                 f"collection {info.name!r} (behind {alias_or_collection!r}) records no qdrant-distill encoder",
-                hint="it was not made by qdrant-distill: pass default= the model its vectors came from",
+                hint="it was not made by qdrant-distill: name the model its vectors came from "
+                     "(serve --default-model MODEL; encoder_for(..., default=MODEL))",
             )
         spec = info.vector(None)
         return CollectionEncoder(info.name, alias_or_collection, spec.name, int(spec.size or 0), "original", default,

@@ -162,7 +162,8 @@ def test_the_official_openai_client_talks_to_serve(served, migrated) -> None:
 @pytest.mark.parametrize("case, status", [
     ("no key", 401), ("wrong key", 401), ("bad json", 400), ("not strings", 400), ("empty", 400),
     ("too many inputs", 413), ("too many bytes", 413), ("unknown model", 404), ("wrong dimensions", 400),
-    ("no route", 404),
+    ("no route", 404), ("lone surrogate", 400), ("escaped lone surrogate", 400), ("input too long", 413),
+    ("dimensions not a number", 400),
 ])
 def test_bad_requests_get_one_line_and_no_traceback(served, case, status) -> None:
     headers = {"authorization": f"Bearer {KEY}"}
@@ -186,13 +187,27 @@ def test_bad_requests_get_one_line_and_no_traceback(served, case, status) -> Non
         body["dimensions"] = 256
     elif case == "no route":
         path = "/v2/things"
+    elif case == "input too long":  # under the body's limit (--max-bytes 100000), over one text's (64 KiB)
+        body["input"] = ["a river", "é" * 40_000]
+    elif case == "dimensions not a number":
+        body["dimensions"] = "eight"
     if case == "bad json":
         answer = httpx.post(served + path, content=b'{"input": ["a"', headers=headers)
+    elif case == "lone surrogate":  # UTF-8 bytes of U+D800: Python's json reads them as a lone surrogate
+        answer = httpx.post(served + path, content=b'{"model": "docs", "input": ["a \xed\xa0\x80 river"]}',
+                            headers=headers)
+    elif case == "escaped lone surrogate":
+        answer = httpx.post(served + path, content=b'{"model": "docs", "input": "a \\ud800 river"}', headers=headers)
     else:
         answer = httpx.post(served + path, json=body, headers=headers)
     message = answer.json()["error"]["message"]
     assert answer.status_code == status and "\n" not in message and "Traceback" not in answer.text
     assert KEY not in answer.text
+    limits = {"too many inputs": f"at most {MAX_INPUTS} (serve --max-inputs)",
+              "too many bytes": "at most 100000 (serve --max-bytes)",
+              "input too long": "input 1 is 80000 bytes of UTF-8; at most 65536 a text (serve --max-input-bytes)",
+              "lone surrogate": "input 0 is not valid Unicode", "escaped lone surrogate": "input 0 is not valid"}
+    assert limits.get(case, "") in message
 
 
 def test_the_connector_says_which_line_serve_refused(served) -> None:
@@ -349,3 +364,193 @@ def test_concurrent_small_requests_are_encoded_together_and_each_gets_its_rows(l
         del current.encode
     np.testing.assert_allclose(np.array([a[0] for a in answers], np.float32), migrated["student"], atol=1e-6)
     assert sum(calls) == len(QUERIES) and len(calls) < len(QUERIES)
+
+
+# ------------------------------------------------------------------------------------ serve: swaps, limits, memory
+def test_each_answer_comes_from_one_lookup_of_the_alias_while_it_is_swapped(live, migrated) -> None:
+    """400 requests (asking for 8-d, 32-d or any vectors) while a thread rolls the alias back and swaps it again
+    without a pause: every 200 has the size and the exact vectors of the collection its header names, and the size
+    it asked for; every 400 names the other size."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    conn, srv = live
+    expected = {migrated["collection"]: migrated["student"], "docs_v1": migrated["teacher"]}
+    stop, moves, failures = threading.Event(), [], []
+
+    def swapper() -> None:
+        try:
+            while not stop.is_set():  # each turn ends swapped: the state the other tests expect
+                rollback_run(migrated["run2"], conn)
+                swap_run(migrated["run2"], conn)
+                moves.append(2)
+        except Exception as exc:  # noqa: BLE001 - re-raised in the test
+            failures.append(exc)
+
+    def ask(i: int) -> tuple[int, int | None, httpx.Response]:
+        dims = (8, 32, None)[i % 3]
+        body = {"model": "docs", "input": [QUERIES[i % len(QUERIES)]]} | ({"dimensions": dims} if dims else {})
+        return i, dims, client.post(f"{srv.url}/v1/embeddings", json=body)
+
+    thread = threading.Thread(target=swapper)
+    with httpx.Client(timeout=60) as client, ThreadPoolExecutor(8) as pool:
+        thread.start()
+        try:
+            answers = list(pool.map(ask, range(400)))
+        finally:
+            stop.set()
+            thread.join()
+    assert not failures, failures
+    seen: dict[str, int] = {}
+    wrong = [(i, dims, answer.status_code) for i, dims, answer in answers
+             if not one_lookup(i, dims, answer, expected, seen)]
+    print(f"{len(answers)} requests, {sum(moves)} alias moves: {seen}; answers not of one lookup: {len(wrong)}")
+    assert not wrong, wrong[:5]
+    assert sum(moves) >= 4 and seen.get("docs_v1") and seen.get(migrated["collection"]), (sum(moves), seen)
+    assert conn.alias_target("docs") == migrated["collection"]
+
+
+def one_lookup(i: int, dims: int | None, answer: httpx.Response, expected: dict[str, np.ndarray],
+               seen: dict[str, int]) -> bool:
+    """Whether ``answer`` is all of one collection: a 200 of its size, its vectors and the size asked for; or a 400
+    naming the size of the collection looked up, not the one asked for."""
+    import re
+
+    if answer.status_code == 400:
+        said = re.search(r"answers (\d+)-d vectors, not (\d+)-d", answer.json()["error"]["message"])
+        seen["refused"] = seen.get("refused", 0) + 1
+        return bool(said) and int(said[2]) == dims and int(said[1]) in (8, 32) and int(said[1]) != dims
+    if answer.status_code != 200:
+        return False
+    collection = answer.headers[COLLECTION_HEADER]
+    vector = np.array(answer.json()["data"][0]["embedding"], dtype=np.float32)
+    seen[collection] = seen.get(collection, 0) + 1
+    want = expected[collection][i % len(QUERIES)]
+    return vector.shape == want.shape and dims in (None, len(vector)) and bool(np.allclose(vector, want, atol=1e-5))
+
+
+@pytest.fixture
+def store_copy(migrated, tmp_path) -> Path:
+    """A copy of the migrated store for a serve process of its own (the embedded store is single-process)."""
+    shutil.copytree(migrated["store"], tmp_path / "store")
+    return tmp_path / "store"
+
+
+@pytest.mark.parametrize("options, says", [
+    (["--port", "99999"], "--port 99999"), (["--port", "-1"], "--port -1"), (["--max-inputs", "0"], "--max-inputs 0"),
+    (["--max-input-bytes", "-5"], "--max-input-bytes -5"), ([], "serve --default-model MODEL"),
+])
+def test_serve_options_and_a_collection_without_a_model_are_one_line(store_copy, options, says) -> None:
+    from typer.testing import CliRunner
+
+    from qdrant_distill.cli import app
+
+    alias = "docs" if options else "docs_v1"  # the original collection records no encoder: --default-model is asked
+    result = CliRunner().invoke(app, ["serve", "--path", str(store_copy), "--alias", alias, *options])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 1, lines
+    assert len(lines) == 1 and lines[0].startswith("error: ConfigError") and says in lines[0], lines
+    assert "Traceback" not in result.output and "default= " not in result.output
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_large_requests_are_refused_fast_and_memory_stays_flat(store_copy, migrated) -> None:
+    """serve (its own process, over the migrated alias) gets 20 large requests in turn: one 7 MB text (413 before
+    any tokenising, naming the limit) and 15 texts of up to 60 KB (answered, the short ones with the student's
+    exact vectors). Its resident memory stays within a bound of what it was after the first two, and each answer
+    comes in seconds."""
+    port = free_port()
+    cmd = [str(Path(sys.executable).parent / "qdrant-distill"), "serve", "--path", str(store_copy),
+           "--alias", "docs", "--port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    long_text = (" ".join(migrated["texts"]) + " ")
+    long_text = (long_text * (60_000 // len(long_text) + 1))[:60_000]
+    huge = {"input": ["a river bank " * 540_000]}  # 7.0 MB: under the body's limit (8 MiB), over one text's
+    many = {"input": QUERIES[:3] + [f"{i} {long_text}" for i in range(12)]}
+    try:
+        wait_healthy(url, proc)
+        rss, took = [], []
+        with httpx.Client(timeout=30) as client:
+            for i in range(20):
+                start = time.monotonic()
+                answer = client.post(f"{url}/v1/embeddings", json=huge if i % 2 == 0 else many)
+                took.append(time.monotonic() - start)
+                rss.append(rss_mb(proc.pid))
+                if i % 2 == 0:
+                    assert answer.status_code == 413, answer.text[:300]
+                    assert "at most 65536 a text (serve --max-input-bytes)" in answer.json()["error"]["message"]
+                    continue
+                assert answer.status_code == 200 and answer.headers[COLLECTION_HEADER] == migrated["collection"]
+                got = np.array([d["embedding"] for d in answer.json()["data"]], dtype=np.float32)
+                assert got.shape == (15, 8)
+                np.testing.assert_allclose(got[:3], migrated["student"][:3], atol=1e-6)
+        print(f"RSS MB after each request: {[round(r) for r in rss]}; seconds: {[round(t, 2) for t in took]}")
+        assert max(rss) - rss[1] < 100 and rss[-1] - rss[1] < 50, rss
+        assert max(took) < 15, took
+    finally:
+        proc.terminate()
+        try:
+            _, stderr = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, stderr = proc.communicate()
+    assert "Traceback" not in stderr, stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def onnx_export(tiny_model_path, tmp_path_factory) -> Path:
+    from qdrant_distill.export import export_model
+
+    out = tmp_path_factory.mktemp("serve-onnx") / "onnx"
+    export_model(str(tiny_model_path), out, formats=["onnx"])
+    return out
+
+
+def test_an_onnx_model_reads_long_texts_cut_and_a_broken_one_is_one_json_line(migrated, onnx_export, tmp_path,
+                                                                              caplog) -> None:
+    """A collection whose recorded model is an ONNX export answers a 48 KB text with the vectors of its first
+    4,096 characters; after its alias moves to one whose model.onnx is truncated, each request gets a JSON error and
+    the log one line (no traceback), and moving the alias back answers again."""
+    import logging
+
+    from qdrant_client import models as qm
+
+    from qdrant_distill import record
+
+    broken = tmp_path / "broken"
+    shutil.copytree(onnx_export, broken)
+    (broken / "model.onnx").write_bytes((onnx_export / "model.onnx").read_bytes()[:5000])
+    conn = build_store(Path(":memory:"), migrated["texts"], migrated["teacher_docs"])
+    for name, folder in (("good", onnx_export), ("bad", broken)):
+        conn.client.create_collection(f"docs_{name}", vectors_config=qm.VectorParams(size=32,
+                                                                                    distance=qm.Distance.COSINE))
+        record.write(conn, f"docs_{name}", {"query_model": str(folder), "query_backend": "onnx", "dim": 32})
+    conn.create_alias("onnx", "docs_good")
+    text = (" ".join(migrated["texts"]) * 10)[:48_000]
+    direct = load_encoder(str(onnx_export), backend="onnx").encode([text[:128 * 32], QUERIES[0]], kind="query")
+    with InProcessServer(create_app(AliasEncoders(conn, "onnx"), ServeSettings(alias="onnx"))) as srv:
+        def ask() -> httpx.Response:
+            return httpx.post(f"{srv.url}/v1/embeddings", json={"input": [text, QUERIES[0]]}, timeout=30)
+
+        good = ask()
+        got = np.array([d["embedding"] for d in good.json()["data"]], dtype=np.float32)
+        np.testing.assert_allclose(got, direct, atol=1e-5)
+        conn.swap_alias("onnx", "docs_bad")
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="qdrant_distill"):
+            answers = [ask() for _ in range(2)]
+        conn.swap_alias("onnx", "docs_good")
+        again = ask()
+    for answer in answers:
+        error = answer.json()["error"]
+        assert answer.status_code in (500, 503) and error["code"] == answer.status_code and "\n" not in error["message"]
+    records = [r for r in caplog.records if r.name == "qdrant_distill.serve"]
+    assert len(records) == 2 and all(r.exc_info is None and "\n" not in r.getMessage() for r in records), records
+    assert again.status_code == 200 and again.headers[COLLECTION_HEADER] == "docs_good"
+    conn.close()
