@@ -15,6 +15,7 @@ from qdrant_distill._version import __version__
 from qdrant_distill.errors import (
     AliasConflict,
     AuthenticationFailed,
+    BrokenExport,
     CollectionError,
     CollectionExists,
     CollectionNotFound,
@@ -67,6 +68,7 @@ _LAZY = {
     "migrate": "qdrant_distill.migration",
     "open_journal": "qdrant_distill.runs",
     "projection_model": "qdrant_distill.projection",
+    "repoint": "qdrant_distill.registry",
     "retrieval_metrics": "qdrant_distill.evaluate",
     "rollback": "qdrant_distill.swap",
     "status": "qdrant_distill.runs",
@@ -92,7 +94,7 @@ if TYPE_CHECKING:  # static checkers see the real names
     from qdrant_distill.config import StudentKind
     from qdrant_distill.gate import beir_metrics
     from qdrant_distill.distillation import distill
-    from qdrant_distill.registry import encoder_for
+    from qdrant_distill.registry import encoder_for, repoint
     from qdrant_distill.evaluate import fidelity
     from qdrant_distill.swap import finalize
     from qdrant_distill.evaluate import load_beir
@@ -111,6 +113,7 @@ if TYPE_CHECKING:  # static checkers see the real names
 __all__ = [
     "AliasConflict",
     "AuthenticationFailed",
+    "BrokenExport",
     "CollectionEncoder",
     "CollectionError",
     "CollectionExists",
@@ -161,6 +164,7 @@ __all__ = [
     "migrate",
     "open_journal",
     "projection_model",
+    "repoint",
     "retrieval_metrics",
     "rollback",
     "status",

@@ -23,6 +23,7 @@
     ├── MigrationError                a migration step cannot proceed (journal mismatch, verify failure, wrong stage)
     │   └── VerificationFailed        the target does not match the source after re-embedding
     └── StudentError                  a student model cannot be built, loaded or trained
+        └── BrokenExport              an export folder lacks a file it lists, or holds one that cannot be read
 
 Foreign exceptions (qdrant-client, httpx, grpc) are translated once, at the connector boundary.
 """
@@ -34,6 +35,7 @@ from typing import Any
 __all__ = [
     "AliasConflict",
     "AuthenticationFailed",
+    "BrokenExport",
     "CollectionError",
     "CollectionExists",
     "CollectionNotFound",
@@ -158,3 +160,9 @@ class VerificationFailed(MigrationError):
 
 class StudentError(DistillError):
     """Raised when a student model cannot be built, loaded, trained or saved."""
+
+
+class BrokenExport(StudentError):
+    """Raised when an export folder lacks a file its manifest lists (``model.onnx``, ``model_int8.onnx``, the
+    tokenizer, the token table) or holds one that cannot be read (a truncated graph); ``folder`` and ``file`` say
+    which, the hint gives the command that rebuilds the folder."""

@@ -21,13 +21,15 @@ from pydantic import BaseModel, Field
 from connectors.base import PointId
 from qdrant_distill.errors import MigrationError
 from qdrant_distill.export_folder import Backend
-from qdrant_distill.folders import RunFolder
+from qdrant_distill.folders import RunFolder, recorded_path, stored_path
 
 __all__ = ["JOURNAL_FILE", "IdRange", "Journal", "Stage"]
 
 logger = logging.getLogger(__name__)
 
 JOURNAL_FILE = RunFolder.JOURNAL
+# the files of the run: recorded relative to the run folder (``./sample.npz``), absolute in memory
+PATH_FIELDS = ("sample_path", "student_path", "projection_path", "export_path")
 
 
 class Stage(str, enum.Enum):
@@ -63,7 +65,9 @@ class IdRange(BaseModel):
 
 
 class Journal(BaseModel):
-    """State of one migration run. ``path`` is where it lives; every ``save`` replaces the file atomically."""
+    """State of one migration run. ``path`` is where it lives; every ``save`` replaces the file atomically. The
+    :data:`PATH_FIELDS` are absolute here and written relative to the run folder, so a copied or moved run folder
+    uses its own files (an older journal's absolute paths: :func:`~qdrant_distill.folders.recorded_path`)."""
 
     path: str
     run_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
@@ -134,6 +138,9 @@ class Journal(BaseModel):
         except (OSError, json.JSONDecodeError) as exc:
             raise MigrationError(f"cannot read migration journal {str(p)!r}: {exc}") from exc
         data["path"] = str(p)
+        written_in = RunFolder.of_sample(data.get("sample_path"))
+        for key in PATH_FIELDS:
+            data[key] = recorded_path(p.parent, data.get(key), written_in=written_in)
         return cls.model_validate(data)
 
     @property
@@ -151,7 +158,7 @@ class Journal(BaseModel):
         try:
             fd, tmp = tempfile.mkstemp(prefix=".journal-", dir=target.parent)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(self.model_dump_json(indent=2, exclude={"path"}))
+                fh.write(self._stored_json())
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, target)
@@ -164,6 +171,12 @@ class Journal(BaseModel):
             if tmp is not None:
                 Path(tmp).unlink(missing_ok=True)
             raise
+
+    def _stored_json(self) -> str:
+        data = self.model_dump(mode="json", exclude={"path"})
+        for key in PATH_FIELDS:
+            data[key] = stored_path(self.run_dir, data[key])
+        return json.dumps(data, indent=2)
 
     def record_range(self, index: int, *, written: int, projected: int, skipped: list[Any]) -> None:
         """Record that range ``index`` is written (``wait=True``), totals updated; saved at once."""
