@@ -15,6 +15,7 @@ from qdrant_distill._version import __version__
 from qdrant_distill.errors import (
     AliasConflict,
     AuthenticationFailed,
+    BrokenExport,
     CollectionError,
     CollectionExists,
     CollectionNotFound,
@@ -74,6 +75,7 @@ _LAZY = {
     "open_journal": "qdrant_distill.runs",
     "plan_dims": "qdrant_distill.dims",
     "projection_model": "qdrant_distill.projection",
+    "repoint": "qdrant_distill.registry",
     "retrieval_metrics": "qdrant_distill.evaluate",
     "rollback": "qdrant_distill.swap",
     "status": "qdrant_distill.runs",
@@ -100,7 +102,7 @@ if TYPE_CHECKING:  # static checkers see the real names
     from qdrant_distill.config import StudentKind
     from qdrant_distill.gate import beir_metrics
     from qdrant_distill.distillation import distill
-    from qdrant_distill.registry import encoder_for
+    from qdrant_distill.registry import encoder_for, repoint
     from qdrant_distill.edge_export import export_edge
     from qdrant_distill.evaluate import fidelity
     from qdrant_distill.swap import finalize
@@ -120,6 +122,7 @@ if TYPE_CHECKING:  # static checkers see the real names
 __all__ = [
     "AliasConflict",
     "AuthenticationFailed",
+    "BrokenExport",
     "CollectionEncoder",
     "CollectionError",
     "CollectionExists",
@@ -177,6 +180,7 @@ __all__ = [
     "open_journal",
     "plan_dims",
     "projection_model",
+    "repoint",
     "retrieval_metrics",
     "rollback",
     "status",

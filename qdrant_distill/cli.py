@@ -1,5 +1,5 @@
-"""The ``qdrant-distill`` command line: plan | migrate | status | swap | rollback | finalize | abandon | serve |
-evaluate | export | export-edge | demo.
+"""The ``qdrant-distill`` command line: plan | migrate | status | swap | rollback | finalize | abandon | repoint |
+serve | evaluate | export | export-edge | demo.
 
 Each command loads its configuration, calls one library function and renders the result. Results go to stdout (a
 table, or JSON with ``--json``); logs and progress bars go to stderr. Expected failures print one red line and exit 1;
@@ -418,6 +418,27 @@ def finalize(run_dir: RunDir, yes: Confirm = False, url: Url = None, api_key: Ap
         with _connector(_qdrant_settings(url, api_key, path, grpc)) as conn:
             dropped = finalize_run(run_dir, conn)
         out.print(f"finalized; dropped {dropped}" if dropped else "finalized; nothing dropped", highlight=False)
+
+
+@app.command()
+def repoint(
+    alias: Annotated[str, typer.Argument(help="the alias (or collection) whose recorded query model moved")],
+    model: Annotated[Path, typer.Option("--model", help="where it is now: the export folder (or its run folder)")],
+    projection: Annotated[Optional[Path], typer.Option(
+        "--projection", help="projection-only collections: the projection.npz [default: the one beside the export]")] = None,
+    url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False, debug: Debug = False,
+) -> None:
+    """Record a moved query model in the collection's metadata (checked first; re-point back to undo)."""
+    with _expected_failures(debug):
+        from qdrant_distill.registry import repoint as run
+
+        with _connector(_qdrant_settings(url, api_key, path, grpc)) as conn:
+            done = run(conn, alias, model, projection=projection)
+        for key, (old, new) in done.changes.items():
+            out.print(f"{done.collection}: {key} {old} -> {new}", highlight=False, markup=False, soft_wrap=True)
+        if not done.changes:
+            out.print(f"{done.collection}: already points there; nothing changed", highlight=False, markup=False,
+                      soft_wrap=True)
 
 
 # -- serving, evaluation, export, demo --------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from qdrant_distill.errors import ConfigError, DimensionError, InvalidVectors, S
 from qdrant_distill.evaluate import PRIMARY_METRIC, QUERY_METRIC, FidelityEvaluator, fidelity
 from qdrant_distill.export import export_model, formats_for
 from qdrant_distill.export_folder import GRAPHS, Backend, ExportChoice, ExportManifest
-from qdrant_distill.folders import DistillFolder
+from qdrant_distill.folders import DistillFolder, recorded_path, stored_path
 from qdrant_distill.projection import PCAProjection
 from qdrant_distill.students import (
     add_head,
@@ -500,9 +500,9 @@ def export_student(output_dir: str | Path, *, formats: Sequence[Backend | str] =
                    sample: tuple[Sequence[str], np.ndarray] | None = None) -> DistillResult:
     """Export the student of a :func:`distill` output folder again (``qdrant-distill export``). With the ``sample``
     it was distilled from, int8 is checked on the same holdout; without it, on the built-in check texts."""
-    output_dir = Path(output_dir)
+    output_dir = Path(output_dir).resolve()
     try:
-        result = DistillResult.model_validate_json(DistillFolder(output_dir).result.read_text(encoding="utf-8"))
+        result = _read_result(output_dir)
     except (OSError, ValueError) as exc:
         raise StudentError(f"{output_dir} holds no readable {DISTILL_JSON}: {exc}") from exc
     config = DistillConfig.model_validate(result.config)
@@ -517,8 +517,26 @@ def export_student(output_dir: str | Path, *, formats: Sequence[Backend | str] =
     return result
 
 
+_RESULT_PATHS = ("student_path", "projection_path", "export_path")
+
+
+def _read_result(output_dir: Path) -> DistillResult:
+    """``distill.json`` of ``output_dir``, its paths read as this folder's own files (a copied folder exports its own
+    student; an older absolute path under another folder gives way to this folder's copy of the file)."""
+    folder = DistillFolder(output_dir)
+    data = json.loads(folder.result.read_text(encoding="utf-8"))
+    student = Path(data.get("student_path") or "")
+    written_in = student.parent if student.is_absolute() and student.name == DistillFolder.STUDENT else None
+    for key in _RESULT_PATHS:
+        data[key] = recorded_path(output_dir, data.get(key), written_in=written_in)
+    return DistillResult.model_validate(data)
+
+
 def _write_result(result: DistillResult, output_dir: Path) -> None:
-    text = json.dumps(result.model_dump(mode="json"), indent=2)
+    data = result.model_dump(mode="json")
+    for key in _RESULT_PATHS:  # every one a file of this folder: recorded relative to it
+        data[key] = stored_path(output_dir, Path(data[key]).resolve()) if data[key] else None
+    text = json.dumps(data, indent=2)
     for where in DistillFolder(output_dir).result_copies:
         where.write_text(text, encoding="utf-8")
 

@@ -23,17 +23,17 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
 from qdrant_distill._compat import embedding_dimension
 from qdrant_distill._quiet import quiet_loading
 from qdrant_distill.cpu import int8_refusal
-from qdrant_distill.errors import ConfigError, DimensionError, StudentError
-from qdrant_distill.export_folder import Backend, ExportManifest, export_folder, read_manifest
+from qdrant_distill.errors import BrokenExport, ConfigError, DimensionError, DistillError, StudentError
+from qdrant_distill.export_folder import Backend, ExportManifest, export_folder, read_manifest, rebuild_command
 from qdrant_distill.folders import DistillFolder, ExportFolder
 from qdrant_distill.projection import PCAProjection
 from qdrant_distill.redact import redact_text
@@ -304,35 +304,73 @@ def _require_onnxruntime() -> None:
 
 def _load_export(folder: Path, backend: Backend, batch_size: int, normalize: bool, threads: int | None = None,
                  device: str = "cpu") -> Encoder:
-    """The encoder of one format in an export folder (``static``, ``onnx`` or ``onnx-int8``)."""
-    from tokenizers import Tokenizer
-
+    """The encoder of one format in an export folder (``static``, ``onnx`` or ``onnx-int8``); a file it lacks or
+    cannot read is one :class:`BrokenExport` naming the folder and the command that rebuilds it."""
     manifest = read_manifest(folder)
-    assert manifest is not None
+    if manifest is None:
+        raise BrokenExport(f"{folder} is no longer an export folder: its {ExportFolder.MANIFEST} is missing",
+                           hint=f"rebuild it: {rebuild_command(folder)}", folder=str(folder),
+                           file=ExportFolder.MANIFEST)
     if backend not in manifest.files:
         raise StudentError(f"{folder} holds no {backend} export (it has {', '.join(manifest.files) or 'nothing'})",
-                           hint=f"export it: qdrant-distill export {manifest.source} --format {backend}")
+                           hint=f"export it: {rebuild_command(folder, manifest.source)}")
     name = manifest.source
     files = ExportFolder(folder)
     if backend is Backend.STATIC:
-        from safetensors.numpy import load_file
-
-        tokenizer = Tokenizer.from_file(str(files.tokenizer))
+        tokenizer = _read_export_file(folder, manifest, files.tokenizer, _tokenizer)
         tokenizer.no_padding()
         tokenizer.no_truncation()
-        table = load_file(str(folder / manifest.files[Backend.STATIC]))["embedding.weight"]
+        table = _read_export_file(folder, manifest, folder / manifest.files[Backend.STATIC], _token_table)
         return StaticEncoder(tokenizer, table, name=name, normalize=normalize)
     _require_onnxruntime()
     backend = _portable_backend(folder, manifest, backend)
-    tokenizer = Tokenizer.from_file(str(files.tokenizer))
+    tokenizer = _read_export_file(folder, manifest, files.tokenizer, _tokenizer)
     if manifest.max_seq_length:
         tokenizer.enable_truncation(manifest.max_seq_length)
     pad_id = tokenizer.padding["pad_id"] if tokenizer.padding else 0
     tokenizer.enable_padding(pad_id=pad_id)
-    session = _onnx_session(folder / manifest.files[backend], threads, device)
+    session = _read_export_file(folder, manifest, folder / manifest.files[backend],
+                                lambda graph: _onnx_session(graph, threads, device))
     return OnnxEncoder(session, tokenizer, name=name, dim=manifest.dim, inputs=manifest.inputs,
                        prompts=manifest.prompts, backend=backend, batch_size=min(batch_size, ONNX_CPU_BATCH),
                        normalize=normalize)
+
+
+_T = TypeVar("_T")
+
+
+def _read_export_file(folder: Path, manifest: ExportManifest, path: Path, read: Callable[[Path], _T]) -> _T:
+    """``read(path)`` of one file of an export folder; a missing or unreadable file (a truncated graph: onnxruntime's
+    ``InvalidProtobuf``) is a :class:`BrokenExport`."""
+    hint = f"rebuild the export: {rebuild_command(folder, manifest.source)}"
+    if not path.is_file():
+        raise BrokenExport(f"export folder {folder} lacks {path.name}, which its {ExportFolder.MANIFEST} lists",
+                           hint=hint, folder=str(folder), file=path.name)
+    try:
+        return read(path)
+    except DistillError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - onnxruntime, tokenizers and safetensors raise their own types
+        raise BrokenExport(f"export folder {folder} holds a damaged {path.name} (truncated or not written to the "
+                           f"end?): {type(exc).__name__}: {_first_line(exc)}", hint=hint, folder=str(folder),
+                           file=path.name) from exc
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else "no message"
+
+
+def _tokenizer(path: Path) -> Any:
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(path))
+
+
+def _token_table(path: Path) -> np.ndarray:
+    from safetensors.numpy import load_file
+
+    return load_file(str(path))["embedding.weight"]
 
 
 _WARNED: set[str] = set()

@@ -26,6 +26,7 @@
     │   ├── StoreMismatch             a run folder used with a store that is not its own (or that contradicts it)
     │   └── RunBusy                   another process (a running migration) holds the run folder's lock
     └── StudentError                  a student model cannot be built, loaded or trained
+        └── BrokenExport              an export folder lacks a file it lists, or holds one that cannot be read
 
 Foreign exceptions (qdrant-client, httpx, grpc) are translated once, at the connector boundary.
 """
@@ -37,6 +38,7 @@ from typing import Any
 __all__ = [
     "AliasConflict",
     "AuthenticationFailed",
+    "BrokenExport",
     "CollectionError",
     "CollectionExists",
     "CollectionNotFound",
@@ -177,3 +179,9 @@ class RunBusy(MigrationError):
 
 class StudentError(DistillError):
     """Raised when a student model cannot be built, loaded, trained or saved."""
+
+
+class BrokenExport(StudentError):
+    """Raised when an export folder lacks a file its manifest lists (``model.onnx``, ``model_int8.onnx``, the
+    tokenizer, the token table) or holds one that cannot be read (a truncated graph); ``folder`` and ``file`` say
+    which, the hint gives the command that rebuilds the folder."""

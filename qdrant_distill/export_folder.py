@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import json
+import shlex
 from pathlib import Path
 from typing import Literal
 
@@ -18,7 +19,7 @@ from qdrant_distill.errors import StudentError
 from qdrant_distill.folders import DistillFolder, ExportFolder
 
 __all__ = ["EXPORT_DIR", "FILES", "GRAPHS", "MANIFEST", "Backend", "BackendCheck", "ExportChoice", "ExportManifest", "export_folder",
-           "read_manifest"]
+           "read_manifest", "rebuild_command"]
 
 
 class Backend(str, enum.Enum):
@@ -143,3 +144,13 @@ def export_folder(ref: str | Path | None) -> Path | None:
     if owner is not None:  # the student of a distill output
         candidates.append(owner.export.root)
     return next((c for c in candidates if ExportFolder(c).is_export()), None)
+
+
+def rebuild_command(folder: str | Path, source: str | None = None) -> str:
+    """The command that writes the export folder ``folder`` again: ``qdrant-distill export RUN_OR_DISTILL_FOLDER``
+    for the ``onnx/`` of a run (or distillation) folder, else an export of its source model into it."""
+    path = Path(folder).expanduser().resolve()
+    owner = ExportFolder(path).owner()
+    if owner is not None:
+        return f"qdrant-distill export {shlex.quote(str(owner))}"
+    return f"qdrant-distill export {shlex.quote(source) if source else 'MODEL'} --out {shlex.quote(str(path))}"

@@ -8,6 +8,9 @@
 - :class:`EdgeFolder`: what ``qdrant-distill export-edge`` writes (:mod:`qdrant_distill.edge_export`): a Qdrant Edge
   shard, the student's export and ``edge.json``; :func:`qdrant_distill.edge.open` answers queries from it.
 
+Paths recorded *inside* a folder (the journal's, ``distill.json``'s) are written relative to it, as ``./<path>``, so a
+copied or moved folder reads its own files (:func:`stored_path`, :func:`recorded_path`).
+
 A leaf: it imports nothing of the package, so every module may name a path through it.
 """
 
@@ -16,7 +19,42 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DistillFolder", "EdgeFolder", "ExportFolder", "RunFolder"]
+__all__ = ["HERE", "DistillFolder", "EdgeFolder", "ExportFolder", "RunFolder", "recorded_path", "stored_path"]
+
+HERE = "./"  # a recorded path that starts so is relative to the folder it is recorded in
+
+
+def stored_path(root: Path, path: str | Path | None) -> str | None:
+    """How a folder records ``path``: ``./<relative>`` when it lies inside ``root``, as given otherwise (a model
+    elsewhere, a hub name, an endpoint)."""
+    if path is None:
+        return None
+    given = Path(path)
+    if not given.is_absolute():
+        return str(path)
+    try:
+        return HERE + given.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def recorded_path(root: Path, recorded: str | None, *, written_in: Path | None = None) -> str | None:
+    """The path a value recorded in ``root`` stands for. ``./<relative>`` is under ``root``. An absolute path (how
+    older versions recorded every path) is kept, except one under ``written_in`` (the folder it was recorded in,
+    when known) while ``root`` is another folder, that is, the folder was copied or moved: then ``root``'s own copy
+    of that file is read when it has one. Anything else (a hub name) is returned as it is."""
+    if recorded is None:
+        return None
+    if recorded.startswith(HERE):
+        return str(root / recorded[len(HERE):])
+    given = Path(recorded)
+    if not given.is_absolute() or written_in is None or written_in == root:
+        return recorded
+    try:
+        own = root / given.relative_to(written_in)
+    except ValueError:
+        return recorded
+    return str(own) if own.exists() else recorded
 
 
 @dataclass(frozen=True)
@@ -42,11 +80,21 @@ class ExportFolder:
     def is_export(self) -> bool:
         return self.manifest.is_file()
 
+    def owner(self) -> Path | None:
+        """The run folder (else the distillation folder) this export is the ``onnx/`` of: what ``qdrant-distill
+        export`` rebuilds it from. None for an export folder of its own."""
+        distill = DistillFolder(self.root.parent)
+        if self.root.name != DistillFolder.EXPORT or not distill.is_distill_output():
+            return None
+        run = RunFolder(distill.root.parent)
+        return run.root if distill.root.name == RunFolder.DISTILL and run.is_run() else distill.root
+
 
 @dataclass(frozen=True)
 class DistillFolder:
     """A distillation output folder: ``student/`` (sentence-transformers), ``projection.npz``, ``distill.json``
-    (also kept inside ``student/``, so a copied student describes itself), ``onnx/`` and ``teacher_labels/``."""
+    (also kept inside ``student/``, so a copied student describes itself; its paths are relative to this folder),
+    ``onnx/`` and ``teacher_labels/``."""
 
     root: Path
 
@@ -94,7 +142,8 @@ class DistillFolder:
 @dataclass(frozen=True)
 class RunFolder:
     """A migration's run folder: ``journal.json``, ``sample.npz`` and the distillation output in ``student/``;
-    ``run.lock`` is locked by the process working in it (a migration, an operator command)."""
+    ``run.lock`` is locked by the process working in it (a migration, an operator command). The journal records the
+    paths of these relative to the folder (:func:`stored_path`)."""
 
     root: Path
 
@@ -147,6 +196,12 @@ class RunFolder:
 
     def is_run(self) -> bool:
         return self.journal.is_file()
+
+    @classmethod
+    def of_sample(cls, sample: str | None) -> Path | None:
+        """The run folder a recorded absolute sample path was written in (older journals record absolute paths)."""
+        path = Path(sample) if sample else None
+        return path.parent if path is not None and path.is_absolute() and path.name == cls.SAMPLE else None
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field, ValidationError, ValidationInfo, model_va
 from connectors.base import PointId
 from qdrant_distill.errors import JournalError, MigrationError, RunBusy
 from qdrant_distill.export_folder import Backend
-from qdrant_distill.folders import RunFolder
+from qdrant_distill.folders import RunFolder, recorded_path, stored_path
 
 try:
     import fcntl
@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 JOURNAL_FILE = RunFolder.JOURNAL
 STORED = ("run_id", "stage", "fingerprint")  # every journal ever written holds these: a file without them is not one
+# the files of the run: recorded relative to the run folder (``./sample.npz``), absolute in memory
+PATH_FIELDS = ("sample_path", "student_path", "projection_path", "export_path")
 
 
 class Stage(str, enum.Enum):
@@ -73,7 +75,9 @@ class IdRange(BaseModel):
 
 
 class Journal(BaseModel):
-    """State of one migration run. ``path`` is where it lives; every ``save`` replaces the file atomically."""
+    """State of one migration run. ``path`` is where it lives; every ``save`` replaces the file atomically. The
+    :data:`PATH_FIELDS` are absolute here and written relative to the run folder, so a copied or moved run folder
+    uses its own files (an older journal's absolute paths: :func:`~qdrant_distill.folders.recorded_path`)."""
 
     path: str
     run_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
@@ -118,7 +122,7 @@ class Journal(BaseModel):
         missing = [key for key in STORED if key not in data]
         if missing:
             raise ValueError(f"it has no {', '.join(missing)}")
-        return {**data, "path": path}
+        return {**data, **_recorded_paths(Path(path).parent, data), "path": path}
 
     @classmethod
     def open(cls, run_dir: Path, fingerprint: dict[str, Any]) -> Journal:
@@ -182,7 +186,7 @@ class Journal(BaseModel):
         try:
             fd, tmp = tempfile.mkstemp(prefix=".journal-", dir=target.parent)
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(self.model_dump_json(indent=2, exclude={"path"}))
+                fh.write(self._stored_json())
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, target)
@@ -195,6 +199,12 @@ class Journal(BaseModel):
             if tmp is not None:
                 Path(tmp).unlink(missing_ok=True)
             raise
+
+    def _stored_json(self) -> str:
+        data = self.model_dump(mode="json", exclude={"path"})
+        for key in PATH_FIELDS:
+            data[key] = stored_path(self.run_dir, data[key])
+        return json.dumps(data, indent=2)
 
     def record_range(self, index: int, *, written: int, projected: int, skipped: list[Any]) -> None:
         """Record that range ``index`` is written (``wait=True``), totals updated; saved at once."""
@@ -219,6 +229,14 @@ class Journal(BaseModel):
 
 
 # -- a file that is not a journal -----------------------------------------------------------------------------------
+def _recorded_paths(root: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """The run's file paths as recorded in ``root``'s journal, made absolute (:func:`recorded_path`; a value that
+    is not text is left for validation to name)."""
+    written_in = RunFolder.of_sample(data.get("sample_path") if isinstance(data.get("sample_path"), str) else None)
+    return {key: recorded_path(root, data[key], written_in=written_in)
+            for key in PATH_FIELDS if isinstance(data.get(key), str)}
+
+
 def _foreign(path: Path, what: str) -> JournalError:
     return JournalError(f"{str(path)!r} is not a qdrant-distill journal: {what}",
                         hint="nothing was changed; pass the run folder of a migration")
