@@ -15,7 +15,6 @@ Qdrant. Prints a table and writes benchmarks/results/backends.json; ratios are m
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import REPO, RESULTS
+from common import REPO, bench_main
 
 from qdrant_distill.encoders import ProjectedEncoder, as_encoder, load_encoder
 from qdrant_distill.evaluate import load_beir, retrieval_metrics
@@ -209,15 +208,7 @@ def table(result: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", type=Path, default=None, help="JSON output (default benchmarks/results/backends.json)")
-    args = parser.parse_args()
-    result = run(args.quick)
-    out = args.out or RESULTS / ("backends-quick.json" if args.quick else "backends.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(table(result))
+    bench_main("backends", run, table)
 
 
 if __name__ == "__main__":

@@ -47,3 +47,20 @@ def cached(tag: str, texts: list[str], fn: Any) -> np.ndarray:
     out = np.asarray(fn(texts), dtype=np.float32)
     np.save(path, out)
     return out
+
+
+def bench_main(name: str, run: Any, table: Any) -> None:
+    """The command line of a benchmark: ``--quick`` and ``--out``; runs ``run(quick)``, writes its JSON (default
+    ``benchmarks/results/NAME.json``, ``NAME-quick.json`` with ``--quick``) and prints ``table(result)``."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=None, help=f"JSON output (default benchmarks/results/{name}.json)")
+    args = parser.parse_args()
+    result = run(args.quick)
+    out = args.out or RESULTS / (f"{name}-quick.json" if args.quick else f"{name}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(table(result))

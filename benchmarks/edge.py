@@ -23,7 +23,6 @@ Prints a table and writes benchmarks/results/edge.json (edge-quick.json with --q
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import MINILM, REPO, RESULTS
+from common import MINILM, REPO, bench_main
 
 from connectors import QdrantConnector
 from connectors.base import UNNAMED, Point
@@ -204,15 +203,7 @@ def table(result: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", type=Path, default=None, help="JSON output (default benchmarks/results/edge.json)")
-    args = parser.parse_args()
-    result = run(args.quick)
-    out = args.out or RESULTS / ("edge-quick.json" if args.quick else "edge.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(table(result))
+    bench_main("edge", run, table)
 
 
 if __name__ == "__main__":

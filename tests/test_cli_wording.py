@@ -4,20 +4,18 @@ cannot be loaded, a mistyped API prefix; and ``evaluate`` on a run folder, as it
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from connectors import QdrantConnector
 from qdrant_distill.cli import app
 from qdrant_distill.config import load_config
 from qdrant_distill.journal import Journal, Stage
 from tests.connectors.fake_embeddings import fake_endpoint
-from tests.reliability.conftest import fast_dir
-from tests.test_migration import build_source, write_beir
+from tests.reliability.conftest import source_store
+from tests.test_migration import write_beir
 
 runner = CliRunner()
 
@@ -38,11 +36,8 @@ def beir(tmp_path: Path, demo_texts: list[str]) -> Path:
 @pytest.fixture(scope="module")
 def store(demo_texts: list[str]) -> Iterator[Path]:
     """One source collection for the module (plan writes nothing), on tmpfs when there is one: it is built faster."""
-    folder = fast_dir("wording")
-    with QdrantConnector.open(path=str(folder / "qdrant")) as conn:
-        build_source(conn, demo_texts)
-    yield folder / "qdrant"
-    shutil.rmtree(folder, ignore_errors=True)
+    with source_store("wording", demo_texts) as store:
+        yield store
 
 
 def test_a_redirect_is_reported_as_one_and_not_followed(beir: Path) -> None:

@@ -53,6 +53,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop(proc: subprocess.Popen) -> str:
+    """Stop a server process (SIGTERM, then SIGKILL after 20 s) and return what it wrote to stderr."""
+    proc.terminate()
+    try:
+        return proc.communicate(timeout=20)[1]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()[1]
+
+
 def wait_healthy(url: str, proc: subprocess.Popen | None = None, headers: dict | None = None) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -119,12 +129,7 @@ def served(migrated, tiny_model_path) -> Iterator[str]:
         wait_healthy(url, proc)
         yield url
     finally:
-        proc.terminate()
-        try:
-            _, stderr = proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, stderr = proc.communicate()
+        stderr = stop(proc)
         assert "Traceback" not in stderr and KEY not in stderr, stderr[-2000:]
 
 
@@ -494,12 +499,7 @@ def test_large_requests_are_refused_fast_and_memory_stays_flat(store_copy, migra
         assert max(rss) - rss[1] < 100 and rss[-1] - rss[1] < 50, rss
         assert max(took) < 15, took
     finally:
-        proc.terminate()
-        try:
-            _, stderr = proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, stderr = proc.communicate()
+        stderr = stop(proc)
     assert "Traceback" not in stderr, stderr[-2000:]
 
 

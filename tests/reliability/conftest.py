@@ -8,6 +8,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,21 @@ def fast_dir(prefix: str) -> Path:
     base = Path("/dev/shm")
     root = base if base.is_dir() and _writable(base) else None
     return Path(tempfile.mkdtemp(prefix=f"qd-rel-{prefix}-", dir=root))
+
+
+@contextmanager
+def source_store(prefix: str, texts: list[str]) -> Iterator[Path]:
+    """A store on tmpfs (:func:`fast_dir`) holding ``docs_v1`` behind the alias ``docs`` (``build_source``: one point
+    per text), removed afterwards: the shared source of a module's tests."""
+    from tests.test_migration import build_source
+
+    root = fast_dir(prefix)
+    try:
+        with QdrantConnector.open(path=str(root / "qdrant")) as conn:
+            build_source(conn, texts)
+        yield root / "qdrant"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _writable(path: Path) -> bool:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -19,11 +18,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from connectors import QdrantConnector
 from qdrant_distill.cli import app
 from tests.conftest import REPO
-from tests.reliability.conftest import FIGURES, fast_dir
-from tests.test_migration import build_source, write_beir
+from tests.reliability.conftest import FIGURES, source_store
+from tests.test_migration import write_beir
 
 ERROR = re.compile(r"error: (\w+): (.*)")
 
@@ -31,11 +29,8 @@ ERROR = re.compile(r"error: (\w+): (.*)")
 @pytest.fixture(scope="module")
 def store(demo_texts: list[str]) -> Iterator[Path]:
     """docs_v1 behind the alias docs: 240 points (ids 0..239), 48-d."""
-    root = fast_dir("early")
-    with QdrantConnector.open(path=str(root / "qdrant")) as conn:
-        build_source(conn, demo_texts)
-    yield root / "qdrant"
-    shutil.rmtree(root, ignore_errors=True)
+    with source_store("early", demo_texts) as store:
+        yield store
 
 
 def run(*args: str) -> tuple[int, str, float]:
