@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from qdrant_distill.cli import app
 from qdrant_distill.config import load_config
 from qdrant_distill.journal import Journal, Stage
+from tests.conftest import MINILM
 from tests.connectors.fake_embeddings import fake_endpoint
 from tests.reliability.conftest import source_store
 from tests.test_migration import write_beir
@@ -54,9 +55,11 @@ def test_a_redirect_is_reported_as_one_and_not_followed(beir: Path) -> None:
 
 
 def test_a_teacher_that_cannot_be_loaded_is_a_config_error(store: Path, tmp_path: Path) -> None:
-    (tmp_path / "not-a-model").mkdir()
+    (tmp_path / "not-a-model").mkdir()  # looks like a model to plan's check (a config.json), fails to load
+    (tmp_path / "not-a-model" / "config.json").write_text("not json")
     said = cli("plan", "--collection", "docs_v1", "--dim", "8", "--sample-size", "100", "--path", str(store),
-               "--run-dir", str(tmp_path / "run"), "--teacher", str(tmp_path / "not-a-model"), code=1)
+               "--run-dir", str(tmp_path / "run"), "--teacher", str(tmp_path / "not-a-model"),
+               "--student", str(MINILM), code=1)
     assert "error: ConfigError: cannot load the teacher: cannot load the model" in said
     assert "StudentError" not in said and "--teacher takes" in said
 

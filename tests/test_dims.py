@@ -18,7 +18,7 @@ from qdrant_distill.dims import parse_dims, recommend
 from qdrant_distill.errors import ConfigError, DimensionError
 from qdrant_distill.evaluate import fidelity, load_beir, retrieval_metrics
 from qdrant_distill.projection import PCAProjection
-from tests.conftest import encode
+from tests.conftest import MINILM, encode
 from tests.test_migration import N, TEACHER_DIM, build_source, write_beir
 
 SAMPLE = 200  # of N = 240 points: 20 held out, 180 to fit the PCA on
@@ -42,7 +42,8 @@ def store(tmp_path_factory: pytest.TempPathFactory, demo_texts: list[str]) -> Pa
 
 def plan_cli(store: Path, tmp_path: Path, *args: str):
     return CliRunner().invoke(app, ["plan", "--alias", "docs", "--path", str(store), "--sample-size", str(SAMPLE),
-                                    "--run-dir", str(tmp_path / "run"), "--no-progress", *args])
+                                    "--run-dir", str(tmp_path / "run"), "--no-progress", "--student", str(MINILM),
+                                    *args])
 
 
 def test_plan_dims_prints_the_table_and_writes_its_json(store: Path, tmp_path: Path) -> None:
@@ -145,7 +146,7 @@ def test_labelled_queries_add_ndcg_through_the_teacher(tmp_path: Path, demo_text
     with QdrantConnector.open(location=":memory:") as conn:
         build_source(conn, demo_texts, vectors=stored)
         config = MigrationConfig(source="docs", dim=16, sample_size=SAMPLE, sample_seed=1, gate=gate,
-                                 teacher_model=str(tiny_model_path))
+                                 teacher_model=str(tiny_model_path), student={"base_model": str(MINILM)})
         report = make_plan(config, conn, dims=[8]).dims
         assert report is not None
         blind = plan_dims(config.model_copy(update={"teacher_model": None}), conn, [8])

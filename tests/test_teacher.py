@@ -73,7 +73,7 @@ def indexed(tmp_path_factory) -> Path:
 
 def plan_for(store: Path, tmp_path: Path, **overrides):
     base = dict(source="docs", dim=16, sample_size=60, run_dir=str(tmp_path / "run"), text_template=TEMPLATE,
-                teacher_model=str(MINILM))
+                teacher_model=str(MINILM), student={"base_model": str(MINILM)})
     with QdrantConnector.open(path=str(store)) as conn:
         return make_plan(MigrationConfig(**(base | overrides)), conn)
 
@@ -111,7 +111,7 @@ def test_a_teacher_of_another_dimension_is_refused(tiny_model_path) -> None:
 
 def test_labels_need_a_teacher(indexed, tmp_path) -> None:
     with pytest.raises(ConfigError, match="--label-queries"):
-        plan_for(indexed, tmp_path, teacher_model=None, student=DistillConfig(label_queries=10))
+        plan_for(indexed, tmp_path, teacher_model=None, student=DistillConfig(base_model=str(MINILM), label_queries=10))
 
 
 def test_cut_queries_are_distinct_deterministic_and_of_several_kinds(demo_texts) -> None:

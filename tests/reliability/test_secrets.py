@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from connectors import QdrantConnector
 from qdrant_distill.cli import app
+from tests.conftest import MINILM
 from tests.reliability.conftest import FIGURES, no_sleep_retries
 from tests.reliability.fake_server import refusing_server
 from tests.test_migration import build_source
@@ -305,7 +306,7 @@ def test_secrets_in_an_embeddings_url_are_never_shown(demo_texts, tmp_path, fast
     beir = tmp_path / "beir"
     write_beir(beir, demo_texts, n=20)
     plan = ["--collection", "docs_v1", "--dim", "8", "--sample-size", "100", "--path", str(store),
-            "--run-dir", str(tmp_path / "run")]
+            "--run-dir", str(tmp_path / "run"), "--student", str(MINILM)]  # a local student: the teacher decides
     gone = f"127.0.0.1:{free_port()}"
     refused = [f"openai+http://{gone}/{hidden['path']}/v1?model=m&attempts=2&wait_max=0.01",  # unreachable
                f"openai+http://me:{hidden['user']}@{gone}/v1?model=m",  # credentials in the URL: refused
