@@ -98,7 +98,8 @@ def scroll_range(
 def stored_vectors(connector: Connector, collection: str, vector_name: str, doc_ids: list[str]) -> np.ndarray:
     """The stored vectors of documents whose ids are point ids of ``collection`` (a labelled corpus in the project
     modes, where the new collection answers with their projections). Missing ones are one :class:`ConfigError`."""
-    point_ids: list[Any] = [int(d) if d.isdigit() else d for d in doc_ids]
+    as_ids = {d: as_point_id(d) for d in doc_ids}  # one reading of a document id as a point id (existing_ids')
+    point_ids: list[Any] = [pid for pid in dict.fromkeys(as_ids.values()) if pid is not None]
     wanted = read_vectors([vector_name], vector_name, True)
     found: dict[str, Any] = {}
     for start in range(0, len(point_ids), RETRIEVE_BATCH):
@@ -106,6 +107,7 @@ def stored_vectors(connector: Connector, collection: str, vector_name: str, doc_
                                     with_vectors=wanted):
             if p.vectors.get(vector_name) is not None:
                 found[str(p.id)] = p.vectors[vector_name]
+    found = {d: found[str(pid)] for d, pid in as_ids.items() if pid is not None and str(pid) in found}
     missing = [d for d in doc_ids if d not in found]
     if missing:
         raise ConfigError(
