@@ -6,7 +6,7 @@
 For each (model, backend): single-query latency (median over SciFact claims, one at a time), documents per second
 (SciFact abstracts, batches of 64, 256 tokens), and SciFact nDCG@10. The student is the recipe's starting point
 (all-MiniLM-L6-v2 + a 384 -> 128 head: the body's own PCA rotated onto the teacher's, as distillation starts it),
-exported with :func:`qdrant_distill.export.export_model`. The teacher (all-mpnet-base-v2) answers as in
+exported with :func:`qdrant_distill.inference.export.export_model`. The teacher (all-mpnet-base-v2) answers as in
 projection-only mode: queries through the teacher + PCA-128, documents are the PCA of their stored vectors. The
 static student has a random table (its speed does not depend on it; no nDCG). Last, the peak RSS of a torch-free
 query service: a child process that cannot import torch loads the int8 student and answers queries from a local
@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 from common import REPO, bench_main
 
-from qdrant_distill.encoders import ProjectedEncoder, as_encoder, load_encoder
-from qdrant_distill.evaluate import load_beir, retrieval_metrics
+from qdrant_distill.evaluation.metrics import load_beir, retrieval_metrics
+from qdrant_distill.inference.encoders import ProjectedEncoder, as_encoder, load_encoder
 
 SCIFACT = REPO.parent / "shared" / "data" / "scifact"
 MODELS = REPO / "models"
@@ -55,8 +55,8 @@ def student_model(teacher_docs: np.ndarray, doc_texts: list[str]) -> Any:
     """MiniLM + the recipe's starting head (own PCA rotated onto the teacher's PCA), fitted on 2,000 abstracts."""
     from sentence_transformers import SentenceTransformer
 
-    from qdrant_distill.projection import PCAProjection
-    from qdrant_distill.students import fit_head, transformer_student
+    from qdrant_distill.distillation.students import fit_head, transformer_student
+    from qdrant_distill.inference.projection import PCAProjection
 
     body = SentenceTransformer(str(MODELS / "all-MiniLM-L6-v2"), device="cpu")
     body.max_seq_length = 256
@@ -80,7 +80,7 @@ def teacher_vectors(data: Any) -> np.ndarray:
 
 def subset(data: Any, n_queries: int, n_docs: int) -> Any:
     """The first queries, the documents they are judged on, and the first documents."""
-    from qdrant_distill.evaluate import BeirDataset
+    from qdrant_distill.evaluation.metrics import BeirDataset
 
     qids = data.query_ids[:n_queries]
     keep = {d for q in qids for d in data.qrels[q]} | set(data.doc_ids[:n_docs])
@@ -99,7 +99,7 @@ SERVICE = textwrap.dedent('''
     sys.meta_path.insert(0, Blocker())
     import numpy as np
     from qdrant_client import QdrantClient, models
-    from qdrant_distill.encoders import load_encoder
+    from qdrant_distill.inference.encoders import load_encoder
     enc = load_encoder(FOLDER, backend="onnx-int8")
     client = QdrantClient(":memory:")
     client.create_collection("docs", vectors_config=models.VectorParams(size=enc.dim, distance=models.Distance.COSINE))
@@ -127,7 +127,7 @@ def service_rss(folder: Path, docs: list[str], queries: list[str]) -> dict[str, 
 def run(quick: bool) -> dict[str, Any]:
     import torch
 
-    from qdrant_distill.export import export_model
+    from qdrant_distill.inference.export import export_model
 
     torch.set_num_threads(os.cpu_count() or 1)
     data = load_beir(SCIFACT, split="test")
@@ -163,8 +163,8 @@ def run(quick: bool) -> dict[str, Any]:
 def teacher_rows(data: Any, teacher_docs: np.ndarray, claims: list[str], speed_docs: list[str],
                  work: Path) -> list[dict[str, Any]]:
     """The teacher on each backend, answering as in projection-only mode (documents: projected stored vectors)."""
-    from qdrant_distill.export import export_model
-    from qdrant_distill.projection import PCAProjection
+    from qdrant_distill.inference.export import export_model
+    from qdrant_distill.inference.projection import PCAProjection
 
     rows = []
     projection = PCAProjection.fit(teacher_docs, 128)

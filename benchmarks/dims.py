@@ -24,7 +24,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import CACHE, DATA, MPNET, REPO, RESULTS  # first: the environment and sys.path
+from common import (  # first: the environment and sys.path
+    CACHE,
+    DATA,
+    MPNET,
+    REPO,
+    RESULTS,
+)
 
 SCIFACT = DATA / "scifact"
 DIMS = "64,128,256,384"
@@ -33,9 +39,10 @@ SEED = {"QDRANT_DISTILL_SAMPLE_SEED": "0"}  # a reproducible sample (a scroll's 
 
 def build_store(path: Path) -> None:
     """The SciFact collection with its stored teacher vectors (once; kept in benchmarks/cache)."""
-    from connectors.base import UNNAMED, Point
-    from connectors.qdrant import QdrantConnector
     from qdrant_client import models
+
+    from qdrant_distill.connectors.base import UNNAMED, Point
+    from qdrant_distill.connectors.qdrant import QdrantConnector
 
     if (path / "done").exists():
         return
@@ -58,7 +65,7 @@ def build_store(path: Path) -> None:
 
 def plan(store: Path, out: Path, *extra: str) -> dict:
     """``qdrant-distill plan --dims`` as a user runs it; the table it wrote and the command's wall time."""
-    command = [sys.executable, "-c", "from qdrant_distill.cli import main; main()", "plan", "--alias", "scifact", "--path", str(store),
+    command = [sys.executable, "-c", "from qdrant_distill.cli.app import main; main()", "plan", "--alias", "scifact", "--path", str(store),
                "--text-template", "{title} {text}", "--dims", DIMS, "--dims-out", str(out), *extra]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO,

@@ -35,12 +35,18 @@ from typing import Any
 import numpy as np
 from common import MINILM, REPO, bench_main
 
-from connectors import QdrantConnector
-from connectors.base import UNNAMED, Point
-from qdrant_distill import DistillConfig, GateConfig, MigrationConfig, export_edge, migrate
-from qdrant_distill.edge import folder_size
-from qdrant_distill.evaluate import load_beir
-from qdrant_distill.runs import finalize_run
+from qdrant_distill import (
+    DistillConfig,
+    GateConfig,
+    MigrationConfig,
+    export_edge,
+    migrate,
+)
+from qdrant_distill.connectors import QdrantConnector
+from qdrant_distill.connectors.base import UNNAMED, Point
+from qdrant_distill.edge.shard import folder_size
+from qdrant_distill.evaluation.metrics import load_beir
+from qdrant_distill.migration.runs import finalize_run
 
 SCIFACT = REPO.parent / "shared" / "data" / "scifact"
 KINDS = {"int8": "transformer", "static": "static"}
@@ -81,7 +87,7 @@ EDGE_CHILD = BLOCK + textwrap.dedent('''
 ''')
 CLIENT_CHILD = BLOCK + textwrap.dedent('''
     import qdrant_distill as qd
-    from connectors import QdrantConnector
+    from qdrant_distill.connectors import QdrantConnector
     t = time.perf_counter()
     conn = QdrantConnector.open(path=STORE)
     enc = qd.encoder_for(conn, ALIAS)

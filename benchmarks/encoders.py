@@ -32,8 +32,8 @@ import numpy as np
 from common import MPNET, REPO, RESULTS
 
 from qdrant_distill import load_encoder
-from qdrant_distill.encoders import as_encoder
-from qdrant_distill.teacher import TEACHER_CHECK_TEXTS, TEACHER_MIN_COSINE
+from qdrant_distill.distillation.teacher import TEACHER_CHECK_TEXTS, TEACHER_MIN_COSINE
+from qdrant_distill.inference.encoders import as_encoder
 
 SCIFACT = REPO.parent / "shared" / "data" / "scifact"
 BASELINE = "f10d343"  # the last commit before the encoder seam: `import qdrant_distill` imported torch
@@ -42,9 +42,9 @@ BASELINE = "f10d343"  # the last commit before the encoder seam: `import qdrant_
 def status_cost(runs: int, code: Path) -> dict[str, float]:
     """Median wall time and peak RSS of ``qdrant-distill status`` on a journal, each run a fresh process, with the
     package from the checkout ``code``."""
-    from qdrant_distill.journal import Journal
+    from qdrant_distill.migration.journal import Journal
 
-    command = ("import resource, sys\nfrom qdrant_distill.cli import main\nsys.argv = ['qdrant-distill', 'status', "
+    command = ("import resource, sys\nfrom qdrant_distill.cli.app import main\nsys.argv = ['qdrant-distill', 'status', "
                "sys.argv[1]]\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
                "print(int('torch' in sys.modules), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,8 +80,8 @@ def status_before_and_after(runs: int, baseline: str) -> dict[str, Any]:
 
 def teacher_rows() -> list[dict[str, Any]]:
     """Cosines the teacher check measures on SciFact's first 16 documents for right and wrong teachers/templates."""
-    from qdrant_distill.students import prune_layers
-    from qdrant_distill.teacher import row_cosines
+    from qdrant_distill.distillation.students import prune_layers
+    from qdrant_distill.distillation.teacher import row_cosines
 
     with gzip.open(SCIFACT / "corpus.jsonl.gz", "rt", encoding="utf-8") as fh:
         docs = [json.loads(line) for _, line in zip(range(TEACHER_CHECK_TEXTS), fh)]

@@ -6,7 +6,7 @@ model encoding in-process, in one run on this machine.
 
 ``serve`` runs as its own process on a loopback port over a throwaway embedded store whose alias points to a
 collection without metadata, so it answers with ``--default-model`` (all-MiniLM-L6-v2). Each row labels the same texts
-with :func:`qdrant_distill.teacher.label_queries` (a fresh cache each time), the repeats taken round-robin, and reports
+with :func:`qdrant_distill.distillation.teacher.label_queries` (a fresh cache each time), the repeats taken round-robin, and reports
 texts/s: the best repeat (what the path does when the machine is free: other work on a shared machine only slows
 repeats down) and the median. The bar: the HTTP rows' best reaches >= 80% of the in-process best. Prints a table, writes benchmarks/results/http.json. (Not named ``http.py``: run as a script, it would shadow the standard library's ``http``.)
 """
@@ -30,8 +30,8 @@ import numpy as np
 from common import MINILM, REPO, RESULTS
 
 from qdrant_distill import load_encoder
-from qdrant_distill.demo_data import load_demo_texts
-from qdrant_distill.teacher import label_queries
+from qdrant_distill.cli.demo_data import load_demo_texts
+from qdrant_distill.distillation.teacher import label_queries
 
 BAR = 0.80
 ALIAS = "teacher"
@@ -47,8 +47,8 @@ def make_store(path: Path, dim: int) -> None:
     """An embedded store with one collection (no qdrant-distill metadata) behind the alias ``teacher``."""
     from qdrant_client import models as qm
 
-    from connectors import QdrantConnector
-    from connectors.base import UNNAMED, Point
+    from qdrant_distill.connectors import QdrantConnector
+    from qdrant_distill.connectors.base import UNNAMED, Point
 
     with QdrantConnector.open(path=str(path)) as conn:
         conn.client.create_collection("teacher_v1", vectors_config=qm.VectorParams(size=dim,

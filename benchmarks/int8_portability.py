@@ -19,13 +19,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from common import REPO, RESULTS
 
-from qdrant_distill.cpu import cpu_features
+from qdrant_distill.inference.cpu import cpu_features
 from tests.test_int8_portability import MATMUL_CHECK
 
 CORPUS = REPO.parent / "shared" / "data" / "scifact" / "corpus.jsonl.gz"
@@ -67,7 +66,7 @@ def abstracts(n: int) -> list[str]:
 
 def build(model: str, folder: Path) -> None:
     """fp32 graph via the project's export, then both int8 schemes with the project's quantiser."""
-    from qdrant_distill.export import _quantize, export_model
+    from qdrant_distill.inference.export import _quantize, export_model
 
     export_model(model, folder, formats=("onnx",))
     for name in SCHEMES:

@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/labels.py --teacher tuned --n 20000       # the tuned teacher (base + LoRA, merged)
     .venv/bin/python benchmarks/labels.py --teacher minilm --n 60000      # the transformer student's start (cheap)
 
-The texts are ``qdrant_distill.pseudo_queries.cut_queries`` of the corpus documents (titles or first sentences,
+The texts are ``qdrant_distill.distillation.pseudo_queries.cut_queries`` of the corpus documents (titles or first sentences,
 other sentences, 4-12 word spans; seed 0), the same cuts ``--label-queries`` makes in a migration: corpus text only,
 never a train or test query. Labels are written in parts of 2,000 texts under
 benchmarks/cache/labels/<teacher>/ (git-ignored); a killed run starts again at the first missing part. Each part
@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from common import CACHE, REPO
 
-from qdrant_distill.evaluate import load_beir
-from qdrant_distill.pseudo_queries import cut_queries
+from qdrant_distill.distillation.pseudo_queries import cut_queries
+from qdrant_distill.evaluation.metrics import load_beir
 
 DATA = REPO.parent / "shared" / "data" / "scifact"
 PART = 2000

@@ -39,10 +39,11 @@ import numpy as np
 from common import DATA, DIM, MINILM, MPNET, RESULTS, cached, holdout_split
 
 from qdrant_distill import DistillConfig, HeadInit, distill, load_encoder
-from qdrant_distill.config import LossWeights
-from qdrant_distill.distillation import DistillResult, for_queries
-from qdrant_distill.encoders import Encoder, as_encoder
-from qdrant_distill.evaluate import (
+from qdrant_distill.distillation.config import LossWeights
+from qdrant_distill.distillation.recipe import for_queries
+from qdrant_distill.distillation.result import DistillResult
+from qdrant_distill.distillation.students import fit_head
+from qdrant_distill.evaluation.metrics import (
     BeirDataset,
     StsPairs,
     fidelity,
@@ -51,8 +52,8 @@ from qdrant_distill.evaluate import (
     retrieval_metrics,
     sts_spearman,
 )
-from qdrant_distill.projection import PCAProjection
-from qdrant_distill.students import fit_head
+from qdrant_distill.inference.encoders import Encoder, as_encoder
+from qdrant_distill.inference.projection import PCAProjection
 
 GROUPS = ("teacher", "teacher-sts", "minilm", "transformer", "query-student", "query-pruned", "pruned",
           "pruned-untrained", "static")
@@ -525,7 +526,7 @@ def pruned_untrained_rows(b: Bench, models: Models) -> None:
         print("pruned-untrained row skipped in --quick (one more corpus pass of mpnet; the trained pruned row "
               "already exercises the same code)", file=sys.stderr)
         return
-    from qdrant_distill.students import pruned_student
+    from qdrant_distill.distillation.students import pruned_student
 
     base = (models.teacher or load_encoder(str(MPNET))).model  # the pruned student is built from the model
     student = pruned_student(base, b.projection, PRUNED_KEEP)

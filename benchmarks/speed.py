@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 from common import REPO, RESULTS
 
-from connectors.base import UNNAMED, Page, Point, TextSource
-from qdrant_distill.config import MissingTextPolicy
-from qdrant_distill.encoders import StaticEncoder, as_encoder
-from qdrant_distill.reembed import PageConverter, reembed
+from qdrant_distill.connectors.base import UNNAMED, Page, Point, TextSource
+from qdrant_distill.inference.encoders import StaticEncoder, as_encoder
+from qdrant_distill.migration.config import MissingTextPolicy
+from qdrant_distill.migration.engines.local import PageConverter, reembed
 
 DEBIAN = REPO.parent / "shared" / "data" / "debian_descriptions" / "paragraphs.jsonl.gz"
 MODELS = REPO / "models"
@@ -48,7 +48,7 @@ def debian_texts(n: int) -> list[str]:
                 if len(out) >= n:
                     break
         return out
-    from qdrant_distill.demo_data import load_demo_texts
+    from qdrant_distill.cli.demo_data import load_demo_texts
 
     rows = [r["text"] for r in load_demo_texts()]
     return (rows * (n // len(rows) + 1))[:n]
@@ -63,8 +63,8 @@ def build_models(quick: bool) -> dict[str, Any]:
     """Teacher and students (architectures as distillation makes them)."""
     from sentence_transformers import SentenceTransformer
 
-    from qdrant_distill.projection import PCAProjection
-    from qdrant_distill.students import pruned_student, transformer_student
+    from qdrant_distill.distillation.students import pruned_student, transformer_student
+    from qdrant_distill.inference.projection import PCAProjection
 
     rng = np.random.default_rng(0)
     teacher = SentenceTransformer(str(MODELS / "all-mpnet-base-v2"), device="cpu")
@@ -142,7 +142,7 @@ def pipeline_vs_raw(model: Any, texts: Sequence[str], batch: int = 64, page_size
 
 def memory_run(n: int, texts: Sequence[str]) -> dict[str, float]:
     """Peak RSS growth of a re-embed of ``n`` points with the static student (run in a fresh process)."""
-    from qdrant_distill.projection import PCAProjection
+    from qdrant_distill.inference.projection import PCAProjection
 
     rng = np.random.default_rng(0)
     q, _ = np.linalg.qr(rng.standard_normal((768, 128)))
@@ -180,8 +180,8 @@ def project_vs_writes(n: int, texts: Sequence[str]) -> dict[str, float]:
     """Project mode (no encoding) against plain upserts of the same points into embedded Qdrant (:memory:)."""
     from qdrant_client import models as qm
 
-    from connectors.qdrant import QdrantConnector
-    from qdrant_distill.projection import PCAProjection
+    from qdrant_distill.connectors.qdrant import QdrantConnector
+    from qdrant_distill.inference.projection import PCAProjection
 
     rng = np.random.default_rng(0)
     vecs = rng.standard_normal((n, 768)).astype(np.float32)
@@ -220,13 +220,17 @@ def ray_vs_local(n: int, texts: Sequence[str], quick: bool) -> dict[str, Any]:
     from qdrant_client import models as qm
     from sentence_transformers import SentenceTransformer
 
-    from connectors.qdrant import QdrantConnector
-    from connectors.settings import QdrantSettings
-    from qdrant_distill.config import RayConfig
-    from qdrant_distill.encoders import load_encoder
-    from qdrant_distill.journal import Journal
-    from qdrant_distill.ray_engine import encoded_elsewhere, reembed_ranges, session
-    from qdrant_distill.students import transformer_student
+    from qdrant_distill.connectors.qdrant import QdrantConnector
+    from qdrant_distill.connectors.settings import QdrantSettings
+    from qdrant_distill.distillation.students import transformer_student
+    from qdrant_distill.inference.encoders import load_encoder
+    from qdrant_distill.migration.config import RayConfig
+    from qdrant_distill.migration.engines.ray import (
+        encoded_elsewhere,
+        reembed_ranges,
+        session,
+    )
+    from qdrant_distill.migration.journal import Journal
 
     page, range_size = (64, 128) if quick else (256, 512)
     conn = QdrantConnector.open(location=":memory:")

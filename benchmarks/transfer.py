@@ -24,9 +24,15 @@ from typing import Any
 
 import numpy as np
 from common import DIM, MINILM, RESULTS, cached, holdout_split
-from transfer_common import Collection, gain, load_collection, paired_bootstrap, per_query_ndcg
+from transfer_common import (
+    Collection,
+    gain,
+    load_collection,
+    paired_bootstrap,
+    per_query_ndcg,
+)
 
-from qdrant_distill.projection import PCAProjection
+from qdrant_distill.inference.projection import PCAProjection
 
 
 def minilm_rows(col: Collection, rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
@@ -81,8 +87,8 @@ def static_rows(col: Collection, rows: list[dict[str, Any]], labels: int) -> dic
         d = student.encode(col.docs)
         q = {s: student.encode(getattr(col, s).queries, kind="query") for s in ("test", "dev")}
         # the untrained start, built as distill builds it (SIF token vectors of the body, ridge onto the targets)
-        from qdrant_distill.encoders import as_encoder
-        from qdrant_distill.students import load_body, static_student
+        from qdrant_distill.distillation.students import load_body, static_student
+        from qdrant_distill.inference.encoders import as_encoder
 
         projection = PCAProjection.fit(vectors, DIM, center=config.center)
         start = as_encoder(static_student(load_body(config.base_model), texts, projection.transform(vectors)))

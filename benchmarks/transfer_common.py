@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 from common import DATA, DIM
 
-from qdrant_distill.evaluate import load_beir, ndcg_at_k
-from qdrant_distill.projection import PCAProjection
+from qdrant_distill.evaluation.metrics import load_beir, ndcg_at_k
+from qdrant_distill.inference.projection import PCAProjection
 
 SCIFACT = DATA / "scifact"
 TEACHER_FILES = {"mpnet": "teacher_all-mpnet-base-v2.npz", "tuned": "teacher_mpnet-scifact-lora.npz"}

@@ -32,7 +32,7 @@ import numpy as np
 from common import CACHE, MPNET, REPO
 
 from qdrant_distill import load_beir, load_encoder
-from qdrant_distill.encoders import encode_with_progress
+from qdrant_distill.inference.encoders import encode_with_progress
 
 DATA = REPO.parent / "shared" / "data" / "scifact"
 RECIPE = {"epochs": 2, "batch_size": 16, "lr": 3e-5, "warmup_ratio": 0.1, "max_seq_length": 192, "seed": 0,
@@ -91,7 +91,7 @@ def fine_tune(pairs: list[tuple[str, str]], epochs: int, out: Path) -> dict[str,
     import torch
     from sentence_transformers.losses import MultipleNegativesRankingLoss
 
-    from qdrant_distill.students import load_body
+    from qdrant_distill.distillation.students import load_body
 
     rng = random.Random(RECIPE["seed"])
     torch.manual_seed(RECIPE["seed"])

@@ -1,9 +1,9 @@
-"""Adapters between qdrant-distill's core and the outside world (Qdrant now, HTTP embedding servers later).
+"""Adapters between qdrant-distill's core and the outside world: Qdrant (qdrant-client) and HTTP embedding endpoints.
 
-The core depends only on the protocol and plain types in :mod:`connectors.base`.
+The core depends only on the protocol and plain types in :mod:`qdrant_distill.connectors.base`.
 """
 
-from connectors.base import (
+from qdrant_distill.connectors.base import (
     UNNAMED,
     CollectionInfo,
     Connector,
@@ -29,7 +29,7 @@ __all__ = [
 
 def __getattr__(name: str):  # lazy: importing the protocol must not import qdrant-client
     if name == "QdrantConnector":
-        from connectors.qdrant import QdrantConnector
+        from qdrant_distill.connectors.qdrant import QdrantConnector
 
         return QdrantConnector
     raise AttributeError(name)

@@ -1,4 +1,4 @@
-"""Conversions between qdrant-client records and the plain types of :mod:`connectors.base`."""
+"""Conversions between qdrant-client records and the plain types of :mod:`qdrant_distill.connectors.base`."""
 
 from __future__ import annotations
 
@@ -8,10 +8,17 @@ from typing import Any
 
 import numpy as np
 
-from connectors.base import UNNAMED, Point, PointId, Sample, TextSource, lookup
+from qdrant_distill.connectors.base import (
+    UNNAMED,
+    Point,
+    PointId,
+    Sample,
+    TextSource,
+    lookup,
+)
 from qdrant_distill.errors import InvalidVectors, NoTextPayload
 
-logger = logging.getLogger("connectors.qdrant")
+logger = logging.getLogger("qdrant_distill.connectors.qdrant")
 
 
 def enum_value(value: Any) -> Any:

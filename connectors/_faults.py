@@ -11,7 +11,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import httpx
-from tenacity import Retrying, before_sleep_log, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import (
+    Retrying,
+    before_sleep_log,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from qdrant_distill.errors import (
     AuthenticationFailed,
@@ -24,7 +30,7 @@ from qdrant_distill.errors import (
 )
 from qdrant_distill.redact import redact_text
 
-logger = logging.getLogger("connectors.qdrant")
+logger = logging.getLogger("qdrant_distill.connectors.qdrant")
 
 T = TypeVar("T")
 
@@ -73,7 +79,7 @@ def is_transient(exc: BaseException) -> bool:
 
 def translate(exc: BaseException, *, op: str, target: str, collection: str | None = None) -> DistillError:
     """One typed error for a foreign exception. Never includes credentials, nor more of a URL than its scheme, host
-    and port (``target`` is already shown so: :attr:`connectors.settings.QdrantSettings.target`)."""
+    and port (``target`` is already shown so: :attr:`qdrant_distill.connectors.settings.QdrantSettings.target`)."""
     from qdrant_client.http.exceptions import ResponseHandlingException
 
     if isinstance(exc, DistillError):

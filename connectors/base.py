@@ -16,7 +16,6 @@ from typing import Any, Protocol, Union, runtime_checkable
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-
 PointId = Union[int, str]
 UNNAMED = ""
 DEFAULT_TEXT_FIELD = "text"

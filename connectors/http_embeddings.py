@@ -16,7 +16,7 @@ encoder's settings (``EmbeddingsSettings(api_key=...)``, ``open_encoder(ref, api
 ``--embeddings-api-key`` or the config file), else it comes from the environment
 (``QDRANT_DISTILL_EMBEDDINGS_API_KEY``; ``OPENAI_API_KEY`` for ``openai``); it is sent only as a bearer token.
 
-:class:`HttpEncoder` is an :class:`~qdrant_distill.encoders.Encoder`: ``load_encoder`` returns one for these
+:class:`HttpEncoder` is an :class:`~qdrant_distill.inference.encoders.Encoder`: ``load_encoder`` returns one for these
 references. Texts go out in batches of like lengths (by count and an approximate token budget; a batch refused with
 413/422 is split and the smaller size kept), a bounded number at once over one connection pool; connection errors,
 timeouts, 429 and 5xx are retried (``Retry-After`` honoured, every retry logged). The transport is a seam
@@ -40,10 +40,28 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urljoin, urlsplit, urlunsplit
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
-from tenacity import Retrying, before_sleep_log, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+from tenacity import (
+    Retrying,
+    before_sleep_log,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
-from connectors._http_providers import Provider, embeddings_path, read_answer, request_body
+from qdrant_distill.connectors._http_providers import (
+    Provider,
+    embeddings_path,
+    read_answer,
+    request_body,
+)
 from qdrant_distill.errors import (
     AuthenticationFailed,
     ConfigError,
@@ -261,7 +279,7 @@ class _Wait:
 
 # ------------------------------------------------------------------------------------------------------------ encoder
 class HttpEncoder:
-    """An :class:`~qdrant_distill.encoders.Encoder` over an embeddings endpoint. ``close()`` ends its connections.
+    """An :class:`~qdrant_distill.inference.encoders.Encoder` over an embeddings endpoint. ``close()`` ends its connections.
 
     ``wait`` replaces the backoff (tests pass ``tenacity.wait_none()``); ``Retry-After`` is honoured up to
     ``settings.wait_max``. ``retries`` counts the retries fired and ``waits`` lists their waits. ``transport`` is

@@ -1,7 +1,7 @@
 """The Qdrant connector: everything the core does with Qdrant goes through :class:`QdrantConnector`.
 
 Open it on an embedded folder (the default), ``:memory:``, a server URL with an API key, or wrap a client you already
-have. Every call retries transient failures (see :mod:`connectors._faults`) and raises qdrant-distill's typed errors.
+have. Every call retries transient failures (see :mod:`qdrant_distill.connectors._faults`) and raises qdrant-distill's typed errors.
 """
 
 from __future__ import annotations
@@ -11,11 +11,27 @@ import random
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-
-from connectors._convert import clean, dump, enum_value, quantization, to_point, to_sample, vector_struct
-from connectors._faults import RetryPolicy, translate
-from connectors.base import UNNAMED, CollectionInfo, Page, Point, PointId, Sample, TextSource, VectorSpec
-from connectors.settings import DEFAULT_PATH, QdrantSettings
+from qdrant_distill.connectors._convert import (
+    clean,
+    dump,
+    enum_value,
+    quantization,
+    to_point,
+    to_sample,
+    vector_struct,
+)
+from qdrant_distill.connectors._faults import RetryPolicy, translate
+from qdrant_distill.connectors.base import (
+    UNNAMED,
+    CollectionInfo,
+    Page,
+    Point,
+    PointId,
+    Sample,
+    TextSource,
+    VectorSpec,
+)
+from qdrant_distill.connectors.settings import DEFAULT_PATH, QdrantSettings
 from qdrant_distill.errors import (
     AliasConflict,
     CollectionExists,

@@ -1,4 +1,4 @@
-"""Reading a collection in Qdrant's own order, over any :class:`~connectors.base.Connector`: the id order scrolls
+"""Reading a collection in Qdrant's own order, over any :class:`~qdrant_distill.connectors.base.Connector`: the id order scrolls
 follow, contiguous id ranges (the Ray engine's unit of work), the pages of one range, which vectors a scroll must
 fetch, and the stored vectors of given ids. The one home of Qdrant's id order (re-embed, verify and the Ray engine
 use it).
@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from connectors.base import UNNAMED, Connector, Page, PointId
+from qdrant_distill.connectors.base import UNNAMED, Connector, Page, PointId
 from qdrant_distill.errors import ConfigError
 
 __all__ = ["as_point_id", "existing_ids", "id_key", "id_ranges", "read_vectors", "scroll_range", "stored_vectors"]

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 
-from connectors import QdrantConnector
 import qdrant_distill as qd
+from qdrant_distill.connectors import QdrantConnector
 
 
 def search(conn: QdrantConnector, alias: str, query: str, *, fallback: str | None, limit: int = 5) -> list[tuple]:

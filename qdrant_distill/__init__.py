@@ -8,9 +8,9 @@ errors without importing the core, and ``import qdrant_distill`` stays light: no
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from qdrant_distill._lazy import face
 from qdrant_distill._version import __version__
 from qdrant_distill.errors import (
     AliasConflict,
@@ -42,82 +42,91 @@ from qdrant_distill.errors import (
     VerificationFailed,
 )
 
-_LAZY = {
-    "CollectionEncoder": "qdrant_distill.registry",
-    "DimsReport": "qdrant_distill.dims",
-    "DistillConfig": "qdrant_distill.config",
+# each public name and the capability folder whose face hands it on (loaded on first use)
+_NAMES = {
+    "CollectionEncoder": "qdrant_distill.query",
+    "DimsReport": "qdrant_distill.migration",
+    "DistillConfig": "qdrant_distill.distillation",
     "DistillResult": "qdrant_distill.distillation",
-    "Encoder": "qdrant_distill.encoders",
-    "FidelityEvaluator": "qdrant_distill.evaluate",
-    "GateConfig": "qdrant_distill.config",
-    "HeadInit": "qdrant_distill.config",
-    "Journal": "qdrant_distill.journal",
-    "MigrationConfig": "qdrant_distill.config",
-    "MigrationPlan": "qdrant_distill.plan",
+    "Encoder": "qdrant_distill.inference",
+    "FidelityEvaluator": "qdrant_distill.evaluation",
+    "GateConfig": "qdrant_distill.migration",
+    "HeadInit": "qdrant_distill.distillation",
+    "Journal": "qdrant_distill.migration",
+    "MigrationConfig": "qdrant_distill.migration",
+    "MigrationPlan": "qdrant_distill.migration",
     "MigrationReport": "qdrant_distill.migration",
-    "MissingTextPolicy": "qdrant_distill.config",
-    "Mode": "qdrant_distill.config",
-    "PCAProjection": "qdrant_distill.projection",
-    "Stage": "qdrant_distill.journal",
-    "StudentKind": "qdrant_distill.config",
-    "beir_metrics": "qdrant_distill.gate",
-    "dims_report": "qdrant_distill.dims",
+    "MissingTextPolicy": "qdrant_distill.migration",
+    "Mode": "qdrant_distill.migration",
+    "PCAProjection": "qdrant_distill.inference",
+    "Stage": "qdrant_distill.migration",
+    "StudentKind": "qdrant_distill.distillation",
+    "beir_metrics": "qdrant_distill.migration",
+    "dims_report": "qdrant_distill.migration",
     "distill": "qdrant_distill.distillation",
-    "encoder_for": "qdrant_distill.registry",
-    "export_edge": "qdrant_distill.edge_export",
-    "fidelity": "qdrant_distill.evaluate",
-    "finalize": "qdrant_distill.swap",
-    "load_beir": "qdrant_distill.evaluate",
-    "load_config": "qdrant_distill.config",
-    "load_encoder": "qdrant_distill.encoders",
-    "make_plan": "qdrant_distill.plan",
+    "encoder_for": "qdrant_distill.query",
+    "export_edge": "qdrant_distill.edge",
+    "fidelity": "qdrant_distill.evaluation",
+    "finalize": "qdrant_distill.migration",
+    "load_beir": "qdrant_distill.evaluation",
+    "load_config": "qdrant_distill.migration",
+    "load_encoder": "qdrant_distill.inference",
+    "make_plan": "qdrant_distill.migration",
     "migrate": "qdrant_distill.migration",
-    "open_journal": "qdrant_distill.runs",
-    "plan_dims": "qdrant_distill.dims",
-    "projection_model": "qdrant_distill.projection",
-    "repoint": "qdrant_distill.registry",
-    "retrieval_metrics": "qdrant_distill.evaluate",
-    "rollback": "qdrant_distill.swap",
-    "status": "qdrant_distill.runs",
-    "swap": "qdrant_distill.swap",
+    "open_journal": "qdrant_distill.migration",
+    "plan_dims": "qdrant_distill.migration",
+    "projection_model": "qdrant_distill.inference",
+    "repoint": "qdrant_distill.query",
+    "retrieval_metrics": "qdrant_distill.evaluation",
+    "rollback": "qdrant_distill.migration",
+    "status": "qdrant_distill.migration",
+    "swap": "qdrant_distill.migration",
 }
 
 if TYPE_CHECKING:  # static checkers see the real names
-    from qdrant_distill.registry import CollectionEncoder
-    from qdrant_distill.dims import DimsReport, dims_report, plan_dims
-    from qdrant_distill.config import DistillConfig
-    from qdrant_distill.distillation import DistillResult
-    from qdrant_distill.encoders import Encoder
-    from qdrant_distill.evaluate import FidelityEvaluator
-    from qdrant_distill.config import GateConfig
-    from qdrant_distill.config import HeadInit
-    from qdrant_distill.journal import Journal
-    from qdrant_distill.config import MigrationConfig
-    from qdrant_distill.plan import MigrationPlan
-    from qdrant_distill.migration import MigrationReport
-    from qdrant_distill.config import MissingTextPolicy
-    from qdrant_distill.config import Mode
-    from qdrant_distill.projection import PCAProjection
-    from qdrant_distill.journal import Stage
-    from qdrant_distill.config import StudentKind
-    from qdrant_distill.gate import beir_metrics
-    from qdrant_distill.distillation import distill
-    from qdrant_distill.registry import encoder_for, repoint
-    from qdrant_distill.edge_export import export_edge
-    from qdrant_distill.evaluate import fidelity
-    from qdrant_distill.swap import finalize
-    from qdrant_distill.evaluate import load_beir
-    from qdrant_distill.config import load_config
-    from qdrant_distill.encoders import load_encoder
-    from qdrant_distill.plan import make_plan
-    from qdrant_distill.migration import migrate
-    from qdrant_distill.runs import open_journal
-    from qdrant_distill.projection import projection_model
-    from qdrant_distill.evaluate import retrieval_metrics
-    from qdrant_distill.swap import rollback
-    from qdrant_distill.runs import status
-    from qdrant_distill.swap import swap
-
+    from qdrant_distill.distillation import (
+        DistillConfig,
+        DistillResult,
+        HeadInit,
+        StudentKind,
+        distill,
+    )
+    from qdrant_distill.edge import export_edge
+    from qdrant_distill.evaluation import (
+        FidelityEvaluator,
+        fidelity,
+        load_beir,
+        retrieval_metrics,
+    )
+    from qdrant_distill.inference import (
+        Encoder,
+        PCAProjection,
+        load_encoder,
+        projection_model,
+    )
+    from qdrant_distill.migration import (
+        DimsReport,
+        GateConfig,
+        Journal,
+        MigrationConfig,
+        MigrationPlan,
+        MigrationReport,
+        MissingTextPolicy,
+        Mode,
+        Stage,
+        beir_metrics,
+        dims_report,
+        finalize,
+        load_config,
+        make_plan,
+        migrate,
+        open_journal,
+        plan_dims,
+        rollback,
+        status,
+        swap,
+    )
+    from qdrant_distill.query import CollectionEncoder, encoder_for, repoint
 
 __all__ = [
     "AliasConflict",
@@ -188,19 +197,4 @@ __all__ = [
 ]
 
 
-# ``swap`` is named like its module: it is bound now (torch-free), since once the submodule is imported the package
-# attribute of that name would otherwise be the module. ``distill`` lives in ``distillation`` and loads lazily.
-from qdrant_distill.swap import swap  # noqa: E402
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'qdrant_distill' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = face(__name__, _NAMES, globals())

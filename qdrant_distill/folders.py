@@ -1,12 +1,12 @@
 """What each folder qdrant-distill writes holds: the one home of their layouts (file and subfolder names).
 
-- :class:`ExportFolder`: an exported model for torch-free inference (:mod:`qdrant_distill.export`; its manifest and
-  the backends it offers are in :mod:`qdrant_distill.export_folder`).
+- :class:`ExportFolder`: an exported model for torch-free inference (:mod:`qdrant_distill.inference.export`; its manifest and
+  the backends it offers are in :mod:`qdrant_distill.inference.formats`).
 - :class:`DistillFolder`: what :func:`qdrant_distill.distill` writes: the student, the projection, ``distill.json``,
   the teacher's labels and the student's export.
 - :class:`RunFolder`: one migration's folder: its journal, the sample it trained on, and its distillation output.
-- :class:`EdgeFolder`: what ``qdrant-distill export-edge`` writes (:mod:`qdrant_distill.edge_export`): a Qdrant Edge
-  shard, the student's export and ``edge.json``; :func:`qdrant_distill.edge.open` answers queries from it.
+- :class:`EdgeFolder`: what ``qdrant-distill export-edge`` writes (:mod:`qdrant_distill.edge.export`): a Qdrant Edge
+  shard, the student's export and ``edge.json``; :func:`qdrant_distill.edge.shard.open` answers queries from it.
 
 Paths recorded *inside* a folder (the journal's, ``distill.json``'s) are written relative to it, as ``./<path>``, so a
 copied or moved folder reads its own files (:func:`stored_path`, :func:`recorded_path`).
@@ -169,7 +169,7 @@ class RunFolder:
 
     @property
     def dims(self) -> Path:
-        """The dimension table of the plan (:class:`qdrant_distill.dims.DimsReport`)."""
+        """The dimension table of the plan (:class:`qdrant_distill.migration.dims.DimsReport`)."""
         return self.root / self.DIMS
 
     @property
@@ -180,7 +180,7 @@ class RunFolder:
     @property
     def report_data(self) -> Path:
         """What the report draws that neither the journal nor ``distill.json`` holds: the plan's figures and a few
-        held-out examples with their neighbours (:class:`qdrant_distill.report.RunFacts`)."""
+        held-out examples with their neighbours (:class:`qdrant_distill.migration.report.RunFacts`)."""
         return self.root / self.REPORT_DATA
 
     @property
@@ -207,7 +207,7 @@ class RunFolder:
 @dataclass(frozen=True)
 class EdgeFolder:
     """An Edge folder: ``shard/`` (a Qdrant Edge shard), ``student/`` (an :class:`ExportFolder` holding one format),
-    ``edge.json`` (its manifest, :class:`qdrant_distill.edge.EdgeManifest`) and ``.lock`` (held while it is open)."""
+    ``edge.json`` (its manifest, :class:`qdrant_distill.edge.shard.EdgeManifest`) and ``.lock`` (held while it is open)."""
 
     root: Path
 

@@ -23,4 +23,4 @@ if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/
   fi
 fi
 # which int8 kernels run here (onnxruntime picks them by these CPUID features)
-.venv/bin/python -c "from qdrant_distill.cpu import cpu_features; print('[setup] CPU:', cpu_features().describe())"
+.venv/bin/python -c "from qdrant_distill.inference.cpu import cpu_features; print('[setup] CPU:', cpu_features().describe())"

@@ -70,14 +70,14 @@ def tiny_model(tiny_model_path: Path):
 @pytest.fixture(scope="session")
 def demo_texts() -> list[str]:
     """Real short texts shipped with the package (WordNet glosses)."""
-    from qdrant_distill.demo_data import load_demo_texts
+    from qdrant_distill.cli.demo_data import load_demo_texts
 
     return [row["text"] for row in load_demo_texts()]
 
 
 def encode(model, texts) -> np.ndarray:
     """Normalised float32 document vectors of ``texts`` through the encoder seam (a model in memory or an encoder)."""
-    from qdrant_distill.encoders import as_encoder
+    from qdrant_distill.inference.encoders import as_encoder
 
     return as_encoder(model).encode(texts)
 

@@ -9,9 +9,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from connectors import QdrantConnector
-from qdrant_distill.cli import _migration_overrides, app
-from qdrant_distill.config import load_config
+from qdrant_distill.cli.app import _migration_overrides, app
+from qdrant_distill.connectors import QdrantConnector
+from qdrant_distill.migration.config import load_config
 from tests.test_migration import DIM, build_source
 
 SECRET = "sk-test-7f3a9c2e-do-not-leak"

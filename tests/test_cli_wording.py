@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from qdrant_distill.cli import app
-from qdrant_distill.config import load_config
-from qdrant_distill.journal import Journal, Stage
+from qdrant_distill.cli.app import app
+from qdrant_distill.migration.config import load_config
+from qdrant_distill.migration.journal import Journal, Stage
 from tests.conftest import MINILM
 from tests.connectors.fake_embeddings import fake_endpoint
 from tests.reliability.conftest import source_store

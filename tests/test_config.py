@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from qdrant_distill import ConfigError, DimensionError, Journal, MigrationError, Stage, load_config
+from qdrant_distill import (
+    ConfigError,
+    DimensionError,
+    Journal,
+    MigrationError,
+    Stage,
+    load_config,
+)
 
 
 def test_file_env_and_overrides_in_order(tmp_path: Path) -> None:
@@ -128,7 +135,7 @@ def test_a_journal_that_cannot_be_written_is_one_typed_error(tmp_path) -> None:
     import shutil
 
     from qdrant_distill.errors import MigrationError
-    from qdrant_distill.journal import Journal
+    from qdrant_distill.migration.journal import Journal
 
     journal = Journal.open(tmp_path / "run", {"source": "docs"})
     shutil.rmtree(tmp_path / "run")
@@ -140,7 +147,8 @@ def test_a_journal_that_cannot_be_written_is_one_typed_error(tmp_path) -> None:
 
 
 def test_a_migration_declares_size_teacher_and_encode_batch_once() -> None:
-    from qdrant_distill.config import DistillConfig, MigrationConfig
+    from qdrant_distill.distillation.config import DistillConfig
+    from qdrant_distill.migration.config import MigrationConfig
 
     cfg = MigrationConfig(source="docs", dim=16, teacher_model="t", encode_batch_size=8,
                           student=DistillConfig(base_model="b"))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from connectors import QdrantConnector
 from qdrant_distill import GateConfig, Stage
-from qdrant_distill.demo import DEMO_ALIAS, DEMO_COLLECTION, DEMO_QUERIES, run_demo
+from qdrant_distill.cli.demo import DEMO_ALIAS, DEMO_COLLECTION, DEMO_QUERIES, run_demo
+from qdrant_distill.connectors import QdrantConnector
 
 
 def test_demo_builds_migrates_and_answers(tiny_model_path, tmp_path, capsys) -> None:

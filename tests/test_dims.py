@@ -10,16 +10,17 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from connectors import QdrantConnector
 from qdrant_distill import DimsReport, dims_report, make_plan, plan_dims
-from qdrant_distill.cli import app
-from qdrant_distill.config import DistillConfig, GateConfig, MigrationConfig
-from qdrant_distill.dims import parse_dims, recommend
+from qdrant_distill.cli.app import app
+from qdrant_distill.connectors import QdrantConnector
+from qdrant_distill.distillation.config import DistillConfig
 from qdrant_distill.errors import ConfigError, DimensionError
-from qdrant_distill.evaluate import fidelity, load_beir, retrieval_metrics
-from qdrant_distill.projection import PCAProjection
+from qdrant_distill.evaluation.metrics import fidelity, load_beir, retrieval_metrics
+from qdrant_distill.inference.projection import PCAProjection
+from qdrant_distill.migration.config import GateConfig, MigrationConfig
+from qdrant_distill.migration.dims import parse_dims, recommend
 from tests.conftest import MINILM, encode
-from tests.test_migration import N, TEACHER_DIM, build_source, write_beir
+from tests.test_migration import TEACHER_DIM, N, build_source, write_beir
 
 SAMPLE = 200  # of N = 240 points: 20 held out, 180 to fit the PCA on
 

@@ -9,21 +9,22 @@ import random
 import numpy as np
 import pytest
 
-from qdrant_distill.config import DistillConfig, LossWeights
-from qdrant_distill.distillation import DISTILL_JSON, DistillResult, distill
-from qdrant_distill.encoders import load_encoder
+from qdrant_distill.distillation.config import DistillConfig, LossWeights, StudentKind
+from qdrant_distill.distillation.pseudo_queries import pseudo_query
+from qdrant_distill.distillation.recipe import distill
+from qdrant_distill.distillation.result import DistillResult
+from qdrant_distill.distillation.students import load_body
+from qdrant_distill.distillation.training import TrainSettings, _schedule, train
 from qdrant_distill.errors import (
     ConfigError,
     DimensionError,
     InvalidVectors,
     StudentError,
 )
-from qdrant_distill.evaluate import fidelity, pseudo_query_mrr
-from qdrant_distill.projection import PCAProjection
-from qdrant_distill.config import StudentKind
-from qdrant_distill.students import load_body
-from qdrant_distill.pseudo_queries import pseudo_query
-from qdrant_distill.training import TrainSettings, _schedule, train
+from qdrant_distill.evaluation.metrics import fidelity, pseudo_query_mrr
+from qdrant_distill.folders import DistillFolder
+from qdrant_distill.inference.encoders import load_encoder
+from qdrant_distill.inference.projection import PCAProjection
 from tests.conftest import MINILM, SHARED_DATA, encode
 
 DIM = 12
@@ -83,9 +84,9 @@ def test_saved_student_loads_anywhere_with_its_json(transformer_run, pairs) -> N
     assert vecs.dtype == np.float32 and vecs.shape == (6, DIM)
     np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
     assert plain.max_seq_length == 64
-    written = json.loads((out / DISTILL_JSON).read_text())
+    written = json.loads((out / DistillFolder.RESULT).read_text())
     assert written["teacher_id"] == "tiny-teacher" and written["dim"] == DIM
-    assert written == json.loads((out / "student" / DISTILL_JSON).read_text())
+    assert written == json.loads((out / "student" / DistillFolder.RESULT).read_text())
     assert DistillResult.model_validate(written).metrics == result.metrics
     assert PCAProjection.load(result.projection_path).dim == DIM
 
@@ -164,7 +165,7 @@ def test_query_recipe_keeps_the_best_pseudo_query_state(tiny_model_path, pairs, 
 
 
 def test_for_queries_fills_only_what_the_user_left_unset() -> None:
-    from qdrant_distill.distillation import QUERY_RECIPE, for_queries
+    from qdrant_distill.distillation.recipe import QUERY_RECIPE, for_queries
 
     plain = for_queries(DistillConfig())
     assert (plain.head_init.value, plain.pseudo_query_negatives, plain.primary_metric) == (
@@ -207,7 +208,7 @@ def test_schedule_warms_up_then_decays() -> None:
 
 
 def test_early_stopping_restores_best(tiny_model, demo_texts) -> None:
-    from qdrant_distill.students import add_head, body_and_head
+    from qdrant_distill.distillation.students import add_head, body_and_head
 
     model = add_head(tiny_model, None, dim=4)
     texts = demo_texts[:40]
@@ -229,7 +230,7 @@ def test_early_stopping_restores_best(tiny_model, demo_texts) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_DATA / "scifact").exists() or not MINILM.exists(), reason="shared data or MiniLM absent")
 def test_distil_real_minilm_on_scifact_beats_untrained_head(tmp_path) -> None:
-    from qdrant_distill.evaluate import load_beir
+    from qdrant_distill.evaluation.metrics import load_beir
 
     ds = load_beir(SHARED_DATA / "scifact")
     data = np.load(SHARED_DATA / "scifact" / "teacher_all-mpnet-base-v2.npz")
@@ -254,8 +255,8 @@ def test_distil_real_minilm_on_scifact_beats_untrained_head(tmp_path) -> None:
 
 
 def test_a_pruned_body_trains_unless_told_otherwise(teacher_path, pairs) -> None:
-    from qdrant_distill.distillation import PRUNED_LR_BODY, _build_student
-    from qdrant_distill.projection import PCAProjection
+    from qdrant_distill.distillation.recipe import PRUNED_LR_BODY, _build_student
+    from qdrant_distill.inference.projection import PCAProjection
 
     texts, vecs = pairs
     projection = PCAProjection.fit(vecs, DIM)
@@ -270,7 +271,10 @@ def test_a_pruned_body_trains_unless_told_otherwise(teacher_path, pairs) -> None
 def test_the_holdout_keeps_the_best_of_trained_untrained_and_plain_heads(tiny_model_path, pairs, tmp_path) -> None:
     """Frozen body: the trained head, the untrained start and the plain heads (own PCA, ridge) are compared on the
     holdout; the best is saved, and the report says which won and by how much."""
-    from qdrant_distill.distillation import QUERY_SIDE_GUARD, QUERY_SIDE_TOLERANCE
+    from qdrant_distill.distillation.recipe import (
+        QUERY_SIDE_GUARD,
+        QUERY_SIDE_TOLERANCE,
+    )
 
     texts, vecs = pairs
     cfg = fast_config(tiny_model_path, lr_body=0.0, max_steps=6, eval_steps=2)  # the head trains, the body not
@@ -297,7 +301,7 @@ def test_the_holdout_keeps_the_best_of_trained_untrained_and_plain_heads(tiny_mo
 
 def test_a_plain_head_replaces_the_trained_state_only_without_losing_queries() -> None:
     """The SciFact case: the ridge head wins document fidelity but loses the query side, so training's state stays."""
-    from qdrant_distill.distillation import _best
+    from qdrant_distill.distillation.recipe import _best
 
     key, guard = "fidelity/recall@10", "pseudo_query/self_mrr@10"
     scifact = {"trained": {key: 0.615, guard: 0.80}, "own_pca head": {key: 0.608, guard: 0.80},
@@ -314,8 +318,8 @@ def test_query_document_alone_trains_a_static_student_toward_its_own_documents(t
                                                                                 tmp_path) -> None:
     """The student-to-student term (a pseudo-query against the batch's documents as the student encodes them) is a
     loss of its own: with every other weight zero it still trains, and each document's cuts come to find it."""
-    from qdrant_distill.config import LossWeights
-    from qdrant_distill.pseudo_queries import pseudo_query
+    from qdrant_distill.distillation.config import LossWeights
+    from qdrant_distill.distillation.pseudo_queries import pseudo_query
 
     texts, vecs = pairs
     weights = LossWeights(mse=0.0, cosine=0.0, contrastive=0.0, kl=0.0, pseudo_query=0.0, query_document=1.0)

@@ -19,16 +19,23 @@ pytest.importorskip("qdrant_edge", reason="needs qdrant-edge-py: pip install 'qd
 
 from typer.testing import CliRunner  # noqa: E402
 
-from connectors import QdrantConnector  # noqa: E402
-from qdrant_distill import ConfigError, MigrationError, Stage, encoder_for, export_edge, migrate  # noqa: E402
-from qdrant_distill import edge  # noqa: E402
-from qdrant_distill.cli import app  # noqa: E402
-from qdrant_distill.export_folder import Backend  # noqa: E402
+from qdrant_distill import (  # noqa: E402
+    ConfigError,
+    MigrationError,
+    Stage,
+    edge,  # noqa: E402
+    encoder_for,
+    export_edge,
+    migrate,
+)
+from qdrant_distill.cli.app import app  # noqa: E402
+from qdrant_distill.connectors import QdrantConnector  # noqa: E402
 from qdrant_distill.folders import EdgeFolder  # noqa: E402
-from qdrant_distill.journal import Journal  # noqa: E402
-from tests.test_migration import N, FailingUpserts, build_source, config  # noqa: E402
-from tests.test_torch_free import BLOCK, BLOCKED  # noqa: E402
+from qdrant_distill.inference.formats import Backend  # noqa: E402
+from qdrant_distill.migration.journal import Journal  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
+from tests.test_migration import FailingUpserts, N, build_source, config  # noqa: E402
+from tests.test_torch_free import BLOCK, BLOCKED  # noqa: E402
 
 TARGET = "docs_v1_distilled16"
 

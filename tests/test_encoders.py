@@ -6,17 +6,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qdrant_distill import DimensionError, PCAProjection, StudentError, load_encoder, projection_model
-from qdrant_distill.distillation import distill
-from qdrant_distill.config import DistillConfig
-from qdrant_distill.encoders import (
+from qdrant_distill import (
+    DimensionError,
+    PCAProjection,
+    StudentError,
+    load_encoder,
+    projection_model,
+)
+from qdrant_distill.distillation.config import DistillConfig
+from qdrant_distill.distillation.recipe import distill
+from qdrant_distill.distillation.students import static_student
+from qdrant_distill.inference.encoders import (
     Encoder,
     ProjectedEncoder,
     SentenceTransformerEncoder,
     StaticEncoder,
     as_encoder,
 )
-from qdrant_distill.students import static_student
 from tests.conftest import random_unit
 
 

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from qdrant_distill.errors import ConfigError, InvalidVectors
-from qdrant_distill.gate import gate_failures
-from qdrant_distill.evaluate import (
+from qdrant_distill.evaluation.metrics import (
     FidelityEvaluator,
     fidelity,
     load_beir,
@@ -22,6 +21,7 @@ from qdrant_distill.evaluate import (
     spearman,
     sts_spearman,
 )
+from qdrant_distill.migration.gate import gate_failures
 from tests.conftest import SHARED_DATA, random_unit
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from connectors import QdrantConnector
 from qdrant_distill import migrate
+from qdrant_distill.connectors import QdrantConnector
 from tests.test_migration import N, build_source, config
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

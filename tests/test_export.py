@@ -10,11 +10,16 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from qdrant_distill import export as export_module
-from qdrant_distill.cli import app
-from qdrant_distill.encoders import load_encoder
+from qdrant_distill.cli.app import app
 from qdrant_distill.errors import ConfigError, StudentError
-from qdrant_distill.export import MANIFEST, export_model, fastembed_model, read_manifest
+from qdrant_distill.inference import export as export_module
+from qdrant_distill.inference.encoders import load_encoder
+from qdrant_distill.inference.export import (
+    MANIFEST,
+    export_model,
+    fastembed_model,
+    read_manifest,
+)
 from tests.conftest import encode
 
 # lengths from one token to past max_seq_length, in batches of one, a few, and more than one batch
@@ -74,7 +79,7 @@ def test_prompts_are_applied_like_encode_query(tiny_model_path: Path, tmp_path: 
 
 
 def test_a_static_student_exports_as_its_token_table(tiny_model, tmp_path: Path) -> None:
-    from qdrant_distill.students import static_student
+    from qdrant_distill.distillation.students import static_student
     from tests.conftest import random_unit
 
     texts = [f"text number {i} about rivers and seas" for i in range(40)]

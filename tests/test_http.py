@@ -27,17 +27,35 @@ import httpx
 import numpy as np
 import pytest
 
-from connectors import QdrantConnector
-from connectors.base import UNNAMED, Point
-from connectors.http_embeddings import EmbeddingsSettings, HttpEncoder
-from connectors.settings import QdrantSettings
-from qdrant_distill import DistillConfig, GateConfig, MigrationConfig, Stage, encoder_for, make_plan, migrate
-from qdrant_distill.encoders import load_encoder
-from qdrant_distill.journal import Journal
-from qdrant_distill.errors import DistillError, MalformedAnswer, ServerError, TeacherMismatch
-from qdrant_distill.migration import rollback_run, swap_run
-from qdrant_distill.serve import COLLECTION_HEADER, AliasEncoders, ServeSettings, create_app
-from qdrant_distill.teacher import label_queries
+from qdrant_distill import (
+    DistillConfig,
+    GateConfig,
+    MigrationConfig,
+    Stage,
+    encoder_for,
+    make_plan,
+    migrate,
+)
+from qdrant_distill.connectors import QdrantConnector
+from qdrant_distill.connectors.base import UNNAMED, Point
+from qdrant_distill.connectors.http_embeddings import EmbeddingsSettings, HttpEncoder
+from qdrant_distill.connectors.settings import QdrantSettings
+from qdrant_distill.distillation.teacher import label_queries
+from qdrant_distill.errors import (
+    DistillError,
+    MalformedAnswer,
+    ServerError,
+    TeacherMismatch,
+)
+from qdrant_distill.inference.encoders import load_encoder
+from qdrant_distill.migration.journal import Journal
+from qdrant_distill.migration.pipeline import rollback_run, swap_run
+from qdrant_distill.query.serve import (
+    COLLECTION_HEADER,
+    AliasEncoders,
+    ServeSettings,
+    create_app,
+)
 from tests.conftest import REPO, encode
 from tests.connectors.fake_embeddings import fake_endpoint
 from tests.test_migration import snapshot
@@ -450,7 +468,7 @@ def store_copy(migrated, tmp_path) -> Path:
 def test_serve_options_and_a_collection_without_a_model_are_one_line(store_copy, options, says) -> None:
     from typer.testing import CliRunner
 
-    from qdrant_distill.cli import app
+    from qdrant_distill.cli.app import app
 
     alias = "docs" if options else "docs_v1"  # the original collection records no encoder: --default-model is asked
     result = CliRunner().invoke(app, ["serve", "--path", str(store_copy), "--alias", alias, *options])
@@ -508,7 +526,7 @@ def test_large_requests_are_refused_fast_and_memory_stays_flat(store_copy, migra
 
 @pytest.fixture(scope="module")
 def onnx_export(tiny_model_path, tmp_path_factory) -> Path:
-    from qdrant_distill.export import export_model
+    from qdrant_distill.inference.export import export_model
 
     out = tmp_path_factory.mktemp("serve-onnx") / "onnx"
     export_model(str(tiny_model_path), out, formats=["onnx"])
@@ -524,7 +542,7 @@ def test_an_onnx_model_reads_long_texts_cut_and_a_broken_one_is_one_json_line(mi
 
     from qdrant_client import models as qm
 
-    from qdrant_distill import record
+    from qdrant_distill.migration import record
 
     broken = tmp_path / "broken"
     shutil.copytree(onnx_export, broken)
@@ -553,7 +571,7 @@ def test_an_onnx_model_reads_long_texts_cut_and_a_broken_one_is_one_json_line(mi
     for answer in answers:
         error = answer.json()["error"]
         assert answer.status_code in (500, 503) and error["code"] == answer.status_code and "\n" not in error["message"]
-    records = [r for r in caplog.records if r.name == "qdrant_distill.serve"]
+    records = [r for r in caplog.records if r.name == "qdrant_distill.query.serve"]
     assert len(records) == 2 and all(r.exc_info is None and "\n" not in r.getMessage() for r in records), records
     assert again.status_code == 200 and again.headers[COLLECTION_HEADER] == "docs_good"
     conn.close()

@@ -18,9 +18,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qdrant_distill.cpu import CpuFeatures, cpu_features, int8_exact, int8_refusal
-from qdrant_distill.encoders import load_encoder
-from qdrant_distill.export import FILES, MANIFEST, export_model, int8_weight_bits, read_manifest
+from qdrant_distill.inference.cpu import (
+    CpuFeatures,
+    cpu_features,
+    int8_exact,
+    int8_refusal,
+)
+from qdrant_distill.inference.encoders import load_encoder
+from qdrant_distill.inference.export import (
+    FILES,
+    MANIFEST,
+    export_model,
+    int8_weight_bits,
+    read_manifest,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 QEMU = shutil.which("qemu-x86_64")
@@ -59,8 +70,8 @@ print(json.dumps({"8-bit": wrong(127), "7-bit": wrong(64)}))
 ENCODE = """
 import json, logging, sys
 logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-from qdrant_distill.cpu import cpu_features
-from qdrant_distill.encoders import load_encoder
+from qdrant_distill.inference.cpu import cpu_features
+from qdrant_distill.inference.encoders import load_encoder
 enc = load_encoder(sys.argv[1], backend="onnx-int8", batch_size=int(sys.argv[2]))
 texts = json.loads(sys.argv[3])
 print(json.dumps({"backend": enc.backend, "vnni": cpu_features().vnni, "vectors": enc.encode(texts).tolist()}))
@@ -134,7 +145,7 @@ def test_int8_vectors_are_the_same_on_an_avx2_cpu_as_here(exported: Path, batch_
 
 def eight_bit_export(exported: Path, out: Path) -> Path:
     """The folder as an export made before 7-bit weights: 8-bit weights and a manifest without the field."""
-    from qdrant_distill.export import _quantize
+    from qdrant_distill.inference.export import _quantize
 
     shutil.copytree(exported, out)
     _quantize(out / FILES["onnx"], out / FILES["onnx-int8"], weight_bits=8)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,36 +21,52 @@ def _lint_imports() -> str:
     return found
 
 
-def _layers() -> list[str]:
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
-    (contract,) = [c for c in config["contracts"] if c["type"] == "layers"]
-    return [name.strip() for layer in contract["layers"] for name in layer.split("|")]
+def _contracts() -> list[dict]:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]["contracts"]
+
+
+def _names(contract: dict) -> set[str]:
+    return {name.strip() for layer in contract["layers"] for name in layer.split("|")}
+
+
+def _children(folder: Path) -> set[str]:
+    """The modules and subpackages directly inside a package folder."""
+    found = {p.stem for p in folder.glob("*.py") if p.stem != "__init__"}
+    return found | {p.name for p in folder.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
 
 
 def test_no_module_imports_a_layer_above_it() -> None:
     done = subprocess.run([_lint_imports(), "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    assert "1 kept, 0 broken" in done.stdout
+    assert f"{len(_contracts())} kept, 0 broken" in done.stdout
 
 
 def test_every_module_has_a_place_in_the_plan() -> None:
-    placed = set(_layers())
-    modules = {f"qdrant_distill.{p.stem}" for p in (ROOT / "qdrant_distill").glob("*.py") if p.stem != "__init__"}
-    modules |= {f"qdrant_distill.{p.name}" for p in (ROOT / "qdrant_distill").iterdir()
-                if p.is_dir() and (p / "__init__.py").is_file()}
-    assert modules - placed == set(), "modules missing from [tool.importlinter] layers in pyproject.toml"
-    assert "connectors" in placed
+    contracts = _contracts()
+    (top,) = [c for c in contracts if "containers" not in c]
+    assert {f"qdrant_distill.{m}" for m in _children(ROOT / "qdrant_distill")} - _names(top) == set(), \
+        "modules or folders of qdrant_distill missing from the top contract in pyproject.toml"
+    inner = {c["containers"][0]: _names(c) for c in contracts if "containers" in c}
+    for folder in (ROOT / "qdrant_distill").rglob("__init__.py"):
+        package = ".".join(folder.parent.relative_to(ROOT).parts)
+        children = _children(folder.parent) - {"__pycache__"}
+        if package == "qdrant_distill" or package.endswith("connectors") or not children or package.endswith("demo_data"):
+            continue
+        assert package in inner, f"{package} has no contract of its own in pyproject.toml"
+        assert children - inner[package] == set(), f"modules of {package} missing from its contract"
 
 
 def test_an_upward_import_inside_a_function_breaks_the_plan(tmp_path: Path) -> None:
-    # fault injection on a copy: a function-local import of the migration from the journal must be caught
+    # fault injection on a copy: a function-local import of the migration pipeline from the journal must be caught
     copy = tmp_path / "house"
-    shutil.copytree(ROOT / "qdrant_distill", copy / "qdrant_distill", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "qdrant_distill", copy / "qdrant_distill", symlinks=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "connectors", copy / "connectors", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
-    journal = copy / "qdrant_distill" / "journal.py"
+    journal = copy / "qdrant_distill" / "migration" / "journal.py"
     journal.write_text(journal.read_text(encoding="utf-8") + "\n\ndef _upward() -> None:\n"
-                       "    from qdrant_distill.migration import migrate  # noqa: F401\n", encoding="utf-8")
+                       "    from qdrant_distill.migration.pipeline import migrate  # noqa: F401\n", encoding="utf-8")
     done = subprocess.run([_lint_imports(), "--no-cache"], cwd=copy, capture_output=True, text=True, timeout=300,
                           env={"PYTHONPATH": str(copy), "PATH": str(Path(sys.executable).parent)})
-    assert done.returncode != 0 and "qdrant_distill.journal -> qdrant_distill.migration" in done.stdout
+    assert done.returncode != 0 and "qdrant_distill.migration.journal -> qdrant_distill.migration.pipeline" in done.stdout
+    assert "migration BROKEN" in done.stdout

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from qdrant_distill.losses import (
+from qdrant_distill.distillation.losses import (
     cosine_loss,
     info_nce,
     info_nce_bank,

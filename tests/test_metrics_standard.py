@@ -20,9 +20,7 @@ import pytest
 from ir_measures import RR, R, nDCG
 from scipy import stats
 
-from qdrant_distill.encoders import load_encoder
-from qdrant_distill.gate import beir_metrics
-from qdrant_distill.evaluate import (
+from qdrant_distill.evaluation.metrics import (
     fidelity,
     load_beir,
     load_stsb,
@@ -30,6 +28,8 @@ from qdrant_distill.evaluate import (
     spearman,
     sts_spearman,
 )
+from qdrant_distill.inference.encoders import load_encoder
+from qdrant_distill.migration.gate import beir_metrics
 from tests.conftest import SHARED_DATA
 
 Run = dict[str, dict[str, float]]

@@ -12,8 +12,6 @@ import pytest
 from qdrant_client import models as qm
 from sentence_transformers import SentenceTransformer
 
-from connectors import QdrantConnector
-from connectors.base import UNNAMED, Point
 from qdrant_distill import (
     AliasConflict,
     CollectionExists,
@@ -43,9 +41,11 @@ from qdrant_distill import (
     rollback,
     swap,
 )
-from tests.conftest import encode, random_unit
-from qdrant_distill import record
+from qdrant_distill.connectors import QdrantConnector
+from qdrant_distill.connectors.base import UNNAMED, Point
 from qdrant_distill.folders import RunFolder
+from qdrant_distill.migration import record
+from tests.conftest import encode, random_unit
 
 N = 240
 TEACHER_DIM = 48
@@ -121,13 +121,13 @@ def test_migrate_end_to_end_then_rollback_swap_and_finalize(conn, demo_texts, ti
     # the report says which state the holdout kept, against the untrained start and the plain heads
     assert report.selection["chosen"] in report.selection["candidates"]
     # the gate's metrics are those of the backend the student runs on: its int8 graph, measured on the holdout
-    from qdrant_distill.export import read_manifest
+    from qdrant_distill.inference.export import read_manifest
 
     assert report.backend == "onnx-int8"
     int8 = read_manifest(Path(report.student_path).parent / "onnx").checks["onnx-int8"].metrics
     assert report.metrics == {**report.selection["candidates"][report.selection["chosen"]], **int8}
     assert record.read_from(conn, report.target)["query_backend"] == "onnx-int8"
-    from qdrant_distill.render import report_table, selection_line
+    from qdrant_distill.cli.render import report_table, selection_line
 
     assert report.selection["chosen"] in selection_line(report.selection) and report_table(report).row_count > 10
     # the dimension table of the sample, for the report: the default candidates below 48-d are none, --dim is one
@@ -377,7 +377,7 @@ def test_a_dot_collection_of_unit_vectors_is_planned_with_a_note(conn, demo_text
 
 def test_abandon_clears_a_run_never_swapped_in_so_the_next_one_starts_afresh(conn, demo_texts, tiny_model_path,
                                                                              tmp_path) -> None:
-    from qdrant_distill.migration import abandon_run
+    from qdrant_distill.migration.pipeline import abandon_run
 
     build_source(conn, demo_texts)
     cfg = config(tiny_model_path, tmp_path / "run")
@@ -409,9 +409,10 @@ def test_plan_notes_an_untrained_run_and_refuses_a_collection_too_small(conn, de
 def test_a_resumed_run_that_fails_on_its_saved_sample_says_how_to_sample_afresh(conn, demo_texts, tiny_model_path,
                                                                                 tmp_path) -> None:
     from qdrant_distill.errors import InvalidVectors
-    from qdrant_distill.journal import Journal
-    from qdrant_distill.migration import stage_sample
-    from qdrant_distill.runs import load_sample, save_sample as _save_sample
+    from qdrant_distill.migration.journal import Journal
+    from qdrant_distill.migration.pipeline import stage_sample
+    from qdrant_distill.migration.runs import load_sample
+    from qdrant_distill.migration.runs import save_sample as _save_sample
 
     build_source(conn, demo_texts)
     cfg = config(tiny_model_path, tmp_path / "run")
@@ -432,7 +433,7 @@ def test_an_int8_graph_below_the_gate_gives_way_to_fp32(conn, demo_texts, tiny_m
     """The gate runs on the backend the student will use. A gate nothing passes keeps int8 (a relaxed gate may pass
     it later); an int8 graph that falls short where fp32 passes is refused, and the student runs on fp32."""
     from qdrant_distill.errors import GateFailed
-    from qdrant_distill.export import read_manifest
+    from qdrant_distill.inference.export import read_manifest
 
     build_source(conn, demo_texts)
     run_dir = tmp_path / "run"

@@ -17,14 +17,15 @@ import pytest
 from safetensors.numpy import load_file, save_file
 from typer.testing import CliRunner
 
-from connectors import QdrantConnector
-from qdrant_distill import errors, record
-from qdrant_distill.cli import app
-from qdrant_distill.encoders import load_encoder
-from qdrant_distill.export_folder import read_manifest
-from qdrant_distill.journal import Journal
-from qdrant_distill.registry import encoder_for
-from qdrant_distill.serve import AliasEncoders
+from qdrant_distill import errors
+from qdrant_distill.cli.app import app
+from qdrant_distill.connectors import QdrantConnector
+from qdrant_distill.inference.encoders import load_encoder
+from qdrant_distill.inference.formats import read_manifest
+from qdrant_distill.migration import record
+from qdrant_distill.migration.journal import Journal
+from qdrant_distill.query.registry import encoder_for
+from qdrant_distill.query.serve import AliasEncoders
 from tests.test_cli import common
 from tests.test_migration import build_source
 

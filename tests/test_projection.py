@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from qdrant_distill.errors import DimensionError, InvalidVectors
-from qdrant_distill.projection import PCAProjection, projection_model
+from qdrant_distill.inference.projection import PCAProjection, projection_model
 from tests.conftest import random_unit
 
 
@@ -67,7 +67,7 @@ def test_non_finite_vectors_rejected() -> None:
 
 
 def test_dimension_clamped_to_samples(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="qdrant_distill.projection"):
+    with caplog.at_level(logging.WARNING, logger="qdrant_distill.inference.projection"):
         proj = PCAProjection.fit(random_unit(5, 32), 16)
     assert proj.dim == 5
     assert "clamped" in caplog.text

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import qdrant_distill
-import connectors
-from qdrant_distill import errors
+from qdrant_distill import connectors, errors
 
 
 def test_all_is_sorted_unique_and_resolves() -> None:
@@ -12,7 +11,7 @@ def test_all_is_sorted_unique_and_resolves() -> None:
     assert names == sorted(names) and len(names) == len(set(names))
     for name in names:
         assert getattr(qdrant_distill, name) is not None
-    assert callable(qdrant_distill.distill) and callable(qdrant_distill.swap)  # not the modules of the same name
+    assert callable(qdrant_distill.distill) and callable(qdrant_distill.swap) and callable(qdrant_distill.migrate)  # not the packages or modules of a like name
 
 
 def test_every_error_is_public_and_derives_from_the_base() -> None:

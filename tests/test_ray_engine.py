@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from connectors import QdrantConnector
-from connectors.base import UNNAMED, Point
 from qdrant_distill import ConfigError, Stage, migrate, open_journal
-from qdrant_distill.reembed import id_key, id_ranges, scroll_range
+from qdrant_distill.connectors import QdrantConnector
+from qdrant_distill.connectors.base import UNNAMED, Point
+from qdrant_distill.connectors.scroll import id_key, id_ranges, scroll_range
 from tests.conftest import REPO
 from tests.test_migration import build_source, points_of
 from tests.test_migration import config as migration_config
@@ -130,9 +130,15 @@ def _journal(run_dir: Path) -> dict[str, Any]:
 def test_the_server_path_stages_write_the_same_records(demo_texts, tiny_model_path, tmp_path, local_result) -> None:
     """ReadRange -> EncodeBatch -> WriteRows -> tally, the Ray Data stages of the server path, run in this process
     on the embedded store (Ray Data runs them in workers, each with its own client, which only a server allows)."""
-    from qdrant_distill.journal import IdRange, Journal
-    from qdrant_distill.migration import _converter
-    from qdrant_distill.ray_engine import EncodeBatch, ReadRange, WriteRows, _tally, encoded_elsewhere
+    from qdrant_distill.migration.engines.ray import (
+        EncodeBatch,
+        ReadRange,
+        WriteRows,
+        _tally,
+        encoded_elsewhere,
+    )
+    from qdrant_distill.migration.journal import IdRange, Journal
+    from qdrant_distill.migration.pipeline import _converter
 
     conn = QdrantConnector.open(location=":memory:")
     build_source(conn, demo_texts)
@@ -217,7 +223,7 @@ def test_engine_ray_without_ray_is_one_line_and_changes_nothing(demo_texts, tiny
         build_source(conn, demo_texts)
     before = store_state(store)
     child = ("import importlib.util as u\n_find = u.find_spec\n" + BLOCK_RAY +
-             "from qdrant_distill.cli import main\nsys.argv[0] = 'qdrant-distill'\nmain()\n")
+             "from qdrant_distill.cli.app import main\nsys.argv[0] = 'qdrant-distill'\nmain()\n")
     done = subprocess.run(
         [sys.executable, "-c", child, "migrate", "--alias", "docs", "--yes", "--path", str(store), "--student",
          str(tiny_model_path), "--dim", "16", "--sample-size", "100", "--engine", "ray",
@@ -236,7 +242,7 @@ def test_a_page_that_never_comes_back_is_one_error_after_the_wait_timeout() -> N
     from ray.util import ActorPool
 
     from qdrant_distill.errors import MigrationError
-    from qdrant_distill.ray_engine import next_result
+    from qdrant_distill.migration.engines.ray import next_result
 
     @ray.remote(num_cpus=0)
     class Stuck:

@@ -2,7 +2,7 @@
 and swapped again, its page rendered in headless Chromium, and rendered again where matplotlib cannot be imported.
 
 The dimension table (``dims.json``) is written by ``plan --dims``; until that lands, the fixture makes one itself
-with :mod:`qdrant_distill.dims` classes from a PCA of the run's saved sample (numbers computed here, not made up).
+with :mod:`qdrant_distill.migration.dims` classes from a PCA of the run's saved sample (numbers computed here, not made up).
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from connectors import QdrantConnector
 from qdrant_distill import DistillConfig, PCAProjection
-from qdrant_distill.dims import DimsReport, DimsRow
-from qdrant_distill.evaluate import fidelity
+from qdrant_distill.connectors import QdrantConnector
+from qdrant_distill.evaluation.metrics import fidelity
 from qdrant_distill.folders import RunFolder
-from qdrant_distill.journal import Journal
-from qdrant_distill.migration import migrate
-from qdrant_distill.report import NO_CHARTS, qdrant_address, write_report
-from qdrant_distill.runs import load_sample, rollback_run, swap_run
+from qdrant_distill.migration.dims import DimsReport, DimsRow
+from qdrant_distill.migration.journal import Journal
+from qdrant_distill.migration.pipeline import migrate
+from qdrant_distill.migration.report import NO_CHARTS, qdrant_address, write_report
+from qdrant_distill.migration.runs import load_sample, rollback_run, swap_run
 from tests.conftest import REPO
 from tests.test_migration import DIM, build_source, config
 
@@ -131,7 +131,7 @@ BLOCKED_CHILD = textwrap.dedent('''
             return None
 
     sys.meta_path.insert(0, Blocker())
-    from qdrant_distill.report import write_report
+    from qdrant_distill.migration.report import write_report
 
     page = write_report(sys.argv[1]).read_text(encoding="utf-8")
     print(json.dumps({"page": page, "loaded": sorted(m for m in sys.modules if m.split(".")[0] in ("matplotlib", "torch"))}))
@@ -155,7 +155,7 @@ def test_without_matplotlib_the_report_is_tables_and_a_note(run_dir: Path, tmp_p
 def test_status_html_writes_the_report_and_prints_its_path(run_dir: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from qdrant_distill.cli import app
+    from qdrant_distill.cli.app import app
 
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)

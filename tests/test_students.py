@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 
 from qdrant_distill._compat import embedding_dimension
-from qdrant_distill.config import HeadInit, StudentKind
-from qdrant_distill.errors import DimensionError, StudentError
-from qdrant_distill.projection import PCAProjection
-from qdrant_distill.students import (
+from qdrant_distill.distillation.config import HeadInit, StudentKind
+from qdrant_distill.distillation.pseudo_queries import pseudo_query
+from qdrant_distill.distillation.students import (
     add_head,
     body_and_head,
     fit_head,
@@ -19,8 +18,9 @@ from qdrant_distill.students import (
     static_student,
     transformer_student,
 )
-from qdrant_distill.pseudo_queries import pseudo_query
-from qdrant_distill.training import TrainSettings, train
+from qdrant_distill.distillation.training import TrainSettings, train
+from qdrant_distill.errors import DimensionError, StudentError
+from qdrant_distill.inference.projection import PCAProjection
 from tests.conftest import build_tiny_model, encode
 
 DIM = 12
@@ -174,7 +174,7 @@ def test_pseudo_query_cuts_a_sentence() -> None:
 
 
 def test_freeze_lower_layers_leaves_top_layers_trainable(tmp_path) -> None:
-    from qdrant_distill.students import freeze_lower_layers
+    from qdrant_distill.distillation.students import freeze_lower_layers
 
     model = load_body(str(build_tiny_model(tmp_path, hidden=16, layers=3, seed=3)))
     params = freeze_lower_layers(model, 1)

@@ -12,8 +12,6 @@ import numpy as np
 import pytest
 from qdrant_client import models as qm
 
-from connectors import QdrantConnector
-from connectors.base import UNNAMED, Point
 from qdrant_distill import (
     ConfigError,
     DistillConfig,
@@ -25,14 +23,16 @@ from qdrant_distill import (
     make_plan,
     migrate,
 )
-from qdrant_distill.demo_data import load_demo_texts
-from qdrant_distill.distillation import distill
+from qdrant_distill.cli.demo_data import load_demo_texts
+from qdrant_distill.connectors import QdrantConnector
+from qdrant_distill.connectors.base import UNNAMED, Point
+from qdrant_distill.distillation.recipe import distill
 from qdrant_distill.folders import DistillFolder
 
 LABELS_DIR = DistillFolder.LABELS
-from qdrant_distill.encoders import EncodeKind, as_encoder
-from qdrant_distill.pseudo_queries import cut_queries, sentences
-from qdrant_distill.teacher import LABEL_PART, check_teacher, label_queries
+from qdrant_distill.distillation.pseudo_queries import cut_queries, sentences
+from qdrant_distill.distillation.teacher import LABEL_PART, check_teacher, label_queries
+from qdrant_distill.inference.encoders import EncodeKind, as_encoder
 from tests.conftest import MINILM, random_unit
 
 pytestmark = pytest.mark.skipif(not MINILM.exists(), reason="needs models/all-MiniLM-L6-v2 (scripts/setup.sh)")
@@ -94,7 +94,7 @@ def test_another_text_template_is_refused_with_the_measured_cosine(indexed, tmp_
 
 
 def test_the_teachers_pruned_copy_is_refused(indexed, tmp_path) -> None:
-    from qdrant_distill.students import prune_layers
+    from qdrant_distill.distillation.students import prune_layers
 
     pruned = copy.deepcopy(load_encoder(MINILM).model)
     prune_layers(pruned, 3)
@@ -150,7 +150,7 @@ def test_labels_join_training_and_a_migration_records_them(indexed, tmp_path) ->
         assert "150 query-like texts" in make_plan(config, conn).render()
         report = migrate(config, connector=conn)
         assert report.stage is Stage.SWAPPED
-        from qdrant_distill import rollback, open_journal
+        from qdrant_distill import open_journal, rollback
 
         rollback(conn, open_journal(tmp_path / "run"))  # leave the shared store as it was
     saved = json.loads((tmp_path / "run" / "student" / "distill.json").read_text())

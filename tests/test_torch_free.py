@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from connectors import QdrantConnector
 from qdrant_distill import DistillConfig, GateConfig, MigrationConfig, Stage, migrate
+from qdrant_distill.connectors import QdrantConnector
 from tests.conftest import REPO, encode
 
 BLOCKED = ("torch", "sentence_transformers", "transformers")
@@ -31,12 +31,14 @@ BLOCK = textwrap.dedent('''
 ''')
 
 CHILD = BLOCK + textwrap.dedent('''
-    import connectors, qdrant_distill as qd
-    from qdrant_distill import config, errors
-    from qdrant_distill.cli import app
+    import qdrant_distill as qd
+    from qdrant_distill import cli, connectors, distillation, edge, evaluation, inference, migration, query  # the faces
+    from qdrant_distill import errors
+    from qdrant_distill.migration import config
+    from qdrant_distill.cli.app import app
     from typer.testing import CliRunner
 
-    names = [n for n in qd.__all__ if n not in {"distill", "DistillResult", "FidelityEvaluator"}]
+    names = [n for n in qd.__all__ if n not in {"distill", "FidelityEvaluator"}]  # DistillResult: torch-free
     resolved = [n for n in names if getattr(qd, n) is not None]
     runner = CliRunner()
     outputs = {}
@@ -67,7 +69,7 @@ def test_admin_commands_and_a_static_query_path_import_no_torch(tmp_path: Path, 
     with QdrantConnector.open(path=str(store)) as conn:
         from qdrant_client import models as qm
 
-        from connectors.base import UNNAMED, Point
+        from qdrant_distill.connectors.base import UNNAMED, Point
 
         vectors = encode(tiny_model, texts)
         conn.client.create_collection("docs_v1", vectors_config=qm.VectorParams(size=32,
@@ -97,7 +99,8 @@ def test_admin_commands_and_a_static_query_path_import_no_torch(tmp_path: Path, 
 
 ONNX_CHILD = BLOCK + textwrap.dedent('''
     sys.path.insert(0, "examples")
-    import connectors, qdrant_distill as qd
+    import qdrant_distill as qd
+    from qdrant_distill import cli, connectors, distillation, edge, evaluation, inference, migration, query  # the faces
     from query_service import search
 
     conn = connectors.QdrantConnector.open(path=STORE)
@@ -119,7 +122,7 @@ def test_an_exported_student_answers_queries_without_torch(tmp_path: Path, demo_
     with QdrantConnector.open(path=str(store)) as conn:
         from qdrant_client import models as qm
 
-        from connectors.base import UNNAMED, Point
+        from qdrant_distill.connectors.base import UNNAMED, Point
 
         conn.client.create_collection("docs_v1", vectors_config=qm.VectorParams(size=32,
                                                                                distance=qm.Distance.COSINE))
@@ -138,7 +141,7 @@ def test_an_exported_student_answers_queries_without_torch(tmp_path: Path, demo_
     assert done.returncode == 0, done.stderr[-3000:]
     child = json.loads(done.stdout.strip().splitlines()[-1])
     assert child["loaded"] == [] and "onnx-int8" in child["encoder"] and child["hits"] == 5
-    from qdrant_distill.encoders import load_encoder
+    from qdrant_distill.inference.encoders import load_encoder
 
     int8 = load_encoder(Path(report.student_path).parent, backend="onnx-int8")
     expected = int8.encode(["a large natural stream of water", "a feeling of great happiness"], kind="query")
@@ -147,7 +150,7 @@ def test_an_exported_student_answers_queries_without_torch(tmp_path: Path, demo_
 
 PLAN_CHILD = BLOCK + textwrap.dedent('''
     from typer.testing import CliRunner
-    from qdrant_distill.cli import app
+    from qdrant_distill.cli.app import app
 
     args = ["plan", "--path", STORE, "--alias", "docs", "--dim", "8", "--sample-size", "40", "--run-dir", RUN_DIR]
     done = CliRunner().invoke(app, args)
@@ -159,7 +162,7 @@ def test_distilling_without_torch_is_refused_in_one_line_before_anything(tmp_pat
     """An install without the [train] extra can query and administer, not distil: `plan` says what to install."""
     from qdrant_client import models as qm
 
-    from connectors.base import UNNAMED, Point
+    from qdrant_distill.connectors.base import UNNAMED, Point
     from tests.conftest import random_unit
 
     store = tmp_path / "store"

@@ -10,14 +10,13 @@ import numpy as np
 import pytest
 from tenacity import wait_none
 
-from connectors.http_embeddings import (
+from qdrant_distill.connectors.http_embeddings import (
     API_KEY_ENV,
     EmbeddingsSettings,
     HttpEncoder,
     is_http_reference,
     plan_batches,
 )
-from qdrant_distill.encoders import Encoder, load_encoder
 from qdrant_distill.errors import (
     AuthenticationFailed,
     ConfigError,
@@ -27,6 +26,7 @@ from qdrant_distill.errors import (
     ModelNotFound,
     ServerError,
 )
+from qdrant_distill.inference.encoders import Encoder, load_encoder
 from tests.connectors.fake_embeddings import FakeEndpoint, expected, fake_endpoint
 
 TEXTS = [f"text number {i}: " + "word " * (i % 7) for i in range(40)]
@@ -123,7 +123,7 @@ def test_requests_in_flight_are_bounded(endpoint: FakeEndpoint) -> None:
 
 def test_a_batch_refused_as_too_large_is_split_and_the_size_remembered(endpoint: FakeEndpoint, caplog) -> None:
     endpoint.max_batch = 5
-    with caplog.at_level(logging.INFO, "connectors.http_embeddings"), encoder(endpoint, "tei", in_flight=1) as enc:
+    with caplog.at_level(logging.INFO, "qdrant_distill.connectors.http_embeddings"), encoder(endpoint, "tei", in_flight=1) as enc:
         np.testing.assert_allclose(enc.encode(TEXTS), expected(TEXTS), atol=1e-6)
         first = len(endpoint.requests)
         enc.encode(TEXTS)
@@ -136,7 +136,7 @@ def test_faults_are_retried_and_the_result_equals_the_fault_free_run(endpoint: F
     with encoder(endpoint, batch_size=10, in_flight=1) as enc:
         clean = enc.encode(TEXTS)
     endpoint.faults = [(429, "0.02"), 503, "reset", "stall", 502, (429, "60")]
-    with caplog.at_level(logging.WARNING, "connectors.http_embeddings"), \
+    with caplog.at_level(logging.WARNING, "qdrant_distill.connectors.http_embeddings"), \
             encoder(endpoint, batch_size=10, in_flight=1, attempts=8) as enc:
         faulty = enc.encode(TEXTS)
     np.testing.assert_array_equal(faulty, clean)

@@ -15,7 +15,12 @@ import numpy as np
 import pytest
 from tenacity import wait_none
 
-from connectors.http_embeddings import API_KEY_ENV, EmbeddingsSettings, HttpEncoder, open_encoder
+from qdrant_distill.connectors.http_embeddings import (
+    API_KEY_ENV,
+    EmbeddingsSettings,
+    HttpEncoder,
+    open_encoder,
+)
 from qdrant_distill.errors import AuthenticationFailed, ServerError
 from tests.conftest import REPO
 
@@ -150,7 +155,7 @@ def test_shared_clients_are_closed_at_interpreter_exit() -> None:
         atexit.register(lambda: print("closed:", [e.closed for e in encoders]))  # runs after the module's own
 
         import httpx
-        from connectors.http_embeddings import open_encoder
+        from qdrant_distill.connectors.http_embeddings import open_encoder
 
         answer = lambda request: httpx.Response(200, json=[[1.0, 0.0]])
         enc = open_encoder("tei+http://127.0.0.1:9", transport=httpx.MockTransport(answer))
@@ -166,8 +171,8 @@ def test_shared_clients_are_closed_at_interpreter_exit() -> None:
 def test_a_distillation_sends_its_teachers_key_with_the_teacher_labels(tiny_model_path, demo_texts, tmp_path) -> None:
     """No process-wide key: ``distill(teacher_api_key=...)`` (what a migration passes from embeddings_api_key) reaches
     the endpoint that labels the query-like cuts (a real loopback server)."""
-    from qdrant_distill.config import DistillConfig
-    from qdrant_distill.distillation import distill
+    from qdrant_distill.distillation.config import DistillConfig
+    from qdrant_distill.distillation.recipe import distill
     from tests.connectors.fake_embeddings import expected, fake_endpoint
 
     texts = demo_texts[:40]

@@ -11,9 +11,9 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 from tenacity import wait_none
 
-from connectors import QdrantConnector, TextSource
-from connectors._faults import RetryPolicy
-from connectors.base import UNNAMED, Point
+from qdrant_distill.connectors import QdrantConnector, TextSource
+from qdrant_distill.connectors._faults import RetryPolicy
+from qdrant_distill.connectors.base import UNNAMED, Point
 from qdrant_distill.errors import (
     AliasConflict,
     AuthenticationFailed,
@@ -238,7 +238,7 @@ def test_transient_faults_are_retried_and_logged(caplog: pytest.LogCaptureFixtur
     fill(real, "docs", 200)
     flaky = FlakyClient(real, rate=0.3, seed=1)
     conn = QdrantConnector(flaky, retry=RetryPolicy(attempts=12, wait=wait_none()))
-    with caplog.at_level(logging.WARNING, logger="connectors.qdrant"):
+    with caplog.at_level(logging.WARNING, logger="qdrant_distill.connectors.qdrant"):
         ids = [p.id for page in conn.scroll("docs", page_size=7) for p in page.points]
         s = conn.sample("docs", 50, text=TextSource())
     assert sorted(ids) == list(range(200)) and len(s) == 50

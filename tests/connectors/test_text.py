@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.base import TextSource
+from qdrant_distill.connectors.base import TextSource
 from qdrant_distill.errors import ConfigError
 
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from tenacity import wait_none
 
-from connectors import QdrantConnector
-from connectors._faults import RetryPolicy
+from qdrant_distill.connectors import QdrantConnector
+from qdrant_distill.connectors._faults import RetryPolicy
 
 FIGURES: dict[str, Any] = {}
 
@@ -80,7 +80,7 @@ def connector_state(conn: QdrantConnector) -> dict[str, Any]:
 
 def no_sleep_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """Connectors the CLI opens retry without sleeping (the retry logic itself stays as it is)."""
-    import connectors.qdrant as cq
+    import qdrant_distill.connectors.qdrant as cq
 
     monkeypatch.setattr(cq, "RetryPolicy", lambda **kw: RetryPolicy(**{"wait": wait_none(), **kw}))
 

@@ -30,9 +30,9 @@ def install(spec: str) -> None:
     if not spec:
         return
     name, _, arg = spec.partition(":")
-    import connectors.qdrant as cq
-    from qdrant_distill import journal as jr
-    from qdrant_distill import migration as mg
+    import qdrant_distill.connectors.qdrant as cq
+    from qdrant_distill.migration import journal as jr
+    from qdrant_distill.migration import pipeline as mg
 
     if name == "sample-drawn":
         mg.save_sample = lambda *a, **k: die()  # type: ignore[assignment]
@@ -78,7 +78,7 @@ def install(spec: str) -> None:
 
 if __name__ == "__main__":
     install(os.environ.get("QD_CRASH_AT", ""))
-    from qdrant_distill.cli import main
+    from qdrant_distill.cli.app import main
 
     sys.argv[0] = "qdrant-distill"
     main()

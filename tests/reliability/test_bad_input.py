@@ -14,9 +14,9 @@ import pytest
 from qdrant_client import models as qm
 from typer.testing import CliRunner
 
-from connectors import QdrantConnector
-from connectors.base import UNNAMED, Point
-from qdrant_distill.cli import app
+from qdrant_distill.cli.app import app
+from qdrant_distill.connectors import QdrantConnector
+from qdrant_distill.connectors.base import UNNAMED, Point
 from tests.conftest import random_unit
 from tests.reliability.conftest import FIGURES, fast_dir, no_sleep_retries, store_state
 from tests.reliability.fake_server import refusing_server

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from qdrant_distill.cli import app
+from qdrant_distill.cli.app import app
 from tests.conftest import REPO
 from tests.reliability.conftest import FIGURES, source_store
 from tests.test_migration import write_beir
@@ -79,9 +79,9 @@ def test_ray_init_on_a_silent_port_gives_up_after_its_timeout() -> None:
     in its thread until the process ends, and must not meet the other tests' Ray."""
     script = textwrap.dedent("""
         import socket, sys, time
-        from qdrant_distill.config import RayConfig
+        from qdrant_distill.migration.config import RayConfig
         from qdrant_distill.errors import ConfigError
-        from qdrant_distill.ray_engine import session
+        from qdrant_distill.migration.engines.ray import session
 
         silent = socket.socket()
         silent.bind(("127.0.0.1", 0))

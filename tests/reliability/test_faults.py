@@ -15,10 +15,18 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 from tenacity import wait_none
 
-from connectors import QdrantConnector
-from connectors._faults import RetryPolicy
-from connectors.base import UNNAMED
-from qdrant_distill import CollectionNotFound, ConnectorError, DistillError, ServerError, Stage, migrate, open_journal
+from qdrant_distill import (
+    CollectionNotFound,
+    ConnectorError,
+    DistillError,
+    ServerError,
+    Stage,
+    migrate,
+    open_journal,
+)
+from qdrant_distill.connectors import QdrantConnector
+from qdrant_distill.connectors._faults import RetryPolicy
+from qdrant_distill.connectors.base import UNNAMED
 from tests.faults import FlakyClient, http_error
 from tests.reliability.conftest import FIGURES, connector_state
 from tests.test_migration import build_source, config, points_of
@@ -59,11 +67,11 @@ def test_ten_percent_transient_faults_give_the_fault_free_result(kind, fault_fre
                                                                   tmp_path, caplog) -> None:
     real = source(demo_texts)
     flaky = kind(real, rate=0.1, seed=15)  # a seed whose first 125 draws hold all six kinds
-    caplog.set_level(logging.WARNING, logger="connectors.qdrant")
+    caplog.set_level(logging.WARNING, logger="qdrant_distill.connectors.qdrant")
     report, conn = run(flaky, tiny_model_path, tmp_path / "run")
 
     assert report.stage is Stage.SWAPPED and real.get_aliases().aliases[0].collection_name == report.target
-    retries = [r for r in caplog.records if r.name == "connectors.qdrant" and r.getMessage().startswith("Retrying")]
+    retries = [r for r in caplog.records if r.name == "qdrant_distill.connectors.qdrant" and r.getMessage().startswith("Retrying")]
     assert flaky.injected >= 10 and conn.retry.retries == flaky.injected == len(retries)
     raised = [r.getMessage().split(" raised ")[-1] for r in retries]
     assert len({m.split(":")[0] for m in raised}) == 3  # httpx errors, HTTP statuses and gRPC codes, all retried
@@ -141,7 +149,7 @@ def test_a_permanent_fault_stops_at_once_typed_and_nothing_half_done(method, fau
     real = source(demo_texts)
     before = connector_state(QdrantConnector(real))
     flaky = FlakyClient(real, rate=1.0, methods={method}, faults=[fault])
-    caplog.set_level(logging.WARNING, logger="connectors.qdrant")
+    caplog.set_level(logging.WARNING, logger="qdrant_distill.connectors.qdrant")
     conn = QdrantConnector(flaky, retry=RetryPolicy(attempts=10, wait=wait_none()))
     with pytest.raises(error) as info:
         migrate(config(tiny_model_path, tmp_path / "run", page_size=PAGE, sample_size=120), connector=conn)

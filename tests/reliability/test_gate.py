@@ -8,9 +8,9 @@ import re
 
 from typer.testing import CliRunner
 
-from connectors import QdrantConnector
-from qdrant_distill.config import GateConfig
-from qdrant_distill.cli import app
+from qdrant_distill.cli.app import app
+from qdrant_distill.connectors import QdrantConnector
+from qdrant_distill.migration.config import GateConfig
 from tests.reliability.conftest import FIGURES, store_state
 from tests.test_migration import build_source
 

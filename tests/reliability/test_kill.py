@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from qdrant_client import models as qm
 
-from connectors import QdrantConnector
-from connectors.base import UNNAMED, Point
+from qdrant_distill.connectors import QdrantConnector
+from qdrant_distill.connectors.base import UNNAMED, Point
 from tests.conftest import REPO, random_unit
 from tests.reliability.conftest import FIGURES, fast_dir, store_state
 

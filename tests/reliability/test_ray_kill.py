@@ -12,7 +12,17 @@ import numpy as np
 import pytest
 
 from tests.reliability.conftest import store_state
-from tests.reliability.test_kill import CLI, N, args, clean_run, journal, kill_when, pristine, run_to_end, target_points
+from tests.reliability.test_kill import (
+    CLI,
+    N,
+    args,
+    clean_run,
+    journal,
+    kill_when,
+    pristine,
+    run_to_end,
+    target_points,
+)
 
 pytest.importorskip("ray")  # a guard only: scripts/setup.sh installs the ray extra, so CI runs this
 

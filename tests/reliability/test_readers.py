@@ -12,10 +12,10 @@ from qdrant_client import QdrantClient
 from qdrant_client import models as qm
 from tenacity import wait_none
 
-from connectors import QdrantConnector
-from connectors._faults import RetryPolicy
-from connectors.base import UNNAMED, Point
 from qdrant_distill import Stage, encoder_for, migrate, open_journal, rollback, swap
+from qdrant_distill.connectors import QdrantConnector
+from qdrant_distill.connectors._faults import RetryPolicy
+from qdrant_distill.connectors.base import UNNAMED, Point
 from tests.reliability.conftest import FIGURES
 from tests.test_migration import config
 

@@ -21,11 +21,11 @@ from click.testing import Result
 from qdrant_client import models as qm
 from typer.testing import CliRunner
 
-from connectors import QdrantConnector
-from connectors.base import UNNAMED, Point
-from qdrant_distill.cli import app
-from qdrant_distill.config import DistillConfig
-from qdrant_distill.migration import migrate
+from qdrant_distill.cli.app import app
+from qdrant_distill.connectors import QdrantConnector
+from qdrant_distill.connectors.base import UNNAMED, Point
+from qdrant_distill.distillation.config import DistillConfig
+from qdrant_distill.migration.pipeline import migrate
 from tests.conftest import REPO
 from tests.reliability.conftest import FIGURES, fast_dir, store_state
 from tests.test_migration import DIM, TEACHER_DIM, build_source, config

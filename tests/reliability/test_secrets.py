@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from connectors import QdrantConnector
-from qdrant_distill.cli import app
+from qdrant_distill.cli.app import app
+from qdrant_distill.connectors import QdrantConnector
 from tests.conftest import MINILM
 from tests.reliability.conftest import FIGURES, no_sleep_retries
 from tests.reliability.fake_server import refusing_server
@@ -235,8 +235,8 @@ def assert_never_shown(hidden: dict[str, str], cli: Cli, records: Records, *fold
 
 def stage_journal(run_dir: Path, url: str, stage: str) -> Path:
     """A run folder whose journal was made with ``--url url`` and stands at ``stage`` (for the alias commands)."""
-    from qdrant_distill.config import load_config
-    from qdrant_distill.journal import Journal, Stage
+    from qdrant_distill.migration.config import load_config
+    from qdrant_distill.migration.journal import Journal, Stage
 
     config = load_config(environ={}, source="docs", dim=16, qdrant={"url": url})
     journal = Journal.open(run_dir, config.fingerprint())

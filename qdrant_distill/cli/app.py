@@ -1,0 +1,572 @@
+"""The ``qdrant-distill`` command line: plan | migrate | status | swap | rollback | finalize | abandon | repoint |
+serve | evaluate | export | export-edge | demo.
+
+Each command loads its configuration, calls one library function and renders the result. Results go to stdout (a
+table, or JSON with ``--json``); logs and progress bars go to stderr. Expected failures print one red line and exit 1;
+``--debug`` shows the traceback.
+
+Every option is a typer parameter of its command (shared ones are the ``Annotated`` aliases below), and plain code
+maps it to the configuration field it sets: ``_migration_overrides`` and its group helpers for plan and migrate,
+``_qdrant_overrides`` for the connection.
+"""
+
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+
+from qdrant_distill.errors import DistillError
+from qdrant_distill.redact import redact_logs, redact_text
+
+app = typer.Typer(name="qdrant-distill", add_completion=False, no_args_is_help=True,
+                  pretty_exceptions_show_locals=False,  # a crash's locals would show keys and URLs as given
+                  help="Distil a smaller embedding model from a Qdrant collection's stored vectors, re-embed, swap.")
+out = Console()
+err = Console(stderr=True)
+
+# -- shared options ---------------------------------------------------------------------------------------------------
+Url = Annotated[Optional[str], typer.Option("--url", envvar="QDRANT_URL", help="Qdrant server URL")]
+ApiKey = Annotated[Optional[str], typer.Option("--api-key", envvar="QDRANT_API_KEY", show_default=False,
+                                               help="API key (prefer the QDRANT_API_KEY variable)")]
+DbPath = Annotated[Optional[str], typer.Option("--path", help="embedded Qdrant folder [default: ./qdrant_data]")]
+Grpc = Annotated[bool, typer.Option("--grpc", help="prefer gRPC")]
+ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="TOML, YAML or JSON config file")]
+Debug = Annotated[bool, typer.Option("--debug", help="show tracebacks and debug logs")]
+AsJson = Annotated[bool, typer.Option("--json", help="print the result as JSON")]
+RunDir = Annotated[Path, typer.Argument(help="the migration's run folder (holds journal.json)")]
+Confirm = Annotated[bool, typer.Option("--yes", "-y", help="confirm dropping")]
+
+# -- migration options (plan and migrate) -----------------------------------------------------------------------------
+SourceAlias = Annotated[Optional[str], typer.Option("--alias", help="source alias (swapped in place)")]
+SourceCollection = Annotated[Optional[str], typer.Option(
+    "--collection", help="source plain collection (no alias to swap)")]
+NewAlias = Annotated[Optional[str], typer.Option(
+    "--new-alias", help="with --collection: alias to create or move to the new collection")]
+Target = Annotated[Optional[str], typer.Option("--target", help="new collection name")]
+TextField = Annotated[Optional[str], typer.Option("--text-field", help="payload key with the text [default: text]")]
+TextTemplate = Annotated[Optional[str], typer.Option("--text-template", help='e.g. "{title} {text}"')]
+VectorName = Annotated[Optional[str], typer.Option("--vector-name", help="the teacher vector, for named vectors")]
+Dim = Annotated[Optional[int], typer.Option("--dim", help="target dimension [default: 128]")]
+ModeChoice = Annotated[Optional[str], typer.Option("--mode", help="reembed | project | projection-only")]
+Student = Annotated[Optional[str], typer.Option("--student", help="student body: model name or path")]
+StudentKindChoice = Annotated[Optional[str], typer.Option("--student-kind", help="transformer | pruned | static")]
+Teacher = Annotated[Optional[str], typer.Option(
+    "--teacher", help="the model the stored vectors came from (optional): checked against them in plan")]
+LabelQueries = Annotated[Optional[int], typer.Option(
+    "--label-queries", help="query-like texts cut from the sample for the teacher to label (needs --teacher)")]
+NoTeacherCheck = Annotated[bool, typer.Option(
+    "--no-teacher-check", help="do not compare the teacher's vectors with the stored ones")]
+EmbeddingsApiKey = Annotated[Optional[str], typer.Option(
+    "--embeddings-api-key", envvar="QDRANT_DISTILL_EMBEDDINGS_API_KEY", show_default=False,
+    help="API key of an HTTP teacher (prefer the QDRANT_DISTILL_EMBEDDINGS_API_KEY variable)")]
+SampleSize = Annotated[Optional[int], typer.Option("--sample-size", help="points sampled for training [default: 5000]")]
+Epochs = Annotated[Optional[int], typer.Option("--epochs", help="training epochs")]
+MaxSteps = Annotated[Optional[int], typer.Option("--max-steps", help="training step budget")]
+KeepLayers = Annotated[Optional[int], typer.Option("--keep-layers", help="pruned student: teacher layers kept")]
+ExportFormat = Annotated[Optional[str], typer.Option(
+    "--export", help="onnx-int8 | onnx | none: export the student for onnxruntime [default: onnx-int8]")]
+MinRecall = Annotated[Optional[float], typer.Option("--min-recall", help="gate: teacher-neighbour recall@10")]
+MinSpearman = Annotated[Optional[float], typer.Option("--min-spearman", help="gate: Spearman of similarities")]
+MinNdcg = Annotated[Optional[float], typer.Option("--min-ndcg", help="gate: nDCG@10 on --queries")]
+Queries = Annotated[Optional[str], typer.Option("--queries", help="labelled BEIR folder for the gate")]
+MissingText = Annotated[Optional[str], typer.Option("--missing-text", help="fail | skip | project")]
+PageSize = Annotated[Optional[int], typer.Option("--page-size", help="points per page")]
+JournalDir = Annotated[Optional[str], typer.Option(
+    "--run-dir", help="journal folder [default: ./runs/<source>-<dim>]")]
+EngineChoice = Annotated[Optional[str], typer.Option("--engine", help="re-embed engine: local | ray [default: local]")]
+RayAddress = Annotated[Optional[str], typer.Option(
+    "--ray-address", envvar="RAY_ADDRESS", help="existing Ray cluster [default: a local one]")]
+Workers = Annotated[Optional[int], typer.Option("--workers", help="ray: encoder actors [default: 2]")]
+GpusPerWorker = Annotated[Optional[float], typer.Option("--gpus-per-worker", help="ray: GPUs per actor [default: 0]")]
+NoProgress = Annotated[bool, typer.Option("--no-progress", help="no progress bars")]
+
+
+def _logging(debug: bool) -> None:
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=err, show_path=False, show_time=False)
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
+    redact_logs()  # httpx and qdrant-client log the URLs they call
+    for name in ("qdrant_distill", "connectors"):
+        logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.INFO)
+
+
+@contextmanager
+def _expected_failures(debug: bool) -> Iterator[None]:
+    """Set up logging; turn expected failures into one red line and exit code 1 (traceback with --debug)."""
+    _logging(debug)
+    try:
+        yield
+    except DistillError as exc:
+        if debug:
+            _print_traceback(exc)
+        from rich.markup import (
+            escape,  # a message may hold brackets: pip install 'qdrant-distill[ray]'
+        )
+
+        err.print(f"[red]error:[/red] {type(exc).__name__}: {escape(str(exc))}", markup=True, highlight=False,
+                  soft_wrap=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        err.print("[red]interrupted[/red]; rerun the same command to resume")
+        raise typer.Exit(130) from None
+
+
+def _print_traceback(exc: BaseException) -> None:
+    """The traceback of ``exc`` and the exceptions it was raised from, any URL in their texts redacted (a foreign
+    exception's text may hold the URL it called, credentials included)."""
+    from rich.traceback import Traceback
+
+    err.print(Traceback(_redacted(Traceback.extract(type(exc), exc, exc.__traceback__))))
+
+
+def _redacted(trace: Any) -> Any:
+    """A rich ``Trace`` with its exceptions' texts and notes redacted (groups included), in place."""
+    for stack in trace.stacks:
+        stack.exc_value = redact_text(stack.exc_value)
+        stack.notes = [redact_text(note) for note in stack.notes]
+        for inner in stack.exceptions:
+            _redacted(inner)
+    return trace
+
+
+def _given(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` without the options left unset (None) and the groups with nothing set ({})."""
+    return {key: value for key, value in values.items() if value is not None and value != {}}
+
+
+# -- options -> configuration fields ----------------------------------------------------------------------------------
+def _qdrant_overrides(url: str | None, api_key: str | None, path: str | None, grpc: bool) -> dict[str, Any]:
+    """``QdrantSettings`` fields given on the command line."""
+    return _given({"url": url or None, "api_key": api_key or None, "path": path or None,
+                   "prefer_grpc": True if grpc else None})
+
+
+def _qdrant_settings(url: str | None, api_key: str | None, path: str | None, grpc: bool) -> Any:
+    from qdrant_distill.connectors.settings import QdrantSettings
+
+    return QdrantSettings(**_qdrant_overrides(url, api_key, path, grpc))
+
+
+def _student_overrides(student: str | None, student_kind: str | None, epochs: int | None, max_steps: int | None,
+                       keep_layers: int | None, label_queries: int | None, export: str | None) -> dict[str, Any]:
+    """``DistillConfig`` fields (``student.*``) given on the command line."""
+    return _given({"base_model": student, "kind": student_kind, "epochs": epochs, "max_steps": max_steps,
+                   "keep_layers": keep_layers, "label_queries": label_queries, "export": export})
+
+
+def _gate_overrides(min_recall: float | None, min_spearman: float | None, min_ndcg: float | None,
+                    queries: str | None) -> dict[str, Any]:
+    """``GateConfig`` fields (``gate.*``) given on the command line."""
+    return _given({"min_recall_at_10": min_recall, "min_spearman": min_spearman, "min_ndcg_at_10": min_ndcg,
+                   "queries": queries})
+
+
+def _ray_overrides(ray_address: str | None, workers: int | None, gpus_per_worker: float | None) -> dict[str, Any]:
+    """``RayConfig`` fields (``ray.*``) given on the command line."""
+    return _given({"address": ray_address, "workers": workers, "gpus_per_worker": gpus_per_worker})
+
+
+def _migration_overrides(
+    *, alias: str | None, collection: str | None, new_alias: str | None, target: str | None, text_field: str | None,
+    text_template: str | None, vector_name: str | None, dim: int | None, mode: str | None, student: str | None,
+    student_kind: str | None, teacher: str | None, label_queries: int | None, no_teacher_check: bool,
+    embeddings_api_key: str | None, sample_size: int | None, epochs: int | None, max_steps: int | None,
+    keep_layers: int | None, export: str | None, min_recall: float | None, min_spearman: float | None,
+    min_ndcg: float | None, queries: str | None, missing_text: str | None, page_size: int | None,
+    run_dir: str | None, engine: str | None, ray_address: str | None, workers: int | None,
+    gpus_per_worker: float | None, no_progress: bool, url: str | None, api_key: str | None, path: str | None,
+    grpc: bool,
+) -> dict[str, Any]:
+    """``MigrationConfig`` fields given on the command line, by option (unset options are left out)."""
+    if alias and collection:
+        from qdrant_distill.errors import ConfigError
+
+        raise ConfigError("give --alias or --collection as the source, not both")
+    return _given({
+        "source": alias or collection,
+        "alias": new_alias,
+        "target": target,
+        "text_field": text_field,
+        "text_template": text_template,
+        "vector_name": vector_name,
+        "dim": dim,
+        "mode": mode,
+        "teacher_model": teacher,
+        "teacher_check": False if no_teacher_check else None,  # the flag only switches the check off
+        "embeddings_api_key": embeddings_api_key,
+        "sample_size": sample_size,
+        "missing_text": missing_text,
+        "page_size": page_size,
+        "run_dir": run_dir,
+        "engine": engine,
+        "progress": False if no_progress else None,  # the flag only switches the bars off
+        "qdrant": _qdrant_overrides(url, api_key, path, grpc),
+        "student": _student_overrides(student, student_kind, epochs, max_steps, keep_layers, label_queries, export),
+        "gate": _gate_overrides(min_recall, min_spearman, min_ndcg, queries),
+        "ray": _ray_overrides(ray_address, workers, gpus_per_worker),
+    })
+
+
+def _config(config_file: Path | None, overrides: dict[str, Any]) -> Any:
+    from qdrant_distill.migration.config import load_config
+
+    return load_config(config_file, **overrides)
+
+
+def _connector(settings: Any) -> Any:
+    from qdrant_distill.connectors.qdrant import QdrantConnector
+
+    return QdrantConnector.open(settings)
+
+
+def _print_json(model: Any) -> None:
+    out.print_json(model.model_dump_json() if hasattr(model, "model_dump_json") else json.dumps(model, default=str))
+
+
+# -- plan and migrate -------------------------------------------------------------------------------------------------
+def _run_migration(config_file: Path | None, overrides: dict[str, Any], *, as_json: bool, yes: bool, dry_run: bool,
+                   restart: bool, dims: list[int] | bool = False, dims_out: Path | None = None) -> None:
+    """The body of plan and migrate: load the configuration, print the plan (with the dimension table when ``dims``
+    asks for it, also written to ``dims_out``), then (unless a dry run) migrate."""
+    from qdrant_distill.cli.render import report_table
+    from qdrant_distill.folders import RunFolder
+    from qdrant_distill.migration.pipeline import migrate as run
+    from qdrant_distill.migration.plan import make_plan
+
+    cfg = _config(config_file, overrides)
+    with _connector(cfg.qdrant) as conn:
+        if restart and not dry_run and RunFolder(cfg.resolved_run_dir()).is_run():
+            from qdrant_distill.migration.runs import abandon_run
+
+            dropped = abandon_run(cfg.resolved_run_dir(), conn)
+            err.print(f"restart: earlier attempt abandoned{f' (dropped {dropped})' if dropped else ''}")
+        the_plan = make_plan(cfg, conn, dims=dims)
+        if the_plan.dims is not None and dims_out is not None:
+            the_plan.dims.write(dims_out)
+        if dry_run:
+            _print_json(the_plan) if as_json else out.print(the_plan.render(), highlight=False, markup=False)
+            return
+        err.print(the_plan.render(), highlight=False, markup=False)
+        if not yes and not typer.confirm("Proceed (the alias moves at the end)?", err=True):
+            raise typer.Exit(1)
+        report = run(cfg, connector=conn, plan=the_plan)
+    _print_json(report) if as_json else out.print(report_table(report))
+
+
+@app.command("plan")
+def plan(
+    alias: SourceAlias = None, collection: SourceCollection = None, new_alias: NewAlias = None, target: Target = None,
+    text_field: TextField = None, text_template: TextTemplate = None, vector_name: VectorName = None,
+    dim: Dim = None, mode: ModeChoice = None, student: Student = None, student_kind: StudentKindChoice = None,
+    teacher: Teacher = None, label_queries: LabelQueries = None, no_teacher_check: NoTeacherCheck = False,
+    embeddings_api_key: EmbeddingsApiKey = None, sample_size: SampleSize = None, epochs: Epochs = None,
+    max_steps: MaxSteps = None, keep_layers: KeepLayers = None, export: ExportFormat = None,
+    min_recall: MinRecall = None, min_spearman: MinSpearman = None, min_ndcg: MinNdcg = None,
+    queries: Queries = None, missing_text: MissingText = None, page_size: PageSize = None,
+    run_dir: JournalDir = None, engine: EngineChoice = None, ray_address: RayAddress = None, workers: Workers = None,
+    gpus_per_worker: GpusPerWorker = None, no_progress: NoProgress = False,
+    url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False,
+    config: ConfigFile = None, as_json: AsJson = False, debug: Debug = False,
+    dims: Annotated[Optional[str], typer.Option(
+        "--dims", help="candidate sizes, e.g. 64,128,256,384: the table of what each keeps and costs (PCA only, on "
+        "the sample; --dim is added)")] = None,
+    dims_out: Annotated[Optional[Path], typer.Option(
+        "--dims-out", help="also write the dimension table as JSON to this file [default candidates without --dims]")]
+    = None,
+) -> None:
+    """Dry run: describe what a migration would do and refuse early on bad input. Writes nothing (but --dims-out)."""
+    with _expected_failures(debug):
+        overrides = _migration_overrides(
+            alias=alias, collection=collection, new_alias=new_alias, target=target, text_field=text_field,
+            text_template=text_template, vector_name=vector_name, dim=dim, mode=mode, student=student,
+            student_kind=student_kind, teacher=teacher, label_queries=label_queries,
+            no_teacher_check=no_teacher_check, embeddings_api_key=embeddings_api_key, sample_size=sample_size,
+            epochs=epochs, max_steps=max_steps, keep_layers=keep_layers, export=export, min_recall=min_recall,
+            min_spearman=min_spearman, min_ndcg=min_ndcg, queries=queries, missing_text=missing_text,
+            page_size=page_size, run_dir=run_dir, engine=engine, ray_address=ray_address, workers=workers,
+            gpus_per_worker=gpus_per_worker, no_progress=no_progress, url=url, api_key=api_key, path=path,
+            grpc=grpc)
+        from qdrant_distill.migration.dims import parse_dims
+
+        candidates: list[int] | bool = parse_dims(dims) if dims is not None else dims_out is not None
+        _run_migration(config, overrides, as_json=as_json, yes=True, dry_run=True, restart=False, dims=candidates,
+                       dims_out=dims_out)
+
+
+@app.command("migrate")
+def migrate(
+    alias: SourceAlias = None, collection: SourceCollection = None, new_alias: NewAlias = None, target: Target = None,
+    text_field: TextField = None, text_template: TextTemplate = None, vector_name: VectorName = None,
+    dim: Dim = None, mode: ModeChoice = None, student: Student = None, student_kind: StudentKindChoice = None,
+    teacher: Teacher = None, label_queries: LabelQueries = None, no_teacher_check: NoTeacherCheck = False,
+    embeddings_api_key: EmbeddingsApiKey = None, sample_size: SampleSize = None, epochs: Epochs = None,
+    max_steps: MaxSteps = None, keep_layers: KeepLayers = None, export: ExportFormat = None,
+    min_recall: MinRecall = None, min_spearman: MinSpearman = None, min_ndcg: MinNdcg = None,
+    queries: Queries = None, missing_text: MissingText = None, page_size: PageSize = None,
+    run_dir: JournalDir = None, engine: EngineChoice = None, ray_address: RayAddress = None, workers: Workers = None,
+    gpus_per_worker: GpusPerWorker = None, no_progress: NoProgress = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask before moving the alias")] = False,
+    url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False,
+    config: ConfigFile = None, as_json: AsJson = False, debug: Debug = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="only print the plan (same as `plan`)")] = False,
+    restart: Annotated[bool, typer.Option(
+        "--restart", help="abandon an earlier attempt of this migration (its target and saved sample) first")] = False,
+) -> None:
+    """Run (or resume) a migration: sample, distil, gate, re-embed, verify, swap."""
+    with _expected_failures(debug):
+        overrides = _migration_overrides(
+            alias=alias, collection=collection, new_alias=new_alias, target=target, text_field=text_field,
+            text_template=text_template, vector_name=vector_name, dim=dim, mode=mode, student=student,
+            student_kind=student_kind, teacher=teacher, label_queries=label_queries,
+            no_teacher_check=no_teacher_check, embeddings_api_key=embeddings_api_key, sample_size=sample_size,
+            epochs=epochs, max_steps=max_steps, keep_layers=keep_layers, export=export, min_recall=min_recall,
+            min_spearman=min_spearman, min_ndcg=min_ndcg, queries=queries, missing_text=missing_text,
+            page_size=page_size, run_dir=run_dir, engine=engine, ray_address=ray_address, workers=workers,
+            gpus_per_worker=gpus_per_worker, no_progress=no_progress, url=url, api_key=api_key, path=path,
+            grpc=grpc)
+        _run_migration(config, overrides, as_json=as_json, yes=yes, dry_run=dry_run, restart=restart)
+
+
+# -- the journal and the alias ----------------------------------------------------------------------------------------
+@app.command()
+def status(
+    run_dir: RunDir, as_json: AsJson = False, debug: Debug = False,
+    html: Annotated[bool, typer.Option("--html", help="write the run's report.html afresh and print its path")] = False,
+    open_report: Annotated[bool, typer.Option("--open", help="write report.html and open it in a browser")] = False,
+) -> None:
+    """Show a migration's journal: stage, checkpoint, metrics, alias (--html / --open: its report.html)."""
+    with _expected_failures(debug):
+        from qdrant_distill.cli.render import journal_table
+        from qdrant_distill.migration.runs import status as load
+
+        if html or open_report:
+            from qdrant_distill.migration.runs import report_path
+
+            page = report_path(run_dir)
+            out.print(str(page), highlight=False, soft_wrap=True)
+            if open_report:
+                import webbrowser
+
+                webbrowser.open(page.resolve().as_uri())
+            return
+        journal = load(run_dir)
+        _print_json(journal) if as_json else out.print(journal_table(journal))
+
+
+@app.command()
+def swap(run_dir: RunDir, url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False,
+         debug: Debug = False) -> None:
+    """Move the alias to the verified new collection (again, after a rollback)."""
+    with _expected_failures(debug):
+        from qdrant_distill.migration.runs import open_journal, swap_run
+
+        open_journal(run_dir)  # a file that is not a journal: refused before connecting
+        with _connector(_qdrant_settings(url, api_key, path, grpc)) as conn:
+            move = swap_run(run_dir, conn)
+        out.print(move.describe(), highlight=False)
+
+
+@app.command()
+def rollback(run_dir: RunDir, url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False,
+             debug: Debug = False) -> None:
+    """Move the alias back to the collection it pointed to before the swap (one request)."""
+    with _expected_failures(debug):
+        from qdrant_distill.migration.runs import open_journal, rollback_run
+
+        open_journal(run_dir)  # a file that is not a journal: refused before connecting
+        with _connector(_qdrant_settings(url, api_key, path, grpc)) as conn:
+            move = rollback_run(run_dir, conn)
+        out.print(move.describe(), highlight=False)
+
+
+@app.command()
+def abandon(run_dir: RunDir, yes: Confirm = False, url: Url = None, api_key: ApiKey = None, path: DbPath = None,
+            grpc: Grpc = False, debug: Debug = False) -> None:
+    """Give up a migration never swapped in: drop its target collection and clear its run folder."""
+    with _expected_failures(debug):
+        from qdrant_distill.migration.runs import abandon_run, open_journal
+
+        open_journal(run_dir)  # a file that is not a journal: refused before asking or connecting
+        if not yes and not typer.confirm("Drop the new collection and clear the run folder?", err=True):
+            raise typer.Exit(1)
+
+        with _connector(_qdrant_settings(url, api_key, path, grpc)) as conn:
+            dropped = abandon_run(run_dir, conn)
+        out.print(f"abandoned; dropped {dropped}" if dropped else "abandoned; no target collection to drop")
+
+
+@app.command()
+def finalize(run_dir: RunDir, yes: Confirm = False, url: Url = None, api_key: ApiKey = None, path: DbPath = None,
+             grpc: Grpc = False, debug: Debug = False) -> None:
+    """Drop the previous collection after a swap. Not reversible: asks unless --yes."""
+    with _expected_failures(debug):
+        from qdrant_distill.migration.runs import finalize_run
+        from qdrant_distill.migration.runs import status as load
+
+        journal = load(run_dir)
+        if journal.stage.value == "finalized":
+            out.print("already finalized; nothing to do")
+            return
+        if not yes and not typer.confirm("Drop the previous collection for good?", err=True):
+            raise typer.Exit(1)
+        with _connector(_qdrant_settings(url, api_key, path, grpc)) as conn:
+            dropped = finalize_run(run_dir, conn)
+        out.print(f"finalized; dropped {dropped}" if dropped else "finalized; nothing dropped", highlight=False)
+
+
+@app.command()
+def repoint(
+    alias: Annotated[str, typer.Argument(help="the alias (or collection) whose recorded query model moved")],
+    model: Annotated[Path, typer.Option("--model", help="where it is now: the export folder (or its run folder)")],
+    projection: Annotated[Optional[Path], typer.Option(
+        "--projection", help="projection-only collections: the projection.npz [default: the one beside the export]")] = None,
+    url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False, debug: Debug = False,
+) -> None:
+    """Record a moved query model in the collection's metadata (checked first; re-point back to undo)."""
+    with _expected_failures(debug):
+        from qdrant_distill.query.registry import repoint as run
+
+        with _connector(_qdrant_settings(url, api_key, path, grpc)) as conn:
+            done = run(conn, alias, model, projection=projection)
+        for key, (old, new) in done.changes.items():
+            out.print(f"{done.collection}: {key} {old} -> {new}", highlight=False, markup=False, soft_wrap=True)
+        if not done.changes:
+            out.print(f"{done.collection}: already points there; nothing changed", highlight=False, markup=False,
+                      soft_wrap=True)
+
+
+# -- serving, evaluation, export, demo --------------------------------------------------------------------------------
+@app.command()
+def serve(
+    alias: Annotated[str, typer.Option("--alias", help="the alias (or collection) whose query encoder answers")],
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on (1-65535)")] = 8000,
+    require_key: Annotated[Optional[str], typer.Option(
+        "--require-key", envvar="QDRANT_DISTILL_SERVE_API_KEY", show_default=False,
+        help="clients must send this key as a bearer token (prefer the QDRANT_DISTILL_SERVE_API_KEY variable)")] = None,
+    default_model: Annotated[Optional[str], typer.Option(
+        help="encoder of a collection without qdrant-distill metadata (the original one, after a rollback)")] = None,
+    max_inputs: Annotated[Optional[int], typer.Option(help="texts a request, 413 above (default 2048)")] = None,
+    max_bytes: Annotated[Optional[int], typer.Option(help="bytes a request body, 413 above (default 8 MiB)")] = None,
+    max_input_bytes: Annotated[Optional[int], typer.Option(
+        help="UTF-8 bytes one text, 413 above (default 64 KiB); texts are cut to what the model reads")] = None,
+    url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False, debug: Debug = False,
+) -> None:
+    """Serve the alias's query encoder over HTTP (OpenAI /v1/embeddings, TEI /embed); follows swap and rollback."""
+    with _expected_failures(debug):
+        from qdrant_distill.query.serve import ServeSettings, run
+
+        limits = _given({"max_inputs": max_inputs, "max_bytes": max_bytes, "max_input_bytes": max_input_bytes})
+        settings = ServeSettings.parse(alias=alias, host=host, port=port, api_key=require_key,
+                                       default_model=default_model, **limits)
+        with _connector(_qdrant_settings(url, api_key, path, grpc)) as conn:
+            run(conn, settings, log_level="info" if debug else "warning")
+
+
+@app.command()
+def evaluate(
+    model: Annotated[str, typer.Option(help="model to evaluate: a sentence-transformers name or folder, a distill "
+                                            "or export folder, a run folder (its query encoder), or an embeddings "
+                                            "endpoint (openai+URL?model=NAME, tei+URL, ollama+URL?model=NAME)")],
+    beir: Annotated[Path, typer.Option(help="BEIR folder: corpus, queries, qrels/<split>.tsv")],
+    split: Annotated[str, typer.Option(help="qrels split")] = "test",
+    as_json: AsJson = False, debug: Debug = False,
+) -> None:
+    """nDCG@10, recall@100 and MRR@10 of a model on a labelled BEIR folder (exact cosine search)."""
+    with _expected_failures(debug):
+        from qdrant_distill.migration.gate import beir_metrics
+        from qdrant_distill.migration.runs import encoder_of
+
+        metrics = beir_metrics(encoder_of(model), beir, split=split)
+        _print_json(metrics) if as_json else out.print(
+            "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()), highlight=False)
+
+
+@app.command()
+def export(
+    target: Annotated[str, typer.Argument(help="a migration's run folder, a distill output folder, or any model")],
+    format: Annotated[str, typer.Option("--format", help="onnx, or onnx-int8 (fp32 and int8)")] = "onnx-int8",
+    out_dir: Annotated[Optional[Path], typer.Option(
+        "--out", help="export folder [default: the run's student/onnx]")] = None,
+    as_json: AsJson = False, debug: Debug = False,
+) -> None:
+    """Export a student (or any sentence-transformers model) for onnxruntime; checks each format against torch."""
+    with _expected_failures(debug):
+        from qdrant_distill.cli.render import export_table
+        from qdrant_distill.inference.export import formats_for
+        from qdrant_distill.inference.formats import GRAPHS
+        from qdrant_distill.migration.runs import export_target
+
+        if format not in GRAPHS:
+            raise typer.BadParameter(f"unknown format {format!r}: use onnx or onnx-int8", param_hint="--format")
+        manifest = export_target(target, formats=formats_for(format), out_dir=out_dir)
+        _print_json(manifest) if as_json else out.print(export_table(manifest))
+
+
+@app.command("export-edge")
+def export_edge(
+    source: Annotated[str, typer.Argument(help="a finished migration's run folder, or the alias it swapped")],
+    out_dir: Annotated[Path, typer.Option("--out", help="the Edge folder to write (new or empty)")],
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="replace an earlier export in --out (only its edge.json, shard/ and student/)")] = False,
+    hnsw: Annotated[bool, typer.Option("--hnsw", help="build an HNSW index whatever the size")] = False,
+    page_size: Annotated[int, typer.Option("--page-size", help="points per page")] = 256,
+    no_progress: NoProgress = False, as_json: AsJson = False,
+    url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False, debug: Debug = False,
+) -> None:
+    """Write a Qdrant Edge folder: every point's student vector and payload, the exported student, a manifest."""
+    with _expected_failures(debug):
+        from qdrant_distill.edge.export import export_edge as write
+        from qdrant_distill.edge.shard import folder_size
+
+        with _connector(_qdrant_settings(url, api_key, path, grpc)) as conn:
+            manifest = write(source, out_dir, connector=conn, overwrite=overwrite, page_size=page_size, hnsw=hnsw,
+                             progress=not no_progress)
+        if as_json:
+            _print_json(manifest)
+            return
+        out.print(f"{manifest.points} points of {manifest.source_collection} ({manifest.dim}-d, {manifest.backend} "
+                  f"student) in {out_dir} ({folder_size(out_dir) / 2**20:.1f} MiB on disk); query it with "
+                  f"qdrant_distill.edge.shard.open({str(out_dir)!r})", highlight=False, markup=False)
+
+
+@app.command()
+def demo(
+    path: Annotated[str, typer.Option(help="embedded Qdrant folder")] = "./qdrant_data",
+    teacher: Annotated[str, typer.Option(help="teacher model path")] = "models/all-mpnet-base-v2",
+    student: Annotated[str, typer.Option(help="student body path")] = "models/all-MiniLM-L6-v2",
+    limit: Annotated[Optional[int], typer.Option(help="use only the first N demo texts")] = None,
+    debug: Debug = False,
+) -> None:
+    """Build a demo collection (2,000 WordNet glosses, real teacher vectors) behind an alias and migrate it."""
+    with _expected_failures(debug):
+        from qdrant_distill.cli.demo import run_demo
+        from qdrant_distill.cli.render import report_table
+
+        report, answers = run_demo(path=path, teacher=teacher, student=student, limit=limit)
+        out.print(report_table(report))
+        for query, by_teacher, by_student in answers:
+            out.print(f"[bold]{query}[/bold]", highlight=False)
+            out.print("  teacher 768-d: " + " | ".join(by_teacher), highlight=False, markup=False)
+            out.print(f"  student {report.dim}-d: " + " | ".join(by_student), highlight=False, markup=False)
+        from qdrant_distill.folders import RunFolder
+
+        out.print(f"report: {RunFolder(Path(report.journal).parent).report}", highlight=False, markup=False,
+                  soft_wrap=True)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(app())
+
+
+if __name__ == "__main__":  # python -m qdrant_distill.cli.app
+    main()

@@ -1,0 +1,48 @@
+"""What a distillation made and measured (:class:`DistillResult`, written as ``distill.json``): torch-free, so the report,
+the journal and a query service read it without loading a model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from qdrant_distill.distillation.config import StudentKind
+from qdrant_distill.evaluation.metrics import PRIMARY_METRIC, QUERY_METRIC
+from qdrant_distill.inference.formats import Backend
+
+__all__ = ["DistillResult"]
+
+
+class DistillResult(BaseModel):
+    """What :func:`distill` made and measured; also written as ``distill.json``."""
+
+    student_path: str
+    projection_path: str
+    kind: StudentKind
+    base_model: str
+    dim: int
+    teacher_dim: int
+    teacher_id: str
+    center: bool
+    explained_variance: float
+    train_size: int
+    label_pairs: int = 0
+    holdout_size: int
+    metrics: dict[str, float]
+    baseline_metrics: dict[str, float]
+    projection_metrics: dict[str, float]
+    selection: dict[str, Any] = Field(default_factory=dict)
+    primary_metric: str = PRIMARY_METRIC
+    query_metric: str = QUERY_METRIC
+    wall_time_s: float
+    steps: int
+    best_step: int
+    epochs_run: float
+    stopped_early: bool
+    losses: list[dict[str, float]]
+    evaluations: list[dict[str, float]]
+    config: dict[str, Any]
+    export_path: str | None = None
+    backend: Backend = Backend.TORCH  # what load_encoder's "auto" picks for this student: its export's choice
+    export: dict[str, Any] = Field(default_factory=dict)  # the export's checks (qdrant_distill.inference.export.ExportManifest)

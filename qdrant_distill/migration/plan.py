@@ -1,0 +1,235 @@
+"""The dry run: what a migration would do, refused early on anything that would fail later. Writes nothing."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from qdrant_distill.connectors.base import CollectionInfo, Connector, VectorSpec
+from qdrant_distill.connectors.http_embeddings import shown_reference
+from qdrant_distill.distillation.teacher import TeacherCheck
+from qdrant_distill.errors import (
+    AliasConflict,
+    CollectionExists,
+    ConfigError,
+    DimensionError,
+    EmptyCollection,
+)
+from qdrant_distill.folders import RunFolder
+from qdrant_distill.migration.checks import (
+    check_collection_size,
+    check_distance,
+    check_inputs,
+    check_labelled_points,
+    check_run_dir,
+    check_teacher_reproduces,
+)
+from qdrant_distill.migration.config import MigrationConfig, Mode
+from qdrant_distill.migration.dims import DimsReport, plan_dims
+from qdrant_distill.migration.journal import Journal, Stage
+
+__all__ = ["MigrationPlan", "make_plan"]
+
+logger = logging.getLogger(__name__)
+
+TEXT_PROBE = 64  # points sampled to check that text exists before anything runs
+BYTES = {"float32": 4, "float16": 2, "uint8": 1}
+
+LIVE_WRITES = (
+    "Points inserted, deleted or with a changed payload in the source during the re-embed are reconciled by a catch-up "
+    "pass before the swap. Not covered: writes after the catch-up and before the swap (a window of one request), and, "
+    "in reembed mode, updates that change only a stored vector (the text decides the new vector)."
+)
+
+
+class MigrationPlan(BaseModel):
+    """What :func:`qdrant_distill.migrate` will do."""
+
+    source: str
+    source_collection: str
+    source_alias: str | None
+    target: str
+    alias: str | None
+    swap: str
+    vector_name: str
+    distance: str | None
+    teacher_dim: int
+    dim: int
+    mode: Mode
+    student: str
+    student_kind: str
+    points: int
+    sample_size: int
+    gate: dict[str, float]
+    vector_bytes_before: int
+    vector_bytes_after: int
+    other_vectors: list[str] = Field(default_factory=list)
+    text: str
+    missing_text: str
+    teacher: str | None = None
+    teacher_check: TeacherCheck | None = None
+    label_queries: int = 0
+    run_dir: str
+    resume_stage: str | None = None
+    live_writes: str = LIVE_WRITES
+    notes: list[str] = Field(default_factory=list)
+    dims: DimsReport | None = None  # the dimension table, when asked for (plan --dims)
+
+    def render(self) -> str:
+        """A readable, multi-line description."""
+        mb = lambda b: f"{b / 1e6:,.1f} MB"  # noqa: E731
+        lines = [
+            f"source      {self.source}" + (f" (alias -> {self.source_collection})" if self.source_alias else " (collection)"),
+            f"target      {self.target}  [{self.vector_name or 'unnamed vector'}: {self.teacher_dim} -> {self.dim}, "
+            f"{self.distance}]",
+            f"points      {self.points:,}   vector bytes {mb(self.vector_bytes_before)} -> {mb(self.vector_bytes_after)}",
+            f"mode        {self.mode.value}   student {self.student_kind}: {self.student}",
+            f"sample      {self.sample_size:,} points   text: {self.text}   missing text: {self.missing_text}",
+            "gate        " + ", ".join(f"{k} >= {v}" for k, v in self.gate.items()),
+            *self._teacher_lines(),
+            f"swap        {self.swap}",
+            f"run dir     {self.run_dir}" + (f"   (resuming after stage {self.resume_stage})" if self.resume_stage else ""),
+        ]
+        lines += [f"note        {n}" for n in self.notes]
+        if self.dims is not None:
+            lines.append(self.dims.render())
+        return "\n".join(lines)
+
+
+    def _teacher_lines(self) -> list[str]:
+        if not self.teacher:
+            return []
+        check = self.teacher_check
+        checked = (f"checked on {check.texts} points: mean cosine {check.mean_cosine:.4f} (>= {check.threshold})"
+                   if check else "not checked")
+        lines = [f"teacher     {self.teacher}   {checked}"]
+        if self.label_queries:
+            lines.append(f"labels      {self.label_queries:,} query-like texts cut from the sample go to the teacher "
+                         "(cached in the run dir)")
+        return lines
+
+
+def _existing_journal(config: MigrationConfig) -> Journal | None:
+    """The journal of an earlier attempt at this same migration (a mismatch raises)."""
+    if not RunFolder(config.resolved_run_dir()).is_run():
+        return None
+    return Journal.open(config.resolved_run_dir(), config.fingerprint())
+
+
+def make_plan(config: MigrationConfig, connector: Connector, *, dims: Sequence[int] | bool = False) -> MigrationPlan:
+    """Describe the migration and check everything that can be checked without writing. With ``dims`` (candidate
+    sizes, or True for the default ones) the plan carries the dimension table (:func:`qdrant_distill.migration.dims.plan_dims`)."""
+    check_run_dir(config.resolved_run_dir())
+    journal = _existing_journal(config)
+    resuming = journal is not None and bool(journal.source_collection)
+    if resuming:  # after a swap the alias points at the target: the journal knows the real source
+        source_collection, source_alias = journal.source_collection, journal.source_alias
+    else:
+        source_collection, source_alias = connector.resolve(config.source)
+    info = connector.describe(source_collection)
+    spec = info.vector(config.vector_name)
+    _check_collection(config, info, spec)
+    notes: list[str] = []
+    target, alias, swap = _target_and_alias(config, connector, info, source_alias, journal, notes)
+    check_inputs(config, info.points_count, notes)
+    check_labelled_points(config, connector, info.name, notes)
+    teacher_check = None
+    if not resuming:
+        # fail now, not after training, when the points carry no text or the teacher is not the collection's
+        probe = connector.sample(info.name, min(TEXT_PROBE, info.points_count), text=config.text,
+                                 vector_name=spec.name)
+        check_distance(spec.distance, probe.vectors, notes)
+        teacher_check = check_teacher_reproduces(config, probe)
+    if config.missing_text.value == "project" and config.mode is Mode.REEMBED:
+        notes.append("points without text get the PCA projection of their teacher vector (close to, not in, the "
+                     "student's space)")
+    table = None
+    if dims is not False:
+        table = plan_dims(config, connector, None if dims is True else dims, collection=source_collection)
+    return _plan(config, info, spec, source_alias=source_alias, target=target, alias=alias, swap=swap,
+                 teacher_check=teacher_check, resume_stage=journal.stage.value if resuming else None, notes=notes,
+                 dims=table)
+
+
+def _check_collection(config: MigrationConfig, info: CollectionInfo, spec: VectorSpec) -> None:
+    teacher_dim = int(spec.size or 0)
+    if config.dim >= teacher_dim:
+        raise DimensionError(
+            f"target dimension {config.dim} is not smaller than the teacher's {teacher_dim}",
+            hint=f"choose --dim below {teacher_dim} (e.g. {max(1, teacher_dim // 6)})",
+        )
+    if info.points_count == 0:
+        raise EmptyCollection(f"collection {info.name!r} has no points", hint="nothing to migrate")
+    check_collection_size(info.points_count)
+    if config.sample_size > info.points_count:
+        raise ConfigError(
+            f"sample size {config.sample_size:,} is larger than the collection ({info.points_count:,} points)",
+            hint=f"use --sample-size {info.points_count} or less",
+        )
+
+
+def _target_and_alias(config: MigrationConfig, connector: Connector, info: CollectionInfo, source_alias: str | None,
+                      journal: Journal | None, notes: list[str]) -> tuple[str, str | None, str]:
+    """The target collection (free, or this run's), the alias to move, and how the swap will go."""
+    target = config.target_name(info.name)
+    # ours when the journal says so, or when a run killed between creating it and journaling that left it, with
+    # this run's id in its metadata
+    target_ours = journal is not None and (journal.done(Stage.CREATED) or _created_by(connector, target, journal))
+    if target == info.name:
+        raise CollectionExists(f"the target {target!r} is the source collection", hint="choose another --target")
+    if not target_ours and (connector.collection_exists(target) or connector.alias_target(target) is not None):
+        raise CollectionExists(
+            f"target collection {target!r} already exists",
+            hint="choose another --target; if a failed run of this migration left it, `qdrant-distill abandon RUN_DIR` "
+            "drops it"
+        )
+    alias = source_alias or config.alias
+    if config.alias and source_alias and config.alias != source_alias:
+        raise ConfigError(f"the source is already the alias {source_alias!r}; --alias {config.alias!r} contradicts it")
+    if alias and connector.collection_exists(alias):
+        raise AliasConflict(f"alias name {alias!r} is used by a collection", hint="choose another --alias")
+    if source_alias:
+        return target, alias, f"alias {source_alias!r}: {info.name} -> {target} in one request; rollback until finalize"
+    if config.alias:
+        current = connector.alias_target(config.alias)
+        return target, alias, f"alias {config.alias!r}: {current or '(new)'} -> {target}"
+    notes.append(f"{config.source!r} is a collection, not an alias: readers must be pointed at {target!r} by hand")
+    return target, alias, "none: the source is a plain collection; pass --alias NAME to create an alias for the target"
+
+
+def _plan(config: MigrationConfig, info: CollectionInfo, spec: VectorSpec, **fields: Any) -> MigrationPlan:
+    teacher_dim = int(spec.size or 0)
+    per_value = BYTES.get(spec.datatype or "float32", 4)
+    projection_only = config.mode is Mode.PROJECTION_ONLY
+    return MigrationPlan(
+        source=config.source, source_collection=info.name, vector_name=spec.name, distance=spec.distance,
+        teacher_dim=teacher_dim, dim=config.dim, mode=config.mode, student=_student_name(config),
+        student_kind="teacher+projection" if projection_only else config.student.kind.value,
+        points=info.points_count, sample_size=config.sample_size, gate=config.gate.thresholds(),
+        vector_bytes_before=info.points_count * teacher_dim * per_value,
+        vector_bytes_after=info.points_count * config.dim * per_value,
+        other_vectors=[n for n in info.vectors if n != spec.name] + list(info.sparse_vectors),
+        text=config.text.describe(), missing_text=config.missing_text.value, teacher=shown_reference(config.teacher_model) if config.teacher_model else None,
+        label_queries=0 if projection_only else config.student.label_queries,
+        run_dir=str(config.resolved_run_dir()), **fields,
+    )
+
+
+def _created_by(connector: Connector, target: str, journal: Journal) -> bool:
+    """Whether ``target`` is a collection that this journal's run created (its metadata holds the run id)."""
+    import qdrant_distill.migration.record as record
+
+    if not connector.collection_exists(target):
+        return False
+    return record.read_from(connector, target).get("run_id") == journal.run_id
+
+
+def _student_name(config: MigrationConfig) -> str:
+    if config.mode is Mode.PROJECTION_ONLY:
+        return f"{config.teacher_model} + PCA-{config.dim}"
+    if config.student.kind.value == "pruned":
+        return f"{config.teacher_model or config.student.teacher_model} (layer-pruned)"
+    return str(config.student.base_model)
