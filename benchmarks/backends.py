@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 from common import REPO, bench_main
 
-from qdrant_distill.evaluation.metrics import load_beir, retrieval_metrics
+from qdrant_distill.evaluation.beir import load_beir
+from qdrant_distill.evaluation.metrics import retrieval_metrics
 from qdrant_distill.inference.encoders import ProjectedEncoder, as_encoder, load_encoder
 
 SCIFACT = REPO.parent / "shared" / "data" / "scifact"
@@ -80,7 +81,7 @@ def teacher_vectors(data: Any) -> np.ndarray:
 
 def subset(data: Any, n_queries: int, n_docs: int) -> Any:
     """The first queries, the documents they are judged on, and the first documents."""
-    from qdrant_distill.evaluation.metrics import BeirDataset
+    from qdrant_distill.evaluation.beir import BeirDataset
 
     qids = data.query_ids[:n_queries]
     keep = {d for q in qids for d in data.qrels[q]} | set(data.doc_ids[:n_docs])

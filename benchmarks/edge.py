@@ -45,8 +45,8 @@ from qdrant_distill import (
 from qdrant_distill.connectors import QdrantConnector
 from qdrant_distill.connectors.base import UNNAMED, Point
 from qdrant_distill.edge.shard import folder_size
-from qdrant_distill.evaluation.metrics import load_beir
-from qdrant_distill.migration.runs import finalize_run
+from qdrant_distill.evaluation.beir import load_beir
+from qdrant_distill.migration.operate import finalize_run
 
 SCIFACT = REPO.parent / "shared" / "data" / "scifact"
 KINDS = {"int8": "transformer", "static": "static"}

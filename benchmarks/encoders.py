@@ -32,7 +32,8 @@ import numpy as np
 from common import MPNET, REPO, RESULTS
 
 from qdrant_distill import load_encoder
-from qdrant_distill.distillation.teacher import TEACHER_CHECK_TEXTS, TEACHER_MIN_COSINE
+from qdrant_distill.distillation.config import TEACHER_MIN_COSINE
+from qdrant_distill.distillation.teacher import TEACHER_CHECK_TEXTS
 from qdrant_distill.inference.encoders import as_encoder
 
 SCIFACT = REPO.parent / "shared" / "data" / "scifact"
@@ -81,7 +82,7 @@ def status_before_and_after(runs: int, baseline: str) -> dict[str, Any]:
 def teacher_rows() -> list[dict[str, Any]]:
     """Cosines the teacher check measures on SciFact's first 16 documents for right and wrong teachers/templates."""
     from qdrant_distill.distillation.students import prune_layers
-    from qdrant_distill.distillation.teacher import row_cosines
+    from qdrant_distill.vectors import row_cosines
 
     with gzip.open(SCIFACT / "corpus.jsonl.gz", "rt", encoding="utf-8") as fh:
         docs = [json.loads(line) for _, line in zip(range(TEACHER_CHECK_TEXTS), fh)]

@@ -24,7 +24,7 @@ import numpy as np
 from common import CACHE, REPO
 
 from qdrant_distill.distillation.pseudo_queries import cut_queries
-from qdrant_distill.evaluation.metrics import load_beir
+from qdrant_distill.evaluation.beir import load_beir
 
 DATA = REPO.parent / "shared" / "data" / "scifact"
 PART = 2000

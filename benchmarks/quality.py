@@ -43,11 +43,10 @@ from qdrant_distill.distillation.config import LossWeights
 from qdrant_distill.distillation.recipe import for_queries
 from qdrant_distill.distillation.result import DistillResult
 from qdrant_distill.distillation.students import fit_head
+from qdrant_distill.evaluation.beir import BeirDataset, load_beir
 from qdrant_distill.evaluation.metrics import (
-    BeirDataset,
     StsPairs,
     fidelity,
-    load_beir,
     load_stsb,
     retrieval_metrics,
     sts_spearman,

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 from common import DATA, DIM
 
-from qdrant_distill.evaluation.metrics import load_beir, ndcg_at_k
+from qdrant_distill.evaluation.beir import load_beir
+from qdrant_distill.evaluation.metrics import ndcg_at_k
 from qdrant_distill.inference.projection import PCAProjection
 
 SCIFACT = DATA / "scifact"

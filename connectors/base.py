@@ -7,7 +7,6 @@ vectors are keyed by vector name, ``UNNAMED`` ("") for a collection's single unn
 
 from __future__ import annotations
 
-import re
 import string
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -116,7 +115,6 @@ class CollectionInfo(BaseModel):
         return spec
 
 
-_FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
 
 
 class TextSource(BaseModel):

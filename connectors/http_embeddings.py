@@ -72,6 +72,7 @@ from qdrant_distill.errors import (
     ServerError,
 )
 from qdrant_distill.redact import redact_text, redact_url
+from qdrant_distill.vectors import unit_rows
 
 if TYPE_CHECKING:
     import httpx
@@ -348,7 +349,7 @@ class HttpEncoder:
         vectors[order] = stacked  # back in the order given
         self._check_dim(vectors.shape[1])
         if self.normalize:
-            vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            vectors = unit_rows(vectors)
         return vectors.astype(np.float32, copy=False)
 
     @property

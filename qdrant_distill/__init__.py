@@ -79,7 +79,6 @@ _NAMES = {
     "repoint": "qdrant_distill.query",
     "retrieval_metrics": "qdrant_distill.evaluation",
     "rollback": "qdrant_distill.migration",
-    "status": "qdrant_distill.migration",
     "swap": "qdrant_distill.migration",
 }
 
@@ -123,7 +122,6 @@ if TYPE_CHECKING:  # static checkers see the real names
         open_journal,
         plan_dims,
         rollback,
-        status,
         swap,
     )
     from qdrant_distill.query import CollectionEncoder, encoder_for, repoint
@@ -192,7 +190,6 @@ __all__ = [
     "repoint",
     "retrieval_metrics",
     "rollback",
-    "status",
     "swap",
 ]
 

@@ -15,7 +15,8 @@ from qdrant_distill.cli.app import app
 from qdrant_distill.connectors import QdrantConnector
 from qdrant_distill.distillation.config import DistillConfig
 from qdrant_distill.errors import ConfigError, DimensionError
-from qdrant_distill.evaluation.metrics import fidelity, load_beir, retrieval_metrics
+from qdrant_distill.evaluation.beir import load_beir
+from qdrant_distill.evaluation.metrics import fidelity, retrieval_metrics
 from qdrant_distill.inference.projection import PCAProjection
 from qdrant_distill.migration.config import GateConfig, MigrationConfig
 from qdrant_distill.migration.dims import parse_dims, recommend

@@ -230,7 +230,7 @@ def test_early_stopping_restores_best(tiny_model, demo_texts) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_DATA / "scifact").exists() or not MINILM.exists(), reason="shared data or MiniLM absent")
 def test_distil_real_minilm_on_scifact_beats_untrained_head(tmp_path) -> None:
-    from qdrant_distill.evaluation.metrics import load_beir
+    from qdrant_distill.evaluation.beir import load_beir
 
     ds = load_beir(SHARED_DATA / "scifact")
     data = np.load(SHARED_DATA / "scifact" / "teacher_all-mpnet-base-v2.npz")

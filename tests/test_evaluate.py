@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from qdrant_distill.errors import ConfigError, InvalidVectors
+from qdrant_distill.evaluation.beir import load_beir
 from qdrant_distill.evaluation.metrics import (
     FidelityEvaluator,
     fidelity,
-    load_beir,
     load_stsb,
     ndcg_at_k,
     pseudo_query_mrr,
@@ -81,20 +81,24 @@ def test_fidelity_identical_and_rotated_spaces_are_perfect() -> None:
 
 
 def test_fidelity_neighbour_recall_hand_value() -> None:
-    # 1-d points on a line: neighbours by cosine in 2-d
-    angles = np.array([0.0, 0.1, 0.2, 1.5])
+    # points on the unit circle at these angles; no two neighbours tie
+    angles = np.array([0.0, 0.1, 0.25, 1.5])
     t = np.stack([np.cos(angles), np.sin(angles)], axis=1)
-    s = t[[0, 1, 2, 3]].copy()
-    s[3] = [np.cos(0.05), np.sin(0.05)]  # point 3 moved next to 0 and 1
+    s = t.copy()
+    s[3] = [np.cos(0.04), np.sin(0.04)]  # point 3 moved next to 0
     m = fidelity(s, t, k=1)
-    # teacher NN: 0->1, 1->0|2 (tie: both 0.1), 2->1, 3->2; student NN: 0->3, 1->3, 2->1, 3->0|1
-    assert m["fidelity/recall@1"] <= 0.5
+    # teacher NN: 0->1, 1->0, 2->1, 3->2; student NN: 0->3, 1->3, 2->1, 3->0: only point 2 keeps its neighbour
+    assert m["fidelity/recall@1"] == pytest.approx(0.25)
 
 
 def test_fidelity_subsamples_large_pools() -> None:
     t = random_unit(300, 8)
-    m = fidelity(t, t, max_points=50)
-    assert m["fidelity/spearman"] == pytest.approx(1.0)
+    s = t + 0.3 * random_unit(300, 8, seed=7)
+    full, sub = fidelity(s, t, max_points=300), fidelity(s, t, max_points=50)
+    assert sub["fidelity/spearman"] != full["fidelity/spearman"]  # a subset of the pairs was used
+    assert sub == fidelity(s, t, max_points=50)  # the same subset every time
+    assert abs(sub["fidelity/spearman"] - full["fidelity/spearman"]) < 0.15
+    assert fidelity(t, t, max_points=50)["fidelity/spearman"] == pytest.approx(1.0)
 
 
 def test_pseudo_query_mrr_hand_value() -> None:

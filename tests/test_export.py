@@ -14,12 +14,8 @@ from qdrant_distill.cli.app import app
 from qdrant_distill.errors import ConfigError, StudentError
 from qdrant_distill.inference import export as export_module
 from qdrant_distill.inference.encoders import load_encoder
-from qdrant_distill.inference.export import (
-    MANIFEST,
-    export_model,
-    fastembed_model,
-    read_manifest,
-)
+from qdrant_distill.inference.export import export_model, fastembed_model
+from qdrant_distill.inference.formats import MANIFEST, read_manifest
 from tests.conftest import encode
 
 # lengths from one token to past max_seq_length, in batches of one, a few, and more than one batch

@@ -49,7 +49,7 @@ from qdrant_distill.errors import (
 )
 from qdrant_distill.inference.encoders import load_encoder
 from qdrant_distill.migration.journal import Journal
-from qdrant_distill.migration.pipeline import rollback_run, swap_run
+from qdrant_distill.migration.operate import rollback_run, swap_run
 from qdrant_distill.query.serve import (
     COLLECTION_HEADER,
     AliasEncoders,

@@ -25,13 +25,8 @@ from qdrant_distill.inference.cpu import (
     int8_refusal,
 )
 from qdrant_distill.inference.encoders import load_encoder
-from qdrant_distill.inference.export import (
-    FILES,
-    MANIFEST,
-    export_model,
-    int8_weight_bits,
-    read_manifest,
-)
+from qdrant_distill.inference.export import FILES, export_model, int8_weight_bits
+from qdrant_distill.inference.formats import MANIFEST, read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 QEMU = shutil.which("qemu-x86_64")

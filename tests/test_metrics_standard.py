@@ -20,9 +20,9 @@ import pytest
 from ir_measures import RR, R, nDCG
 from scipy import stats
 
+from qdrant_distill.evaluation.beir import load_beir
 from qdrant_distill.evaluation.metrics import (
     fidelity,
-    load_beir,
     load_stsb,
     retrieval_metrics,
     spearman,

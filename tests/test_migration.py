@@ -121,7 +121,7 @@ def test_migrate_end_to_end_then_rollback_swap_and_finalize(conn, demo_texts, ti
     # the report says which state the holdout kept, against the untrained start and the plain heads
     assert report.selection["chosen"] in report.selection["candidates"]
     # the gate's metrics are those of the backend the student runs on: its int8 graph, measured on the holdout
-    from qdrant_distill.inference.export import read_manifest
+    from qdrant_distill.inference.formats import read_manifest
 
     assert report.backend == "onnx-int8"
     int8 = read_manifest(Path(report.student_path).parent / "onnx").checks["onnx-int8"].metrics
@@ -377,7 +377,7 @@ def test_a_dot_collection_of_unit_vectors_is_planned_with_a_note(conn, demo_text
 
 def test_abandon_clears_a_run_never_swapped_in_so_the_next_one_starts_afresh(conn, demo_texts, tiny_model_path,
                                                                              tmp_path) -> None:
-    from qdrant_distill.migration.pipeline import abandon_run
+    from qdrant_distill.migration.operate import abandon_run
 
     build_source(conn, demo_texts)
     cfg = config(tiny_model_path, tmp_path / "run")
@@ -411,8 +411,8 @@ def test_a_resumed_run_that_fails_on_its_saved_sample_says_how_to_sample_afresh(
     from qdrant_distill.errors import InvalidVectors
     from qdrant_distill.migration.journal import Journal
     from qdrant_distill.migration.pipeline import stage_sample
-    from qdrant_distill.migration.runs import load_sample
-    from qdrant_distill.migration.runs import save_sample as _save_sample
+    from qdrant_distill.migration.samples import load_sample
+    from qdrant_distill.migration.samples import save_sample as _save_sample
 
     build_source(conn, demo_texts)
     cfg = config(tiny_model_path, tmp_path / "run")
@@ -433,7 +433,7 @@ def test_an_int8_graph_below_the_gate_gives_way_to_fp32(conn, demo_texts, tiny_m
     """The gate runs on the backend the student will use. A gate nothing passes keeps int8 (a relaxed gate may pass
     it later); an int8 graph that falls short where fp32 passes is refused, and the student runs on fp32."""
     from qdrant_distill.errors import GateFailed
-    from qdrant_distill.inference.export import read_manifest
+    from qdrant_distill.inference.formats import read_manifest
 
     build_source(conn, demo_texts)
     run_dir = tmp_path / "run"

@@ -3,6 +3,7 @@ the local engine writes, survives an actor killed mid-run, and its server path's
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -149,7 +150,7 @@ def test_the_server_path_stages_write_the_same_records(demo_texts, tiny_model_pa
     journal = open_journal(tmp_path / "run")
     cfg = config(tiny_model_path, tmp_path / "run")
     plan = type("Plan", (), {"vector_name": UNNAMED})()
-    converter = _converter(cfg, journal, plan, encode=encoded_elsewhere)
+    converter = dataclasses.replace(_converter(cfg, journal, plan), encode=encoded_elsewhere)
     jr = Journal(path=str(tmp_path / "j" / "journal.json"))
     (tmp_path / "j").mkdir()
     jr.ranges = [IdRange(start=s, end=e) for s, e in id_ranges(conn, "docs_v1", 64)]

@@ -25,9 +25,10 @@ from qdrant_distill.evaluation.metrics import fidelity
 from qdrant_distill.folders import RunFolder
 from qdrant_distill.migration.dims import DimsReport, DimsRow
 from qdrant_distill.migration.journal import Journal
+from qdrant_distill.migration.operate import rollback_run, swap_run
 from qdrant_distill.migration.pipeline import migrate
 from qdrant_distill.migration.report import NO_CHARTS, qdrant_address, write_report
-from qdrant_distill.migration.runs import load_sample, rollback_run, swap_run
+from qdrant_distill.migration.samples import load_sample
 from tests.conftest import REPO
 from tests.test_migration import DIM, build_source, config
 

@@ -244,7 +244,7 @@ def _run_migration(config_file: Path | None, overrides: dict[str, Any], *, as_js
     cfg = _config(config_file, overrides)
     with _connector(cfg.qdrant) as conn:
         if restart and not dry_run and RunFolder(cfg.resolved_run_dir()).is_run():
-            from qdrant_distill.migration.runs import abandon_run
+            from qdrant_distill.migration.operate import abandon_run
 
             dropped = abandon_run(cfg.resolved_run_dir(), conn)
             err.print(f"restart: earlier attempt abandoned{f' (dropped {dropped})' if dropped else ''}")
@@ -345,10 +345,10 @@ def status(
     """Show a migration's journal: stage, checkpoint, metrics, alias (--html / --open: its report.html)."""
     with _expected_failures(debug):
         from qdrant_distill.cli.render import journal_table
-        from qdrant_distill.migration.runs import status as load
+        from qdrant_distill.migration.operate import open_journal as load
 
         if html or open_report:
-            from qdrant_distill.migration.runs import report_path
+            from qdrant_distill.migration.operate import report_path
 
             page = report_path(run_dir)
             out.print(str(page), highlight=False, soft_wrap=True)
@@ -366,7 +366,7 @@ def swap(run_dir: RunDir, url: Url = None, api_key: ApiKey = None, path: DbPath 
          debug: Debug = False) -> None:
     """Move the alias to the verified new collection (again, after a rollback)."""
     with _expected_failures(debug):
-        from qdrant_distill.migration.runs import open_journal, swap_run
+        from qdrant_distill.migration.operate import open_journal, swap_run
 
         open_journal(run_dir)  # a file that is not a journal: refused before connecting
         with _connector(_qdrant_settings(url, api_key, path, grpc)) as conn:
@@ -379,7 +379,7 @@ def rollback(run_dir: RunDir, url: Url = None, api_key: ApiKey = None, path: DbP
              debug: Debug = False) -> None:
     """Move the alias back to the collection it pointed to before the swap (one request)."""
     with _expected_failures(debug):
-        from qdrant_distill.migration.runs import open_journal, rollback_run
+        from qdrant_distill.migration.operate import open_journal, rollback_run
 
         open_journal(run_dir)  # a file that is not a journal: refused before connecting
         with _connector(_qdrant_settings(url, api_key, path, grpc)) as conn:
@@ -392,7 +392,7 @@ def abandon(run_dir: RunDir, yes: Confirm = False, url: Url = None, api_key: Api
             grpc: Grpc = False, debug: Debug = False) -> None:
     """Give up a migration never swapped in: drop its target collection and clear its run folder."""
     with _expected_failures(debug):
-        from qdrant_distill.migration.runs import abandon_run, open_journal
+        from qdrant_distill.migration.operate import abandon_run, open_journal
 
         open_journal(run_dir)  # a file that is not a journal: refused before asking or connecting
         if not yes and not typer.confirm("Drop the new collection and clear the run folder?", err=True):
@@ -408,8 +408,8 @@ def finalize(run_dir: RunDir, yes: Confirm = False, url: Url = None, api_key: Ap
              grpc: Grpc = False, debug: Debug = False) -> None:
     """Drop the previous collection after a swap. Not reversible: asks unless --yes."""
     with _expected_failures(debug):
-        from qdrant_distill.migration.runs import finalize_run
-        from qdrant_distill.migration.runs import status as load
+        from qdrant_distill.migration.operate import finalize_run
+        from qdrant_distill.migration.operate import open_journal as load
 
         journal = load(run_dir)
         if journal.stage.value == "finalized":
@@ -483,7 +483,7 @@ def evaluate(
     """nDCG@10, recall@100 and MRR@10 of a model on a labelled BEIR folder (exact cosine search)."""
     with _expected_failures(debug):
         from qdrant_distill.migration.gate import beir_metrics
-        from qdrant_distill.migration.runs import encoder_of
+        from qdrant_distill.migration.run_models import encoder_of
 
         metrics = beir_metrics(encoder_of(model), beir, split=split)
         _print_json(metrics) if as_json else out.print(
@@ -503,7 +503,7 @@ def export(
         from qdrant_distill.cli.render import export_table
         from qdrant_distill.inference.export import formats_for
         from qdrant_distill.inference.formats import GRAPHS
-        from qdrant_distill.migration.runs import export_target
+        from qdrant_distill.migration.run_models import export_target
 
         if format not in GRAPHS:
             raise typer.BadParameter(f"unknown format {format!r}: use onnx or onnx-int8", param_hint="--format")

@@ -1,4 +1,4 @@
-"""Human-readable renderings of reports and journals (rich tables), and the CLI's labelled evaluation."""
+"""Human-readable renderings for the terminal (rich tables): a migration report, a journal, an export's checks."""
 
 from __future__ import annotations
 

@@ -62,11 +62,7 @@ from qdrant_distill.errors import (
     InvalidVectors,
     StudentError,
 )
-from qdrant_distill.evaluation.metrics import (
-    QUERY_METRIC,
-    FidelityEvaluator,
-    fidelity,
-)
+from qdrant_distill.evaluation.metrics import QUERY_METRIC, FidelityEvaluator, fidelity
 from qdrant_distill.folders import DistillFolder, recorded_path, stored_path
 from qdrant_distill.inference.encoders import as_encoder, load_teacher
 from qdrant_distill.inference.export import export_model, formats_for
@@ -77,6 +73,7 @@ from qdrant_distill.inference.formats import (
     ExportManifest,
 )
 from qdrant_distill.inference.projection import PCAProjection
+from qdrant_distill.vectors import unit_rows
 
 __all__ = ["QUERY_RECIPE", "distill", "export_student", "for_queries"]
 
@@ -249,7 +246,7 @@ def _body_vectors(body: Any, texts: list[str], config: DistillConfig,
                   body_cache: dict[str, np.ndarray] | None) -> np.ndarray:
     if body_cache and all(t in body_cache for t in texts):
         vecs = np.stack([body_cache[t] for t in texts]).astype(np.float32)
-        return vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+        return unit_rows(vecs)
     return as_encoder(body, batch_size=config.encode_batch_size).encode(texts)
 
 

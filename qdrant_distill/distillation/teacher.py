@@ -23,15 +23,14 @@ from pydantic import BaseModel
 from qdrant_distill.distillation.config import TEACHER_MIN_COSINE
 from qdrant_distill.errors import TeacherMismatch
 from qdrant_distill.inference.encoders import Encoder
+from qdrant_distill.vectors import row_cosines
 
 __all__ = [
     "LABEL_PART",
     "TEACHER_CHECK_TEXTS",
-    "TEACHER_MIN_COSINE",
     "TeacherCheck",
     "check_teacher",
     "label_queries",
-    "row_cosines",
 ]
 
 logger = logging.getLogger(__name__)
@@ -49,13 +48,6 @@ class TeacherCheck(BaseModel):
     mean_cosine: float
     min_cosine: float
     threshold: float
-
-
-def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cosine of each row of ``a`` with the same row of ``b``."""
-    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    return np.sum(a * b, axis=1)
 
 
 def check_teacher(

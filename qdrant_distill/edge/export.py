@@ -43,7 +43,7 @@ from qdrant_distill.folders import EdgeFolder, ExportFolder, RunFolder
 from qdrant_distill.inference.formats import Backend, read_manifest
 from qdrant_distill.migration import record
 from qdrant_distill.migration.journal import Journal, Stage
-from qdrant_distill.migration.runs import open_journal
+from qdrant_distill.migration.operate import open_journal
 
 __all__ = ["export_edge"]
 

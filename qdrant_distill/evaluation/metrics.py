@@ -21,15 +21,12 @@ from typing import Any
 import numpy as np
 
 from qdrant_distill.errors import ConfigError, InvalidVectors
-from qdrant_distill.evaluation.beir import BeirDataset, load_beir
 
 __all__ = [
     "DEFAULT_K",
-    "BeirDataset",
     "FidelityEvaluator",
     "StsPairs",
     "fidelity",
-    "load_beir",
     "load_stsb",
     "ndcg_at_k",
     "pseudo_query_mrr",

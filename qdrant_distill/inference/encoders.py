@@ -49,6 +49,7 @@ from qdrant_distill.inference.formats import (
 )
 from qdrant_distill.inference.projection import PCAProjection
 from qdrant_distill.redact import redact_text
+from qdrant_distill.vectors import unit_rows
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -63,7 +64,6 @@ __all__ = [
     "StaticEncoder",
     "as_encoder",
     "encode_with_progress",
-    "export_folder",
     "load_body",
     "load_encoder",
     "load_teacher",
@@ -105,7 +105,7 @@ def _as_list(texts: str | Sequence[str]) -> list[str]:
 
 def _unit(vecs: np.ndarray) -> np.ndarray:
     vecs = np.asarray(vecs, dtype=np.float32)
-    return vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+    return unit_rows(vecs)
 
 
 # ------------------------------------------------------------------------------------------------------------ static

@@ -47,7 +47,6 @@ from qdrant_distill.inference.encoders import (
     static_module,
 )
 from qdrant_distill.inference.formats import (
-    EXPORT_DIR,
     FILES,
     GRAPHS,
     MANIFEST,
@@ -57,17 +56,13 @@ from qdrant_distill.inference.formats import (
     ExportManifest,
     read_manifest,
 )
+from qdrant_distill.vectors import row_cosines
 
 __all__ = [
-    "EXPORT_DIR",
     "INT8_TOLERANCE",
-    "MANIFEST",
-    "BackendCheck",
-    "ExportManifest",
     "export_model",
     "fastembed_model",
     "formats_for",
-    "read_manifest",
 ]
 
 logger = logging.getLogger(__name__)
@@ -329,7 +324,7 @@ def _check(manifest: ExportManifest, model: Any, out: Path, texts: list[str],
     manifest.reference_metrics = evaluate(torch_encoder) if evaluate else {}
     for backend in list(manifest.files):
         encoder = load_encoder(out, backend=backend)
-        cosines = np.concatenate([_cosines(encoder.encode(texts, kind=k), reference[k]) for k in reference])
+        cosines = np.concatenate([row_cosines(encoder.encode(texts, kind=k), reference[k]) for k in reference])
         metrics = evaluate(encoder) if evaluate and backend is Backend.ONNX_INT8 else {}
         manifest.checks[backend] = BackendCheck(cosine_mean=round(float(cosines.mean()), 5),
                                                 cosine_min=round(float(cosines.min()), 5), texts=len(texts),
@@ -340,12 +335,6 @@ def _check(manifest: ExportManifest, model: Any, out: Path, texts: list[str],
             logger.warning("export: %s not used: %s", backend, reason)
     manifest.preferred = manifest.choose()
     manifest.checked_on = cpu_features()
-
-
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    return (a * b).sum(axis=1)
 
 
 def _refusal(backend: Backend, check: BackendCheck, reference: dict[str, float]) -> str | None:

@@ -19,6 +19,7 @@ import numpy as np
 
 from qdrant_distill._compat import embedding_dimension, st_models
 from qdrant_distill.errors import ConfigError, DimensionError, InvalidVectors
+from qdrant_distill.vectors import unit_rows
 
 __all__ = ["PCAProjection", "projection_model"]
 
@@ -114,7 +115,7 @@ class PCAProjection:
             raise InvalidVectors(f"vectors are {arr.shape[1]}-d, the projection expects {self.in_dim}-d")
         y = (arr - self.mean) @ self.components.T
         if normalize:
-            y = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+            y = unit_rows(y)
         y = y.astype(np.float32)
         return y[0] if single else y
 

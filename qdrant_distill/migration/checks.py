@@ -26,12 +26,8 @@ from qdrant_distill.errors import (
     EmptyCollection,
     UnsupportedVectors,
 )
-from qdrant_distill.inference.encoders import (
-    export_folder,
-    local_modules,
-    resolve_reference,
-)
-from qdrant_distill.inference.formats import ExportChoice
+from qdrant_distill.inference.encoders import local_modules, resolve_reference
+from qdrant_distill.inference.formats import ExportChoice, export_folder
 from qdrant_distill.migration.config import Engine, MigrationConfig, Mode
 
 __all__ = [

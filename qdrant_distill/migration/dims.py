@@ -35,7 +35,8 @@ from qdrant_distill.connectors.base import Connector, Sample
 from qdrant_distill.connectors.scroll import stored_vectors
 from qdrant_distill.distillation.config import DistillConfig
 from qdrant_distill.errors import ConfigError, DimensionError
-from qdrant_distill.evaluation.metrics import fidelity, load_beir, retrieval_metrics
+from qdrant_distill.evaluation.beir import load_beir
+from qdrant_distill.evaluation.metrics import fidelity, retrieval_metrics
 from qdrant_distill.inference.projection import PCAProjection
 from qdrant_distill.migration.config import MigrationConfig
 
@@ -291,9 +292,7 @@ def recommend(rows: Sequence[DimsRow], *, metric: str = RECALL,
 def labelled_vectors(connector: Connector, collection: str, vector_name: str, folder: str | Path, *,
                      teacher: str, split: str = "test", api_key: Any = None) -> LabelledVectors:
     """A BEIR folder's queries encoded by the teacher, and the stored vectors of its documents (point ids)."""
-    from qdrant_distill.inference.encoders import (
-        load_encoder,  # a model runs: only with labelled queries
-    )
+    from qdrant_distill.inference.encoders import load_encoder
 
     data = load_beir(folder, split=split)
     docs = stored_vectors(connector, collection, vector_name, data.doc_ids)

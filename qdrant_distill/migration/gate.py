@@ -21,15 +21,13 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from qdrant_distill.evaluation.metrics import load_beir, retrieval_metrics
+from qdrant_distill.evaluation.beir import load_beir
+from qdrant_distill.evaluation.metrics import retrieval_metrics
 from qdrant_distill.inference.encoders import as_encoder
-from qdrant_distill.inference.export import MIN_INT8_COSINE
 from qdrant_distill.inference.formats import Backend, ExportManifest
 from qdrant_distill.migration.config import GateConfig
-from qdrant_distill.migration.verify import VERIFY_MIN_COSINE
 
-__all__ = ["GateReport", "beir_metrics", "failure_text", "gate_failures", "judge", "labelled_metrics",
-           "verify_min_cosine"]
+__all__ = ["GateReport", "beir_metrics", "failure_text", "gate_failures", "judge", "labelled_metrics"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,12 +102,6 @@ def _on(gate: GateConfig, backend: Backend, distilled: Mapping[str, float], mani
     thresholds = gate.thresholds()
     return GateReport(backend=backend, metrics=metrics, thresholds=thresholds,
                       failures=gate_failures(metrics, thresholds))
-
-
-def verify_min_cosine(backend: Backend) -> float:
-    """How close re-encoded vectors must be: an int8 graph's move with their batch (as much as its export check
-    allows), every other backend's are the same vectors."""
-    return MIN_INT8_COSINE if backend is Backend.ONNX_INT8 else VERIFY_MIN_COSINE
 
 
 # -- labelled queries -----------------------------------------------------------------------------------------------

@@ -32,11 +32,10 @@ try:
 except ImportError:  # no flock on this platform: runs are not locked
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["JOURNAL_FILE", "IdRange", "Journal", "Stage", "run_lock"]
+__all__ = ["IdRange", "Journal", "Stage", "run_lock"]
 
 logger = logging.getLogger(__name__)
 
-JOURNAL_FILE = RunFolder.JOURNAL
 STORED = ("run_id", "stage", "fingerprint")  # every journal ever written holds these: a file without them is not one
 # the files of the run: recorded relative to the run folder (``./sample.npz``), absolute in memory
 PATH_FIELDS = ("sample_path", "student_path", "projection_path", "export_path")
@@ -125,21 +124,31 @@ class Journal(BaseModel):
         return {**data, **_recorded_paths(Path(path).parent, data), "path": path}
 
     @classmethod
+    def earlier(cls, run_dir: Path, fingerprint: dict[str, Any]) -> Journal | None:
+        """The journal of an earlier attempt at this same migration, or None; reads only. A journal of a different
+        migration in that folder is an error."""
+        path = RunFolder(Path(run_dir)).journal.resolve()
+        if not path.exists():
+            return None
+        journal = cls.load(path)
+        if journal.fingerprint != fingerprint:
+            changed = sorted(k for k in {*journal.fingerprint, *fingerprint}
+                             if journal.fingerprint.get(k) != fingerprint.get(k))
+            raise MigrationError(
+                f"{path} belongs to a migration with other settings (differs in {changed})",
+                hint="rerun with the same settings to resume, or use another --run-dir",
+                changed=changed,
+            )
+        return journal
+
+    @classmethod
     def open(cls, run_dir: Path, fingerprint: dict[str, Any]) -> Journal:
-        """Load the run's journal, or start one. A journal of a different migration in that folder is an error."""
+        """Load the run's journal (:meth:`earlier`), or start one; clears what a kill in the middle of a save left."""
         path = RunFolder(Path(run_dir)).journal.resolve()
         for stale in path.parent.glob(".journal-*"):  # left by a kill in the middle of a save
             stale.unlink(missing_ok=True)
-        if path.exists():
-            journal = cls.load(path)
-            if journal.fingerprint != fingerprint:
-                changed = sorted(k for k in {*journal.fingerprint, *fingerprint}
-                                 if journal.fingerprint.get(k) != fingerprint.get(k))
-                raise MigrationError(
-                    f"{path} belongs to a migration with other settings (differs in {changed})",
-                    hint="rerun with the same settings to resume, or use another --run-dir",
-                    changed=changed,
-                )
+        journal = cls.earlier(run_dir, fingerprint)
+        if journal is not None:
             logger.info("resuming migration from %s (stage %s)", path, journal.stage.value)
             return journal
         try:

@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from functools import partial
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +46,9 @@ from qdrant_distill.migration.gate import (
     failure_text,
     judge,
     labelled_metrics,
-    verify_min_cosine,
 )
 from qdrant_distill.migration.journal import Journal, Stage, run_lock
+from qdrant_distill.migration.operate import check_store
 from qdrant_distill.migration.plan import MigrationPlan, make_plan
 from qdrant_distill.migration.report import (
     Example,
@@ -57,24 +57,16 @@ from qdrant_distill.migration.report import (
     qdrant_address,
     refresh_report,
 )
-from qdrant_distill.migration.runs import (
-    abandon_run,
-    check_store,
+from qdrant_distill.migration.run_models import (
     encoder_reference,
-    finalize_run,
-    load_sample,
-    open_journal,
     query_encoder,
-    rollback_run,
     run_encoder,
-    save_sample,
-    status,
-    swap_run,
 )
+from qdrant_distill.migration.samples import load_sample, save_sample
 from qdrant_distill.migration.verify import catch_up, verify
+from qdrant_distill.vectors import unit_rows
 
-__all__ = ["MigrationReport", "abandon_run", "finalize_run", "migrate", "open_connector", "open_journal",
-           "query_encoder", "rollback_run", "status", "swap_run"]
+__all__ = ["MigrationReport", "migrate", "open_connector"]
 
 logger = logging.getLogger(__name__)
 
@@ -346,7 +338,7 @@ def _neighbours(scores: np.ndarray, own: int, pool: list[int], sample: Sample) -
 
 def _unit(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return unit_rows(x)
 
 
 def stage_create(config: MigrationConfig, conn: Connector, journal: Journal, plan: MigrationPlan) -> None:
@@ -374,7 +366,7 @@ def stage_reembed(config: MigrationConfig, conn: Connector, journal: Journal, pl
         journal.advance(Stage.REEMBEDDED)
         return
     engine = engine or engine_for(config)
-    converter, vectors = _pipeline(config, conn, journal, plan, encode=engine.remote_encode)
+    converter, vectors = _pipeline(config, conn, journal, plan)
     job = ReembedJob(source=plan.source_collection, target=plan.target, converter=converter, vectors=vectors,
                      student=encoder_reference(journal), backend=Backend(journal.backend), total=plan.points,
                      page_size=config.page_size, prefetch_pages=config.prefetch_pages,
@@ -395,7 +387,7 @@ def stage_verify(config: MigrationConfig, conn: Connector, journal: Journal, pla
     journal.save()
     report = verify(conn, source=plan.source_collection, target=plan.target, converter=converter,
                     vector_name=plan.vector_name, dim=config.dim, skipped=journal.skipped_ids,
-                    sample=config.verify_sample, page_size=config.page_size, min_cosine=verify_min_cosine(Backend(journal.backend)))
+                    sample=config.verify_sample, page_size=config.page_size, backend=Backend(journal.backend))
     journal.advance(Stage.VERIFIED, verify=report)
     record.write(conn, plan.target, {**_record(config, journal, plan), "stage": Stage.VERIFIED.value})
 
@@ -419,27 +411,31 @@ def _record(config: MigrationConfig, journal: Journal, plan: MigrationPlan) -> d
     )
 
 
-def _converter(config: MigrationConfig, journal: Journal, plan: MigrationPlan,
-               encode: Callable[[list[str]], np.ndarray] | None = None) -> PageConverter:
-    """The page converter; ``encode`` replaces the student's own (the Ray engine encodes in its actors)."""
+def _converter(config: MigrationConfig, journal: Journal, plan: MigrationPlan) -> PageConverter:
+    """The page converter. In ``reembed`` mode its encoder is the student's, loaded on the first page it encodes:
+    an engine that encodes elsewhere (Ray's actors) swaps it out and never loads the student in this process."""
     projection = PCAProjection.load(journal.projection_path) if journal.projection_path else None
     project = (lambda v: projection.transform(v, normalize=True)) if projection is not None else None
-    if config.mode is not Mode.REEMBED:
-        encode = None
-    elif encode is None:
-        student = load_encoder(encoder_reference(journal), backend=journal.backend,
-                               batch_size=config.encode_batch_size, api_key=config.embeddings_api_key)
-        encode = partial(student.encode, kind="document")
+    encode = _student_documents(config, journal) if config.mode is Mode.REEMBED else None
     return PageConverter(vector_name=plan.vector_name, text=config.text, encode=encode, project=project,
                          missing_text=config.missing_text)
 
 
-def _pipeline(
-    config: MigrationConfig, conn: Connector, journal: Journal, plan: MigrationPlan,
-    encode: Callable[[list[str]], np.ndarray] | None = None,
-) -> tuple[PageConverter, list[str] | bool]:
+def _student_documents(config: MigrationConfig, journal: Journal) -> Callable[[list[str]], np.ndarray]:
+    """The student's document encoder, loaded on first use."""
+
+    @cache
+    def student() -> Any:
+        return load_encoder(encoder_reference(journal), backend=journal.backend, batch_size=config.encode_batch_size,
+                            api_key=config.embeddings_api_key)
+
+    return lambda texts: student().encode(texts, kind="document")
+
+
+def _pipeline(config: MigrationConfig, conn: Connector, journal: Journal,
+              plan: MigrationPlan) -> tuple[PageConverter, list[str] | bool]:
     """The page converter of this migration and the vectors a scroll of the source must fetch for it."""
-    converter = _converter(config, journal, plan, encode)
+    converter = _converter(config, journal, plan)
     info = conn.describe(plan.source_collection)
     vectors = read_vectors([*info.vectors, *info.sparse_vectors], plan.vector_name, converter.needs_teacher_vector)
     return converter, vectors

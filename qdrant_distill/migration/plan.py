@@ -18,7 +18,6 @@ from qdrant_distill.errors import (
     DimensionError,
     EmptyCollection,
 )
-from qdrant_distill.folders import RunFolder
 from qdrant_distill.migration.checks import (
     check_collection_size,
     check_distance,
@@ -114,9 +113,7 @@ class MigrationPlan(BaseModel):
 
 def _existing_journal(config: MigrationConfig) -> Journal | None:
     """The journal of an earlier attempt at this same migration (a mismatch raises)."""
-    if not RunFolder(config.resolved_run_dir()).is_run():
-        return None
-    return Journal.open(config.resolved_run_dir(), config.fingerprint())
+    return Journal.earlier(config.resolved_run_dir(), config.fingerprint())
 
 
 def make_plan(config: MigrationConfig, connector: Connector, *, dims: Sequence[int] | bool = False) -> MigrationPlan:

@@ -19,6 +19,8 @@ import numpy as np
 from qdrant_distill.connectors.base import Connector, Point, PointId
 from qdrant_distill.connectors.scroll import id_key
 from qdrant_distill.errors import VerificationFailed
+from qdrant_distill.inference.export import MIN_INT8_COSINE
+from qdrant_distill.inference.formats import Backend
 from qdrant_distill.migration.engines.local import PageConverter, ReembedStats
 
 __all__ = ["CollectionDiff", "catch_up", "diff", "verify"]
@@ -27,6 +29,12 @@ logger = logging.getLogger(__name__)
 
 MAX_LISTED = 20
 VERIFY_MIN_COSINE = 0.99
+
+
+def min_cosine(backend: Backend) -> float:
+    """How close re-encoded vectors must be: an int8 graph's move with their batch (as much as its export check
+    allows), every other backend's are the same vectors."""
+    return MIN_INT8_COSINE if backend is Backend.ONNX_INT8 else VERIFY_MIN_COSINE
 
 
 def payload_hash(payload: dict[str, Any]) -> str:
@@ -148,12 +156,13 @@ def verify(
     sample: int = 64,
     seed: int = 0,
     page_size: int = 512,
-    min_cosine: float = VERIFY_MIN_COSINE,
+    backend: Backend = Backend.TORCH,
 ) -> dict[str, Any]:
-    """Counts, id sets and payloads equal; a sample of target vectors re-computed and compared (cosine at least
-    ``min_cosine``: an int8 graph's vectors move a little with their batch). Raises on mismatch. Both collections are
+    """Counts, id sets and payloads equal; a sample of target vectors re-computed on ``backend`` and compared (cosine
+    at least :func:`min_cosine` of it). Raises on mismatch. Both collections are
     walked in pages of ``page_size``."""
     found = diff(connector, source, target, page_size=page_size, ignore=skipped, sample=sample, seed=seed)
+    least = min_cosine(backend)
     report: dict[str, Any] = {**found.summary(), "skipped": len(skipped)}
     if not found.clean:
         raise VerificationFailed(
@@ -178,9 +187,9 @@ def verify(
             cosines.append(float(got @ want / max(np.linalg.norm(got) * np.linalg.norm(want), 1e-12)))
         report["vectors_checked"] = len(cosines)
         report["min_cosine"] = min(cosines) if cosines else None
-        if cosines and min(cosines) < min_cosine:
+        if cosines and min(cosines) < least:
             raise VerificationFailed(
-                f"re-encoded vectors differ from the stored ones (min cosine {min(cosines):.4f} < {min_cosine})",
+                f"re-encoded vectors differ from the stored ones (min cosine {min(cosines):.4f} < {least})",
                 report=report,
             )
     logger.info("verify: %s", report)

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from qdrant_distill.connectors.base import Connector
 from qdrant_distill.migration.config import Engine, MigrationConfig
-from qdrant_distill.migration.engines.local import Encode, LocalEngine, ReembedJob
+from qdrant_distill.migration.engines.local import LocalEngine, ReembedJob
 from qdrant_distill.migration.engines.ray import RayEngine
 from qdrant_distill.migration.journal import Journal
 
@@ -23,10 +23,7 @@ __all__ = ["LocalEngine", "ReembedEngine", "engine_for"]
 
 class ReembedEngine(Protocol):
     """An engine: a session around the stage (started before any training, so a bad cluster fails early), and the
-    stage itself. ``remote_encode`` stands in for the student in the driver's page converter when the engine encodes
-    elsewhere (None: the driver's converter encodes)."""
-
-    remote_encode: Encode | None
+    stage itself."""
 
     def session(self) -> AbstractContextManager[Any]: ...
 

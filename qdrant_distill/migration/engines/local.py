@@ -292,8 +292,6 @@ class ReembedJob:
 class LocalEngine:
     """Threads in this process; the journal's checkpoint is the scroll offset of the next page to write."""
 
-    remote_encode: Encode | None = None
-
     def session(self) -> AbstractContextManager[Any]:
         return nullcontext()
 

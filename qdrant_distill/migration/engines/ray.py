@@ -287,8 +287,6 @@ class RayEngine:
     """The re-embed engine of Ray actors (:class:`qdrant_distill.migration.engines.ReembedEngine`): id ranges, each written
     once and recorded in the journal; the student is loaded by the actors, never by the driver."""
 
-    remote_encode = staticmethod(encoded_elsewhere)  # stands in for the student in the driver's converter
-
     def __init__(self, config: RayConfig, settings: QdrantSettings) -> None:
         self.config = config
         self.settings = settings
