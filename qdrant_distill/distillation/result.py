@@ -3,6 +3,7 @@ the journal and a query service read it without loading a model."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -46,3 +47,13 @@ class DistillResult(BaseModel):
     export_path: str | None = None
     backend: Backend = Backend.TORCH  # what load_encoder's "auto" picks for this student: its export's choice
     export: dict[str, Any] = Field(default_factory=dict)  # the export's checks (qdrant_distill.inference.export.ExportManifest)
+
+    def for_journal(self) -> dict[str, Any]:
+        """What a migration's journal keeps of this result: the student's, export's and projection's places (absolute),
+        the backend, the holdout metrics and the holdout's choice of state."""
+        kept = self.model_dump(include={"student_path", "export_path", "backend", "projection_path", "metrics",
+                                        "baseline_metrics", "selection"})
+        for key in ("student_path", "export_path", "projection_path"):
+            if kept[key]:
+                kept[key] = str(Path(kept[key]).resolve())
+        return kept

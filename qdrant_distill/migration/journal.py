@@ -15,12 +15,20 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError, ValidationInfo, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 from qdrant_distill.connectors.base import PointId
 from qdrant_distill.errors import JournalError, MigrationError, RunBusy
@@ -32,7 +40,7 @@ try:
 except ImportError:  # no flock on this platform: runs are not locked
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["IdRange", "Journal", "Stage", "run_lock"]
+__all__ = ["Counts", "IdRange", "Journal", "Stage", "run_lock"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +81,15 @@ class IdRange(BaseModel):
     written_at: float | None = None
 
 
+@dataclass(frozen=True)
+class Counts:
+    """Points written, projected and skipped by a re-embed (a pass, or the run so far)."""
+
+    written: int = 0
+    projected: int = 0
+    skipped: list[Any] = field(default_factory=list)
+
+
 class Journal(BaseModel):
     """State of one migration run. ``path`` is where it lives; every ``save`` replaces the file atomically. The
     :data:`PATH_FIELDS` are absolute here and written relative to the run folder, so a copied or moved run folder
@@ -101,7 +118,8 @@ class Journal(BaseModel):
     ranges: list[IdRange] = Field(default_factory=list)  # the Ray engine's id ranges (the local engine: checkpoint)
     points_written: int = 0
     skipped_ids: list[Any] = Field(default_factory=list)
-    projected_ids: int = 0
+    # points whose vector is the projection of their stored one (earlier versions wrote this count as projected_ids)
+    projected: int = Field(0, validation_alias=AliasChoices("projected", "projected_ids"))
     catch_up: dict[str, int] = Field(default_factory=dict)
     verify: dict[str, Any] = Field(default_factory=dict)
     previous_target: str | None = None
@@ -215,16 +233,41 @@ class Journal(BaseModel):
             data[key] = stored_path(self.run_dir, data[key])
         return json.dumps(data, indent=2)
 
+    # -- the re-embed's counters: written here only ------------------------------------------------------------
+    def restart_reembed(self, ranges: list[IdRange] | None = None) -> None:
+        """Nothing durable is written yet: count from zero (with the Ray engine's new ``ranges``); not saved."""
+        self.points_written, self.skipped_ids, self.projected = 0, [], 0
+        if ranges is not None:
+            self.ranges = ranges
+
+    def record_offset(self, offset: Any, counts: Counts, since: Counts) -> None:
+        """The local engine wrote every page before scroll ``offset`` (None: the last one): totals are ``since`` (what
+        the journal held when this pass started) plus ``counts`` (this pass so far); saved at once."""
+        self.checkpoint = offset
+        self.points_written = since.written + counts.written
+        self.skipped_ids = [*since.skipped, *counts.skipped]
+        self.projected = since.projected + counts.projected
+        self.reembed_finished = offset is None
+        self.save()
+
     def record_range(self, index: int, *, written: int, projected: int, skipped: list[Any]) -> None:
         """Record that range ``index`` is written (``wait=True``), totals updated; saved at once."""
         r = self.ranges[index]
         r.done, r.written, r.projected, r.skipped, r.written_at = True, written, projected, list(skipped), time.time()
         done = [x for x in self.ranges if x.done]
         self.points_written = sum(x.written for x in done)
-        self.projected_ids = sum(x.projected for x in done)
+        self.projected = sum(x.projected for x in done)
         self.skipped_ids = [i for x in done for i in x.skipped]
         self.reembed_finished = len(done) == len(self.ranges)
         self.save()
+
+    def record_skipped(self, ids: Sequence[Any]) -> None:
+        """Points the catch-up pass skipped too (no text); not saved."""
+        self.skipped_ids = sorted({*self.skipped_ids, *ids}, key=str)
+
+    def counts(self) -> Counts:
+        """The re-embed's totals so far."""
+        return Counts(written=self.points_written, projected=self.projected, skipped=list(self.skipped_ids))
 
     def advance(self, stage: Stage, **fields: Any) -> None:
         """Record that ``stage`` is complete, with its results, and save."""

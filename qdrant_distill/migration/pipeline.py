@@ -236,15 +236,7 @@ def stage_distill(config: MigrationConfig, journal: Journal, plan: MigrationPlan
             sample.texts, sample.vectors, student_config, output_dir=out, teacher_id=_teacher_id(config, plan),
             progress=config.progress, teacher_api_key=config.embeddings_api_key,
         )
-        result = {
-            "student_path": str(Path(res.student_path).resolve()),
-            "export_path": str(Path(res.export_path).resolve()) if res.export_path else None,
-            "backend": res.backend,
-            "projection_path": str(Path(res.projection_path).resolve()) if res.projection_path else None,
-            "metrics": dict(res.metrics),
-            "baseline_metrics": dict(res.baseline_metrics),
-            "selection": dict(res.selection),
-        }
+        result = res.for_journal()
     journal.advance(Stage.DISTILLED, **result)
 
 
@@ -382,7 +374,7 @@ def stage_verify(config: MigrationConfig, conn: Connector, journal: Journal, pla
     converter, vectors = _pipeline(config, conn, journal, plan)
     found, stats = catch_up(conn, source=plan.source_collection, target=plan.target, converter=converter,
                             vectors=vectors, skipped=journal.skipped_ids, page_size=config.page_size)
-    journal.skipped_ids = sorted({*journal.skipped_ids, *stats.skipped}, key=str)
+    journal.record_skipped(stats.skipped)
     journal.catch_up = {"added": len(found.missing), "updated": len(found.changed), "deleted": len(found.extra)}
     journal.save()
     report = verify(conn, source=plan.source_collection, target=plan.target, converter=converter,

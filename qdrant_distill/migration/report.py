@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from qdrant_distill.connectors.base import PointId
+from qdrant_distill.distillation.result import DistillResult
 from qdrant_distill.folders import RunFolder
 from qdrant_distill.inference.formats import ExportManifest, read_manifest
 from qdrant_distill.migration.dims import DimsReport
@@ -105,7 +106,7 @@ def qdrant_address(where: str) -> str:
 class _Inputs:
     journal: Journal
     facts: RunFacts
-    distill: dict[str, Any] | None
+    distill: DistillResult | None
     manifest: ExportManifest | None
     dims: DimsReport | None
     charts_missing: bool = False  # set when a chart could not be drawn (no matplotlib)
@@ -115,8 +116,8 @@ def _read(run_dir: Path) -> _Inputs:
     folder = RunFolder(run_dir)
     journal = Journal.load(folder.journal)
     distill = None
-    if folder.distill.result.is_file():  # read as JSON: its model lives with the training code (torch)
-        distill = json.loads(folder.distill.result.read_text(encoding="utf-8"))
+    if folder.distill.result.is_file():
+        distill = DistillResult.model_validate_json(folder.distill.result.read_text(encoding="utf-8"))
     dims = DimsReport.model_validate_json(folder.dims.read_text(encoding="utf-8")) if folder.dims.is_file() else None
     manifest = read_manifest(journal.export_path) if journal.export_path else None
     return _Inputs(journal, RunFacts.load(run_dir), distill, manifest, dims)
@@ -297,14 +298,14 @@ def _dims(inp: _Inputs) -> str:
 
 def _training(inp: _Inputs) -> str:
     r = inp.distill
-    if not r or not r.get("evaluations"):
+    if r is None or not r.evaluations:
         return _section("training", "Training", _p("No training in this run (projection-only mode, or not distilled "
                                                    "yet)."))
-    evals: list[dict[str, float]] = r["evaluations"]
-    primary = str(r.get("primary_metric", ""))
+    evals = r.evaluations
+    primary = r.primary_metric
     keys = sorted({k for e in evals for k in e if k != "step"}, key=lambda k: (k != primary, k))
-    best = int(r.get("best_step", 0))
-    selection = r.get("selection") or {}
+    best = r.best_step
+    selection = r.selection
     chosen, candidates = selection.get("chosen", "trained"), selection.get("candidates", {})
 
     def draw(ax: Any) -> None:
@@ -322,9 +323,9 @@ def _training(inp: _Inputs) -> str:
         ax.set_ylabel("holdout")
 
     rows = [(int(e["step"]), *(e.get(k, math.nan) for k in keys)) for e in evals]
-    facts = _p(f"{r.get('kind', '')} student from {r.get('base_model', '')}: {r.get('steps', 0)} steps "
-               f"({r.get('epochs_run', 0):.2f} epochs{', stopped early' if r.get('stopped_early') else ''}) on "
-               f"{r.get('train_size', 0):,} pairs, {r.get('holdout_size', 0):,} held out; best evaluated state at step "
+    facts = _p(f"{r.kind.value} student from {r.base_model}: {r.steps} steps "
+               f"({r.epochs_run:.2f} epochs{', stopped early' if r.stopped_early else ''}) on "
+               f"{r.train_size:,} pairs, {r.holdout_size:,} held out; best evaluated state at step "
                f"{best}; the holdout kept the {chosen} state.")
     table = _table(("step", *keys), rows, marked=lambda i: evals[i]["step"] == best)
     return _section("training", "Training", facts, _figure(inp, draw), table)
@@ -332,13 +333,13 @@ def _training(inp: _Inputs) -> str:
 
 def _baselines(inp: _Inputs) -> str:
     r, j = inp.distill, inp.journal
-    selection = (r or {}).get("selection") or j.selection
+    selection = (r.selection if r is not None else None) or j.selection
     if not selection:
         return _section("baselines", "Baselines", _p("No baselines were compared in this run."))
     key, chosen = selection["primary_metric"], selection["chosen"]
     candidates: dict[str, dict[str, float]] = dict(selection["candidates"])
-    if r and r.get("projection_metrics"):
-        candidates.setdefault("PCA of the teacher (the target)", r["projection_metrics"])
+    if r is not None and r.projection_metrics:
+        candidates.setdefault("PCA of the teacher (the target)", r.projection_metrics)
     names = list(candidates)
     keys = sorted({k for c in candidates.values() for k in c}, key=lambda k: (k != key, k))
     rows = [(n + (" (kept)" if n == chosen else ""), *(candidates[n].get(k, math.nan) for k in keys)) for n in names]

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from qdrant_distill.connectors.base import Connector, Point, PointId, TextSource
 from qdrant_distill.errors import MigrationError, NoTextPayload
 from qdrant_distill.migration.config import MissingTextPolicy
-from qdrant_distill.migration.journal import Journal
+from qdrant_distill.migration.journal import Counts, Journal
 
 __all__ = ["LocalEngine", "PageConverter", "PendingPage", "ReembedJob", "ReembedStats", "reembed"]
 
@@ -297,19 +297,15 @@ class LocalEngine:
 
     def run(self, conn: Connector, job: ReembedJob, journal: Journal) -> None:
         if journal.checkpoint is None:  # nothing durable yet: start over (upserts are idempotent)
-            journal.points_written, journal.skipped_ids, journal.projected_ids = 0, [], 0
-        written, skipped, projected = journal.points_written, list(journal.skipped_ids), journal.projected_ids
+            journal.restart_reembed()
+        since = journal.counts()
 
-        def checkpoint(next_offset: Any, stats: Any) -> None:
-            journal.checkpoint = next_offset
-            journal.points_written = written + stats.written
-            journal.skipped_ids = skipped + list(stats.skipped)
-            journal.projected_ids = projected + stats.projected
-            journal.reembed_finished = next_offset is None
-            journal.save()
+        def checkpoint(next_offset: Any, stats: ReembedStats) -> None:
+            journal.record_offset(next_offset, Counts(stats.written, stats.projected, list(stats.skipped)), since)
 
         if journal.checkpoint is not None:
-            logger.info("resuming the re-embed at offset %r (%d points written)", journal.checkpoint, written)
+            logger.info("resuming the re-embed at offset %r (%d points written)", journal.checkpoint, since.written)
         reembed(conn, source=job.source, target=job.target, converter=job.converter, vectors=job.vectors,
                 page_size=job.page_size, prefetch_pages=job.prefetch_pages, offset=journal.checkpoint,
-                total=job.total, already=written + len(skipped), on_checkpoint=checkpoint, progress=job.progress)
+                total=job.total, already=since.written + len(since.skipped), on_checkpoint=checkpoint,
+                progress=job.progress)

@@ -260,8 +260,7 @@ def reembed_ranges(
 ) -> None:
     """Re-embed every range the journal does not record as written (splitting the source into ranges first)."""
     if not journal.ranges:
-        journal.ranges = [IdRange(start=s, end=e) for s, e in id_ranges(conn, source, config.range_size)]
-        journal.points_written, journal.skipped_ids, journal.projected_ids = 0, [], 0
+        journal.restart_reembed([IdRange(start=s, end=e) for s, e in id_ranges(conn, source, config.range_size)])
         journal.save()
         logger.info("split %s into %d id ranges of up to %d points", source, len(journal.ranges), config.range_size)
     todo = [i for i, r in enumerate(journal.ranges) if not r.done]
