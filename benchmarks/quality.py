@@ -40,7 +40,7 @@ from common import DATA, DIM, MINILM, MPNET, RESULTS, cached, holdout_split
 
 from qdrant_distill import DistillConfig, HeadInit, distill, load_encoder
 from qdrant_distill.distillation.config import LossWeights
-from qdrant_distill.distillation.recipe import for_queries
+from qdrant_distill.distillation.recipes import with_recipe
 from qdrant_distill.distillation.result import DistillResult
 from qdrant_distill.distillation.students import fit_head
 from qdrant_distill.evaluation.beir import BeirDataset, load_beir
@@ -289,10 +289,10 @@ PRUNED_QUERY_KEEP = 6  # layers of mpnet's 12 kept for the query encoder (~2x fa
 
 
 def pruned_query_config(quick: bool) -> DistillConfig:
-    """The layer-pruned teacher as a query encoder for asymmetric use: the library's recipe (``for_queries``: its
+    """The layer-pruned teacher as a query encoder for asymmetric use: the library's recipe (``with_recipe(..., "queries")``: its
     PCA head, the body trained on pseudo-queries against every training target, 3 epochs). Only the short
     pseudo-queries pass through the body, so a pruned teacher is affordable here, unlike the symmetric pruned row."""
-    return for_queries(DistillConfig(
+    return with_recipe(DistillConfig(
         export="none",  # the rows here run on torch; the ONNX backends: benchmarks/backends.py
         kind="pruned",
         teacher_model=str(MPNET),
@@ -302,31 +302,20 @@ def pruned_query_config(quick: bool) -> DistillConfig:
         max_seq_length=128 if quick else 256,
         encode_batch_size=32,
         seed=0,
-    ))
+    ), "queries")
 
 
 def static_config(quick: bool) -> DistillConfig:
-    """The static tier (issue 23): the token table starts as before (MiniLM's token vectors, SIF weights, ridge onto
-    the targets), then trains mostly on the search it will answer: each document's pseudo-query must find the
-    student's own vector of that document among the batch's (``query_document``) and the document's stored vector
-    (``pseudo_query``), while the documents stay on their stored vectors (cosine + in-batch contrastive). Many short
-    epochs: a fresh cut of every document each epoch. docs/benchmarks.md ("Static tier") has the ablation."""
-    return DistillConfig(
+    """The static tier: the library's recipe (``qdrant_distill.distillation.recipes``, what ``--student-kind static``
+    runs), on MiniLM's token vectors; one epoch with ``--quick``."""
+    return with_recipe(DistillConfig(
         export="none",  # the rows here run on torch; the ONNX backends: benchmarks/backends.py
         kind="static",
         base_model=str(MINILM),
         dim=DIM,
-        epochs=1 if quick else 80,
-        batch_size=256,
-        lr_static=1e-2,
-        weight_decay=0.0,
-        weights=LossWeights(mse=0.0, cosine=1.0, contrastive=1.0, kl=0.0, pseudo_query=1.0, query_document=1.0),
-        pseudo_query_negatives="batch",
-        primary_metric="pseudo_query/mrr@10",
-        eval_steps=None if quick else 100,
-        early_stopping_patience=100,
         seed=0,
-    )
+        **({"epochs": 1, "eval_steps": None} if quick else {}),
+    ))
 
 
 PRUNED_KEEP = 4  # layers of mpnet's 12 kept: 0, 4, 7, 11 (the sentence-transformers docs: ~99% at ~2.3x speed)

@@ -20,7 +20,8 @@ from qdrant_distill.evaluation.metrics import ndcg_at_k
 from qdrant_distill.inference.projection import PCAProjection
 
 SCIFACT = DATA / "scifact"
-TEACHER_FILES = {"mpnet": "teacher_all-mpnet-base-v2.npz", "tuned": "teacher_mpnet-scifact-lora.npz"}
+TEACHER_FILES = {"mpnet": "teacher_all-mpnet-base-v2.npz", "tuned": "teacher_mpnet-scifact-lora.npz",
+                 "full": "teacher_mpnet-scifact-full.npz"}
 
 
 @dataclass

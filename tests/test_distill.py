@@ -164,18 +164,22 @@ def test_query_recipe_keeps_the_best_pseudo_query_state(tiny_model_path, pairs, 
     assert pseudo_query_mrr(queries, targets) == pytest.approx(r.metrics["pseudo_query/mrr@10"], abs=1e-4)
 
 
-def test_for_queries_fills_only_what_the_user_left_unset() -> None:
-    from qdrant_distill.distillation.recipe import QUERY_RECIPE, for_queries
+def test_recipes_fill_only_what_the_user_left_unset() -> None:
+    from qdrant_distill.distillation.recipes import recipe_for, with_recipe
 
-    plain = for_queries(DistillConfig())
-    assert (plain.head_init.value, plain.pseudo_query_negatives, plain.primary_metric) == (
-        "ridge", "sample", "pseudo_query/mrr@10")
-    assert plain.weights == QUERY_RECIPE["weights"] and plain.weights is not QUERY_RECIPE["weights"]
-    mine = for_queries(DistillConfig(epochs=2, head_init="own_pca"))
-    assert (mine.epochs, mine.head_init.value, mine.lr_head) == (2, "own_pca", QUERY_RECIPE["lr_head"])
-    static = DistillConfig(kind="static")
-    assert for_queries(static) == static
-    pruned = for_queries(DistillConfig(kind="pruned", teacher_model="t"))
+    query = recipe_for("transformer", "queries")
+    plain = with_recipe(DistillConfig(), "queries")
+    assert (plain.head_init.value, plain.pseudo_query_negatives, plain.primary_metric, plain.recipe) == (
+        "ridge", "sample", "pseudo_query/mrr@10", query.name)
+    assert plain.weights == query.values["weights"] and plain.weights is not query.values["weights"]
+    mine = with_recipe(DistillConfig(epochs=2, head_init="own_pca"), "queries")
+    assert (mine.epochs, mine.head_init.value, mine.lr_head) == (2, "own_pca", query.values["lr_head"])
+    assert with_recipe(mine, "queries") == mine  # applying it again changes nothing
+    # a static student gets the measured static recipe in both uses; what the user sets stays
+    static = with_recipe(DistillConfig(kind="static"))
+    assert (static.epochs, static.batch_size, static.weights.query_document, static.time_budget_s) == (80, 256, 1.0, 600)
+    assert with_recipe(DistillConfig(kind="static", epochs=1), "queries").epochs == 1
+    pruned = with_recipe(DistillConfig(kind="pruned", teacher_model="t"), "queries")
     assert (pruned.lr_body, pruned.head_init.value, pruned.primary_metric) == (5e-5, "own_pca", "pseudo_query/mrr@10")
     assert "lr_body" in pruned.model_fields_set  # so the pruned default body rate does not replace it
 

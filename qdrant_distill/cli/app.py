@@ -5,12 +5,14 @@ Each command loads its configuration, calls one library function and renders the
 table, or JSON with ``--json``); logs and progress bars go to stderr. Expected failures print one red line and exit 1;
 ``--debug`` shows the traceback.
 
-Every option is a typer parameter of its command (shared ones are the ``Annotated`` aliases below), and plain code
-maps it to the configuration field it sets: ``_migration_overrides`` and its group helpers for plan and migrate,
-``_qdrant_overrides`` for the connection.
+Every option is a typer parameter of its command (shared ones are the ``Annotated`` aliases below; plan and migrate
+share theirs through :func:`migration_options`, declared once), and plain code maps it to the configuration field it
+sets: ``_migration_overrides`` and its group helpers for plan and migrate, ``_qdrant_overrides`` for the connection.
 """
 
 
+import functools
+import inspect
 import json
 import logging
 import sys
@@ -23,6 +25,7 @@ import typer
 from rich.console import Console
 
 from qdrant_distill.errors import DistillError
+from qdrant_distill.migration.config import given as _given
 from qdrant_distill.redact import redact_logs, redact_text
 
 app = typer.Typer(name="qdrant-distill", add_completion=False, no_args_is_help=True,
@@ -86,6 +89,42 @@ RayAddress = Annotated[Optional[str], typer.Option(
 Workers = Annotated[Optional[int], typer.Option("--workers", help="ray: encoder actors [default: 2]")]
 GpusPerWorker = Annotated[Optional[float], typer.Option("--gpus-per-worker", help="ray: GPUs per actor [default: 0]")]
 NoProgress = Annotated[bool, typer.Option("--no-progress", help="no progress bars")]
+TimeBudget = Annotated[Optional[float], typer.Option(
+    "--time-budget", help="seconds of training at most; the best state so far is kept [default: the recipe's]")]
+
+# every option plan and migrate share, declared once: name -> (option, default)
+MIGRATION_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "alias": (SourceAlias, None), "collection": (SourceCollection, None), "new_alias": (NewAlias, None),
+    "target": (Target, None), "text_field": (TextField, None), "text_template": (TextTemplate, None),
+    "vector_name": (VectorName, None), "dim": (Dim, None), "mode": (ModeChoice, None), "student": (Student, None),
+    "student_kind": (StudentKindChoice, None), "teacher": (Teacher, None), "label_queries": (LabelQueries, None),
+    "no_teacher_check": (NoTeacherCheck, False), "embeddings_api_key": (EmbeddingsApiKey, None),
+    "sample_size": (SampleSize, None), "epochs": (Epochs, None), "max_steps": (MaxSteps, None),
+    "time_budget": (TimeBudget, None), "keep_layers": (KeepLayers, None), "export": (ExportFormat, None),
+    "min_recall": (MinRecall, None), "min_spearman": (MinSpearman, None), "min_ndcg": (MinNdcg, None),
+    "queries": (Queries, None), "missing_text": (MissingText, None), "page_size": (PageSize, None),
+    "run_dir": (JournalDir, None), "engine": (EngineChoice, None), "ray_address": (RayAddress, None),
+    "workers": (Workers, None), "gpus_per_worker": (GpusPerWorker, None), "no_progress": (NoProgress, False),
+    "url": (Url, None), "api_key": (ApiKey, None), "path": (DbPath, None), "grpc": (Grpc, False),
+}
+
+
+def migration_options(command: Any) -> Any:
+    """Give ``command`` the options of :data:`MIGRATION_OPTIONS` before its own; it receives them as one mapping,
+    its ``options`` parameter."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    own = [p.replace(kind=keyword) for p in inspect.signature(command).parameters.values() if p.name != "options"]
+    shared = [inspect.Parameter(name, keyword, default=default, annotation=option)
+              for name, (option, default) in MIGRATION_OPTIONS.items()]
+
+    @functools.wraps(command)
+    def with_options(**given: Any) -> Any:
+        options = {name: given.pop(name) for name in MIGRATION_OPTIONS}
+        return command(options=options, **given)
+
+    with_options.__signature__ = inspect.Signature([*shared, *own])  # type: ignore[attr-defined]
+    with_options.__annotations__ = {p.name: p.annotation for p in [*shared, *own]}
+    return with_options
 
 
 def _logging(debug: bool) -> None:
@@ -137,11 +176,6 @@ def _redacted(trace: Any) -> Any:
     return trace
 
 
-def _given(values: dict[str, Any]) -> dict[str, Any]:
-    """``values`` without the options left unset (None) and the groups with nothing set ({})."""
-    return {key: value for key, value in values.items() if value is not None and value != {}}
-
-
 # -- options -> configuration fields ----------------------------------------------------------------------------------
 def _qdrant_overrides(url: str | None, api_key: str | None, path: str | None, grpc: bool) -> dict[str, Any]:
     """``QdrantSettings`` fields given on the command line."""
@@ -155,11 +189,11 @@ def _qdrant_settings(url: str | None, api_key: str | None, path: str | None, grp
     return QdrantSettings(**_qdrant_overrides(url, api_key, path, grpc))
 
 
-def _student_overrides(student: str | None, student_kind: str | None, epochs: int | None, max_steps: int | None,
-                       keep_layers: int | None, label_queries: int | None, export: str | None) -> dict[str, Any]:
+def _student_overrides(o: dict[str, Any]) -> dict[str, Any]:
     """``DistillConfig`` fields (``student.*``) given on the command line."""
-    return _given({"base_model": student, "kind": student_kind, "epochs": epochs, "max_steps": max_steps,
-                   "keep_layers": keep_layers, "label_queries": label_queries, "export": export})
+    return _given({"base_model": o["student"], "kind": o["student_kind"], "epochs": o["epochs"],
+                   "max_steps": o["max_steps"], "time_budget_s": o["time_budget"], "keep_layers": o["keep_layers"],
+                   "label_queries": o["label_queries"], "export": o["export"]})
 
 
 def _gate_overrides(min_recall: float | None, min_spearman: float | None, min_ndcg: float | None,
@@ -174,44 +208,35 @@ def _ray_overrides(ray_address: str | None, workers: int | None, gpus_per_worker
     return _given({"address": ray_address, "workers": workers, "gpus_per_worker": gpus_per_worker})
 
 
-def _migration_overrides(
-    *, alias: str | None, collection: str | None, new_alias: str | None, target: str | None, text_field: str | None,
-    text_template: str | None, vector_name: str | None, dim: int | None, mode: str | None, student: str | None,
-    student_kind: str | None, teacher: str | None, label_queries: int | None, no_teacher_check: bool,
-    embeddings_api_key: str | None, sample_size: int | None, epochs: int | None, max_steps: int | None,
-    keep_layers: int | None, export: str | None, min_recall: float | None, min_spearman: float | None,
-    min_ndcg: float | None, queries: str | None, missing_text: str | None, page_size: int | None,
-    run_dir: str | None, engine: str | None, ray_address: str | None, workers: int | None,
-    gpus_per_worker: float | None, no_progress: bool, url: str | None, api_key: str | None, path: str | None,
-    grpc: bool,
-) -> dict[str, Any]:
-    """``MigrationConfig`` fields given on the command line, by option (unset options are left out)."""
-    if alias and collection:
+def _migration_overrides(o: dict[str, Any]) -> dict[str, Any]:
+    """``MigrationConfig`` fields given on the command line (``o``: the options of :data:`MIGRATION_OPTIONS`);
+    unset options are left out."""
+    if o["alias"] and o["collection"]:
         from qdrant_distill.errors import ConfigError
 
         raise ConfigError("give --alias or --collection as the source, not both")
     return _given({
-        "source": alias or collection,
-        "alias": new_alias,
-        "target": target,
-        "text_field": text_field,
-        "text_template": text_template,
-        "vector_name": vector_name,
-        "dim": dim,
-        "mode": mode,
-        "teacher_model": teacher,
-        "teacher_check": False if no_teacher_check else None,  # the flag only switches the check off
-        "embeddings_api_key": embeddings_api_key,
-        "sample_size": sample_size,
-        "missing_text": missing_text,
-        "page_size": page_size,
-        "run_dir": run_dir,
-        "engine": engine,
-        "progress": False if no_progress else None,  # the flag only switches the bars off
-        "qdrant": _qdrant_overrides(url, api_key, path, grpc),
-        "student": _student_overrides(student, student_kind, epochs, max_steps, keep_layers, label_queries, export),
-        "gate": _gate_overrides(min_recall, min_spearman, min_ndcg, queries),
-        "ray": _ray_overrides(ray_address, workers, gpus_per_worker),
+        "source": o["alias"] or o["collection"],
+        "alias": o["new_alias"],
+        "target": o["target"],
+        "text_field": o["text_field"],
+        "text_template": o["text_template"],
+        "vector_name": o["vector_name"],
+        "dim": o["dim"],
+        "mode": o["mode"],
+        "teacher_model": o["teacher"],
+        "teacher_check": False if o["no_teacher_check"] else None,  # the flag only switches the check off
+        "embeddings_api_key": o["embeddings_api_key"],
+        "sample_size": o["sample_size"],
+        "missing_text": o["missing_text"],
+        "page_size": o["page_size"],
+        "run_dir": o["run_dir"],
+        "engine": o["engine"],
+        "progress": False if o["no_progress"] else None,  # the flag only switches the bars off
+        "qdrant": _qdrant_overrides(o["url"], o["api_key"], o["path"], o["grpc"]),
+        "student": _student_overrides(o),
+        "gate": _gate_overrides(o["min_recall"], o["min_spearman"], o["min_ndcg"], o["queries"]),
+        "ray": _ray_overrides(o["ray_address"], o["workers"], o["gpus_per_worker"]),
     })
 
 
@@ -262,18 +287,9 @@ def _run_migration(config_file: Path | None, overrides: dict[str, Any], *, as_js
 
 
 @app.command("plan")
+@migration_options
 def plan(
-    alias: SourceAlias = None, collection: SourceCollection = None, new_alias: NewAlias = None, target: Target = None,
-    text_field: TextField = None, text_template: TextTemplate = None, vector_name: VectorName = None,
-    dim: Dim = None, mode: ModeChoice = None, student: Student = None, student_kind: StudentKindChoice = None,
-    teacher: Teacher = None, label_queries: LabelQueries = None, no_teacher_check: NoTeacherCheck = False,
-    embeddings_api_key: EmbeddingsApiKey = None, sample_size: SampleSize = None, epochs: Epochs = None,
-    max_steps: MaxSteps = None, keep_layers: KeepLayers = None, export: ExportFormat = None,
-    min_recall: MinRecall = None, min_spearman: MinSpearman = None, min_ndcg: MinNdcg = None,
-    queries: Queries = None, missing_text: MissingText = None, page_size: PageSize = None,
-    run_dir: JournalDir = None, engine: EngineChoice = None, ray_address: RayAddress = None, workers: Workers = None,
-    gpus_per_worker: GpusPerWorker = None, no_progress: NoProgress = False,
-    url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False,
+    options: dict[str, Any],
     config: ConfigFile = None, as_json: AsJson = False, debug: Debug = False,
     dims: Annotated[Optional[str], typer.Option(
         "--dims", help="candidate sizes, e.g. 64,128,256,384: the table of what each keeps and costs (PCA only, on "
@@ -284,16 +300,7 @@ def plan(
 ) -> None:
     """Dry run: describe what a migration would do and refuse early on bad input. Writes nothing (but --dims-out)."""
     with _expected_failures(debug):
-        overrides = _migration_overrides(
-            alias=alias, collection=collection, new_alias=new_alias, target=target, text_field=text_field,
-            text_template=text_template, vector_name=vector_name, dim=dim, mode=mode, student=student,
-            student_kind=student_kind, teacher=teacher, label_queries=label_queries,
-            no_teacher_check=no_teacher_check, embeddings_api_key=embeddings_api_key, sample_size=sample_size,
-            epochs=epochs, max_steps=max_steps, keep_layers=keep_layers, export=export, min_recall=min_recall,
-            min_spearman=min_spearman, min_ndcg=min_ndcg, queries=queries, missing_text=missing_text,
-            page_size=page_size, run_dir=run_dir, engine=engine, ray_address=ray_address, workers=workers,
-            gpus_per_worker=gpus_per_worker, no_progress=no_progress, url=url, api_key=api_key, path=path,
-            grpc=grpc)
+        overrides = _migration_overrides(options)
         from qdrant_distill.migration.dims import parse_dims
 
         candidates: list[int] | bool = parse_dims(dims) if dims is not None else dims_out is not None
@@ -302,19 +309,10 @@ def plan(
 
 
 @app.command("migrate")
+@migration_options
 def migrate(
-    alias: SourceAlias = None, collection: SourceCollection = None, new_alias: NewAlias = None, target: Target = None,
-    text_field: TextField = None, text_template: TextTemplate = None, vector_name: VectorName = None,
-    dim: Dim = None, mode: ModeChoice = None, student: Student = None, student_kind: StudentKindChoice = None,
-    teacher: Teacher = None, label_queries: LabelQueries = None, no_teacher_check: NoTeacherCheck = False,
-    embeddings_api_key: EmbeddingsApiKey = None, sample_size: SampleSize = None, epochs: Epochs = None,
-    max_steps: MaxSteps = None, keep_layers: KeepLayers = None, export: ExportFormat = None,
-    min_recall: MinRecall = None, min_spearman: MinSpearman = None, min_ndcg: MinNdcg = None,
-    queries: Queries = None, missing_text: MissingText = None, page_size: PageSize = None,
-    run_dir: JournalDir = None, engine: EngineChoice = None, ray_address: RayAddress = None, workers: Workers = None,
-    gpus_per_worker: GpusPerWorker = None, no_progress: NoProgress = False,
+    options: dict[str, Any],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask before moving the alias")] = False,
-    url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False,
     config: ConfigFile = None, as_json: AsJson = False, debug: Debug = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="only print the plan (same as `plan`)")] = False,
     restart: Annotated[bool, typer.Option(
@@ -322,17 +320,8 @@ def migrate(
 ) -> None:
     """Run (or resume) a migration: sample, distil, gate, re-embed, verify, swap."""
     with _expected_failures(debug):
-        overrides = _migration_overrides(
-            alias=alias, collection=collection, new_alias=new_alias, target=target, text_field=text_field,
-            text_template=text_template, vector_name=vector_name, dim=dim, mode=mode, student=student,
-            student_kind=student_kind, teacher=teacher, label_queries=label_queries,
-            no_teacher_check=no_teacher_check, embeddings_api_key=embeddings_api_key, sample_size=sample_size,
-            epochs=epochs, max_steps=max_steps, keep_layers=keep_layers, export=export, min_recall=min_recall,
-            min_spearman=min_spearman, min_ndcg=min_ndcg, queries=queries, missing_text=missing_text,
-            page_size=page_size, run_dir=run_dir, engine=engine, ray_address=ray_address, workers=workers,
-            gpus_per_worker=gpus_per_worker, no_progress=no_progress, url=url, api_key=api_key, path=path,
-            grpc=grpc)
-        _run_migration(config, overrides, as_json=as_json, yes=yes, dry_run=dry_run, restart=restart)
+        _run_migration(config, _migration_overrides(options), as_json=as_json, yes=yes, dry_run=dry_run,
+                       restart=restart)
 
 
 # -- the journal and the alias ----------------------------------------------------------------------------------------

@@ -17,6 +17,9 @@ _NAMES = {
     "check_teacher": ".teacher",
     "label_queries": ".teacher",
     "cut_queries": ".pseudo_queries",
+    "recipe_for": ".recipes",
+    "with_recipe": ".recipes",
+    "Recipe": ".recipes",
 }
 __all__ = sorted(_NAMES)
 __getattr__, __dir__ = face(__name__, _NAMES, globals())

@@ -121,6 +121,10 @@ class DistillConfig(BaseModel):
         ExportChoice.ONNX_INT8, description="after distilling, export the student for onnxruntime (onnx-int8: fp32 and int8; a "
         "static student: its token table); the fastest format that passes its checks is used"
     )
+    time_budget_s: float | None = Field(
+        None, gt=0, description="stop training after this many seconds (the best state so far is kept); None: no limit"
+    )
+    recipe: str | None = Field(None, description="the measured recipe whose values fill the unset fields (recipes.py)")
     seed: int = 0
     device: str = "cpu"
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, SecretStr
+from pydantic import SecretStr
 
 from qdrant_distill._compat import embedding_dimension
 from qdrant_distill._quiet import quiet_loading
@@ -34,10 +34,10 @@ from qdrant_distill.distillation.config import (
     MIN_TRAIN_PAIRS,
     DistillConfig,
     HeadInit,
-    LossWeights,
     StudentKind,
 )
 from qdrant_distill.distillation.pseudo_queries import cut_queries, pseudo_query
+from qdrant_distill.distillation.recipes import Use, with_recipe
 from qdrant_distill.distillation.result import DistillResult
 from qdrant_distill.distillation.students import (
     add_head,
@@ -62,7 +62,7 @@ from qdrant_distill.errors import (
     InvalidVectors,
     StudentError,
 )
-from qdrant_distill.evaluation.metrics import QUERY_METRIC, FidelityEvaluator, fidelity
+from qdrant_distill.evaluation.metrics import FidelityEvaluator, fidelity
 from qdrant_distill.folders import DistillFolder, recorded_path, stored_path
 from qdrant_distill.inference.encoders import as_encoder, load_teacher
 from qdrant_distill.inference.export import export_model, formats_for
@@ -70,48 +70,17 @@ from qdrant_distill.inference.formats import (
     GRAPHS,
     Backend,
     ExportChoice,
-    ExportManifest,
 )
 from qdrant_distill.inference.projection import PCAProjection
 from qdrant_distill.vectors import unit_rows
 
-__all__ = ["QUERY_RECIPE", "distill", "export_student", "for_queries"]
+__all__ = ["distill", "export_student"]
 
 logger = logging.getLogger(__name__)
 
 QUERY_SIDE_GUARD = "pseudo_query/self_mrr@10"
 QUERY_SIDE_TOLERANCE = 0.005  # a plain head replacing the trained state may lose at most this on the query side
 PRUNED_LR_BODY = 1e-4  # body learning rate of a pruned teacher when none is given (measured in docs/benchmarks.md)
-
-
-# measured on SciFact (docs/benchmarks.md, "query student"): for a student that encodes only queries against the
-# PCA of the stored document vectors, pseudo-queries contrasted against every training target, the kept state chosen
-# by the holdout pseudo-query MRR. Transformer: frozen body, ridge head (0.558 nDCG@10 against 0.485 for the
-# symmetric recipe). Pruned teacher: its PCA head, the body trained on the pseudo-queries only (short inputs).
-_QUERY_COMMON: dict[str, Any] = {
-    "weights": LossWeights(mse=0.0, cosine=0.0, contrastive=0.0, kl=0.0, pseudo_query=1.0),
-    "pseudo_query_negatives": "sample",
-    "primary_metric": QUERY_METRIC,
-    "batch_size": 64,
-    "early_stopping_patience": 3,
-}
-QUERY_RECIPE: dict[str, Any] = {**_QUERY_COMMON, "head_init": HeadInit.RIDGE, "lr_head": 1e-3, "epochs": 8}
-PRUNED_QUERY_RECIPE: dict[str, Any] = {**_QUERY_COMMON, "lr_body": 5e-5, "lr_head": 1e-4, "epochs": 3}
-
-
-def for_queries(config: DistillConfig) -> DistillConfig:
-    """``config`` with the query-student recipe in every field the user left unset.
-
-    For asymmetric use (``project`` mode): documents keep the projection of their stored vectors and the student
-    encodes queries only. Transformer students get :data:`QUERY_RECIPE`, pruned teachers
-    :data:`PRUNED_QUERY_RECIPE`; static students are returned unchanged.
-    """
-    recipe = {StudentKind.TRANSFORMER: QUERY_RECIPE, StudentKind.PRUNED: PRUNED_QUERY_RECIPE}.get(config.kind)
-    if recipe is None or not config.pseudo_queries:
-        return config
-    update = {k: v.model_copy() if isinstance(v, BaseModel) else v for k, v in recipe.items()
-              if k not in config.model_fields_set}
-    return config.model_copy(update=update)
 
 
 # ------------------------------------------------------------------------------------------------------------ helpers
@@ -440,8 +409,13 @@ def distill(
     holdout: tuple[list[str], np.ndarray] | None = None,
     body_cache: dict[str, np.ndarray] | None = None,
     teacher_api_key: str | SecretStr | None = None,
+    use: Use = "symmetric",
 ) -> DistillResult:
     """Distil a student from ``texts`` and their stored ``teacher_vectors``; save it under ``output_dir``.
+
+    ``use`` says what the student will encode (``symmetric``: documents and queries; ``queries``: queries only, the
+    documents keeping the projection of their stored vectors): the measured recipe of the student's kind for that use
+    (:mod:`qdrant_distill.distillation.recipes`) fills every field of ``config`` left unset.
 
     ``holdout`` gives the held-out pairs explicitly; otherwise ``config.holdout_fraction`` of the pairs is held out.
     ``body_cache`` (text -> the base model's vector) saves encoding again what was encoded before; it is used only
@@ -449,6 +423,7 @@ def distill(
     behind an embeddings API (teacher labels).
     """
     started = time.perf_counter()
+    config = with_recipe(config, use)
     _seed(config.seed)
     output_dir = Path(output_dir)
     pairs = _pairs(texts, teacher_vectors, config, holdout)
@@ -473,14 +448,13 @@ def distill(
 def _export(config: DistillConfig, model: Any, run: _Run, pairs: _Pairs, result: DistillResult,
             output_dir: Path) -> None:
     """Export the saved student (:mod:`qdrant_distill.inference.export`), int8 checked on the holdout; record the outcome."""
-    manifest = export_model(model, DistillFolder(output_dir).export.root, formats=formats_for(config.export),
-                            check_texts=pairs.hold_texts[:256], evaluate=run.evaluator, source=result.student_path)
-    _record_export(result, manifest, output_dir)
+    export_model(model, DistillFolder(output_dir).export.root, formats=formats_for(config.export),
+                 check_texts=pairs.hold_texts[:256], evaluate=run.evaluator, source=result.student_path)
+    _record_export(result, output_dir)
 
 
-def _record_export(result: DistillResult, manifest: ExportManifest, output_dir: Path) -> None:
-    result.export_path, result.backend = str(DistillFolder(output_dir).export.root), manifest.runs_on()
-    result.export = manifest.model_dump(mode="json", include={"preferred", "checks", "reference_metrics", "files"})
+def _record_export(result: DistillResult, output_dir: Path) -> None:
+    result.export_path = str(DistillFolder(output_dir).export.root)  # its checks and choice: export.json
     _write_result(result, output_dir)
 
 
@@ -498,10 +472,10 @@ def export_student(output_dir: str | Path, *, formats: Sequence[Backend | str] =
     if sample is not None:
         pairs = _pairs(sample[0], sample[1], config, None)
         evaluator = _evaluator(config, pairs, PCAProjection.load(result.projection_path).transform(pairs.hold_vecs))
-    manifest = export_model(result.student_path, DistillFolder(output_dir).export.root, formats=formats,
-                            check_texts=evaluator.texts[:256] if evaluator else None, evaluate=evaluator,
-                            source=result.student_path)
-    _record_export(result, manifest, output_dir)
+    export_model(result.student_path, DistillFolder(output_dir).export.root, formats=formats,
+                 check_texts=evaluator.texts[:256] if evaluator else None, evaluate=evaluator,
+                 source=result.student_path)
+    _record_export(result, output_dir)
     return result
 
 
@@ -550,6 +524,7 @@ def _save(config: DistillConfig, model: Any, space: _Space, pairs: _Pairs, outco
         projection_metrics=fidelity(space.hold_targets, pairs.hold_vecs, projected_targets=space.hold_targets),
         selection=selection, wall_time_s=time.perf_counter() - started, steps=outcome.steps,
         best_step=outcome.best_step, epochs_run=outcome.epochs_run, stopped_early=outcome.stopped_early,
+        out_of_time=outcome.out_of_time, recipe=config.recipe,
         losses=outcome.history, evaluations=outcome.evaluations, config=config.model_dump(mode="json"),
         primary_metric=config.primary_metric,
     )

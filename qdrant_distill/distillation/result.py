@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from qdrant_distill.distillation.config import StudentKind
 from qdrant_distill.evaluation.metrics import PRIMARY_METRIC, QUERY_METRIC
-from qdrant_distill.inference.formats import Backend
+from qdrant_distill.inference.formats import Backend, read_manifest
 
 __all__ = ["DistillResult"]
 
@@ -41,18 +41,26 @@ class DistillResult(BaseModel):
     best_step: int
     epochs_run: float
     stopped_early: bool
+    out_of_time: bool = False  # the time budget ended training (the best state so far was kept)
+    recipe: str | None = None  # the measured recipe that filled the config's unset fields
     losses: list[dict[str, float]]
     evaluations: list[dict[str, float]]
     config: dict[str, Any]
     export_path: str | None = None
-    backend: Backend = Backend.TORCH  # what load_encoder's "auto" picks for this student: its export's choice
-    export: dict[str, Any] = Field(default_factory=dict)  # the export's checks (qdrant_distill.inference.export.ExportManifest)
+
+    @property
+    def backend(self) -> Backend:
+        """What ``load_encoder``'s ``auto`` runs this student on: its export's choice, read from ``export.json`` (the
+        one owner of that choice; the gate may refuse a format there later), torch when it has no export."""
+        manifest = read_manifest(self.export_path) if self.export_path else None
+        return manifest.runs_on() if manifest is not None else Backend.TORCH
 
     def for_journal(self) -> dict[str, Any]:
         """What a migration's journal keeps of this result: the student's, export's and projection's places (absolute),
         the backend, the holdout metrics and the holdout's choice of state."""
-        kept = self.model_dump(include={"student_path", "export_path", "backend", "projection_path", "metrics",
+        kept = self.model_dump(include={"student_path", "export_path", "projection_path", "metrics",
                                         "baseline_metrics", "selection"})
+        kept["backend"] = self.backend
         for key in ("student_path", "export_path", "projection_path"):
             if kept[key]:
                 kept[key] = str(Path(kept[key]).resolve())

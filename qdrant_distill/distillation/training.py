@@ -12,6 +12,7 @@ import logging
 import math
 import random
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -63,6 +64,7 @@ class TrainSettings:
     eval_steps: int | None = _DEFAULTS.eval_steps
     early_stopping_patience: int | None = _DEFAULTS.early_stopping_patience
     primary_metric: str = _DEFAULTS.primary_metric
+    time_budget_s: float | None = _DEFAULTS.time_budget_s
     grad_clip: float = 1.0
     seed: int = _DEFAULTS.seed
     device: str = _DEFAULTS.device
@@ -87,6 +89,7 @@ class TrainOutcome:
     history: list[dict[str, float]]
     evaluations: list[dict[str, float]]
     stopped_early: bool
+    out_of_time: bool = False  # the time budget ended training before its last step
 
 
 def _forward(model: Any, texts: list[str], device: str) -> torch.Tensor:
@@ -305,7 +308,8 @@ def train(
     tracker = _Tracker(model, evaluate, settings, checkpoint_dir)
     baseline = tracker.start()
     history: list[dict[str, float]] = []
-    step, stopped = 0, False
+    step, stopped, out_of_time = 0, False, False
+    deadline = time.monotonic() + settings.time_budget_s if settings.time_budget_s else math.inf
     bar = tqdm(total=total, desc="distilling", file=sys.stderr, disable=not progress, leave=False)
     model.train()
     while step < total and not stopped:
@@ -326,11 +330,17 @@ def train(
             history.append({"step": step, "loss": float(loss.detach()), **parts})
             bar.update(1)
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}", fid=f"{tracker.best_value:.3f}")
-            if (step % eval_every == 0 or step == total) and tracker.observe(step):
+            out_of_time = time.monotonic() >= deadline and step < total
+            if (step % eval_every == 0 or step == total or out_of_time) and tracker.observe(step):
                 stopped = True
+            if stopped or out_of_time:
                 break
+        stopped = stopped or out_of_time
     bar.close()
+    if out_of_time:
+        logger.info("the time budget (%.0f s) ended training at step %d of %d; the best state so far is kept",
+                    settings.time_budget_s, step, total)
     metrics = tracker.restore(step)
     return TrainOutcome(steps=step, epochs_run=step / steps_per_epoch, best_step=tracker.best_step,
                         baseline_metrics=baseline, metrics=metrics, history=history,
-                        evaluations=tracker.evaluations, stopped_early=stopped)
+                        evaluations=tracker.evaluations, stopped_early=stopped, out_of_time=out_of_time)

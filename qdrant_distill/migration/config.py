@@ -211,9 +211,10 @@ class MigrationConfig(BaseModel):
 QDRANT_VARIABLES = {"QDRANT_URL": ("qdrant", "url"), "QDRANT_API_KEY": ("qdrant", "api_key")}  # read too, into MigrationConfig.qdrant
 
 
-def _given(values: dict[str, Any]) -> dict[str, Any]:
-    """Keyword overrides without the ``None`` ones ("not given"), at every depth."""
-    return {k: _given(v) if isinstance(v, dict) else v for k, v in values.items() if v is not None}
+def given(values: dict[str, Any]) -> dict[str, Any]:
+    """Overrides without the ones not given: ``None``, and groups with nothing given (``{}``), at every depth."""
+    kept = {k: given(v) if isinstance(v, dict) else v for k, v in values.items() if v is not None}
+    return {k: v for k, v in kept.items() if v != {}}
 
 
 def load_config(
@@ -229,7 +230,7 @@ def load_config(
 
     try:
         settings = read_settings(MigrationConfig, path=path, environ=os.environ if environ is None else environ,
-                                 overrides=_given(overrides), prefix=ENV_PREFIX, extra=QDRANT_VARIABLES)
+                                 overrides=given(overrides), prefix=ENV_PREFIX, extra=QDRANT_VARIABLES)
     except SettingsError as exc:  # a variable holding JSON that does not parse
         raise ConfigError(f"invalid configuration: {exc}") from exc
     except ValidationError as exc:

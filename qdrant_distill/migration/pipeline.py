@@ -222,20 +222,17 @@ def stage_distill(config: MigrationConfig, journal: Journal, plan: MigrationPlan
     if config.mode is Mode.PROJECTION_ONLY:
         result = _projection_only(config, sample, out, plan)
     else:
-        from qdrant_distill.distillation.recipe import (  # torch: only when a student is trained
-            distill,
-            for_queries,
+        from qdrant_distill.distillation.recipe import (
+            distill,  # torch: only when a student is trained
         )
 
-        student_config = config.distill_config()
-        if config.mode is Mode.PROJECT:
-            # documents keep the projection of their stored vectors: the student only has to encode queries
-            student_config = for_queries(student_config)
-            logger.info("project mode: query-student recipe (fields you set are kept)")
+        # project mode: documents keep the projection of their stored vectors, the student encodes queries only
+        use = "queries" if config.mode is Mode.PROJECT else "symmetric"
         res = distill(
-            sample.texts, sample.vectors, student_config, output_dir=out, teacher_id=_teacher_id(config, plan),
-            progress=config.progress, teacher_api_key=config.embeddings_api_key,
+            sample.texts, sample.vectors, config.distill_config(), output_dir=out, teacher_id=_teacher_id(config, plan),
+            progress=config.progress, teacher_api_key=config.embeddings_api_key, use=use,
         )
+        logger.info("distilled with the %s recipe (fields you set are kept)", res.recipe)
         result = res.for_journal()
     journal.advance(Stage.DISTILLED, **result)
 
@@ -274,8 +271,8 @@ def _record_gate(journal: Journal, report: GateReport) -> None:
         manifest = read_manifest(journal.export_path)
         assert manifest is not None
         manifest.refuse(report.refused, report.refused_because or "below the quality gate")
-        manifest.save(Path(journal.export_path))
-        journal.backend = report.backend
+        manifest.save(Path(journal.export_path))  # export.json owns the choice; the journal records it
+        journal.backend = manifest.runs_on()
     journal.save()
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from qdrant_distill.connectors.base import CollectionInfo, Connector, VectorSpec
 from qdrant_distill.connectors.http_embeddings import shown_reference
+from qdrant_distill.distillation.recipes import recipe_for, with_recipe
 from qdrant_distill.distillation.teacher import TeacherCheck
 from qdrant_distill.errors import (
     AliasConflict,
@@ -76,6 +77,14 @@ class MigrationPlan(BaseModel):
     live_writes: str = LIVE_WRITES
     notes: list[str] = Field(default_factory=list)
     dims: DimsReport | None = None  # the dimension table, when asked for (plan --dims)
+    recipe: dict[str, str] | None = None  # the measured recipe that will train the student: name, measured, cost
+
+    def _recipe_lines(self) -> list[str]:
+        if self.recipe is None:
+            return []
+        return [f"recipe      {self.recipe['name']} (fields you set are kept; time budget {self.recipe['budget']})",
+                f"            measured: {self.recipe['measured']}",
+                f"            cost: {self.recipe['cost']}"]
 
     def render(self) -> str:
         """A readable, multi-line description."""
@@ -87,6 +96,7 @@ class MigrationPlan(BaseModel):
             f"points      {self.points:,}   vector bytes {mb(self.vector_bytes_before)} -> {mb(self.vector_bytes_after)}",
             f"mode        {self.mode.value}   student {self.student_kind}: {self.student}",
             f"sample      {self.sample_size:,} points   text: {self.text}   missing text: {self.missing_text}",
+            *self._recipe_lines(),
             "gate        " + ", ".join(f"{k} >= {v}" for k, v in self.gate.items()),
             *self._teacher_lines(),
             f"swap        {self.swap}",
@@ -211,8 +221,17 @@ def _plan(config: MigrationConfig, info: CollectionInfo, spec: VectorSpec, **fie
         other_vectors=[n for n in info.vectors if n != spec.name] + list(info.sparse_vectors),
         text=config.text.describe(), missing_text=config.missing_text.value, teacher=shown_reference(config.teacher_model) if config.teacher_model else None,
         label_queries=0 if projection_only else config.student.label_queries,
-        run_dir=str(config.resolved_run_dir()), **fields,
+        run_dir=str(config.resolved_run_dir()), recipe=None if projection_only else _recipe(config), **fields,
     )
+
+
+def _recipe(config: MigrationConfig) -> dict[str, str]:
+    """The measured recipe the student will train with (:mod:`qdrant_distill.distillation.recipes`)."""
+    use = "queries" if config.mode is Mode.PROJECT else "symmetric"
+    student = with_recipe(config.distill_config(), use)
+    recipe = recipe_for(student.kind, use)
+    budget = f"{student.time_budget_s:,.0f} s" if student.time_budget_s else "none"
+    return {"name": recipe.name, "measured": recipe.measured, "cost": recipe.cost, "budget": budget}
 
 
 def _created_by(connector: Connector, target: str, journal: Journal) -> bool:

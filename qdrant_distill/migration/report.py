@@ -323,8 +323,9 @@ def _training(inp: _Inputs) -> str:
         ax.set_ylabel("holdout")
 
     rows = [(int(e["step"]), *(e.get(k, math.nan) for k in keys)) for e in evals]
-    facts = _p(f"{r.kind.value} student from {r.base_model}: {r.steps} steps "
-               f"({r.epochs_run:.2f} epochs{', stopped early' if r.stopped_early else ''}) on "
+    stop = ", stopped by its time budget" if r.out_of_time else (", stopped early" if r.stopped_early else "")
+    facts = _p(f"{r.kind.value} student from {r.base_model}, recipe {r.recipe or 'as configured'}: {r.steps} steps "
+               f"({r.epochs_run:.2f} epochs{stop}, {r.wall_time_s:,.0f} s) on "
                f"{r.train_size:,} pairs, {r.holdout_size:,} held out; best evaluated state at step "
                f"{best}; the holdout kept the {chosen} state.")
     table = _table(("step", *keys), rows, marked=lambda i: evals[i]["step"] == best)
