@@ -9,6 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from qdrant_distill.cli.app import MIGRATION_OPTIONS as SHARED
 from qdrant_distill.cli.app import _migration_overrides, app
 from qdrant_distill.connectors import QdrantConnector
 from qdrant_distill.migration.config import load_config
@@ -34,6 +35,7 @@ MIGRATION_OPTIONS: dict[str, tuple] = {
     "teacher": ("some/teacher", "teacher_model"), "label_queries": (7, "student.label_queries"),
     "no_teacher_check": (True, "teacher_check", False), "embeddings_api_key": ("sk-e", "embeddings_api_key"),
     "sample_size": (300, "sample_size"), "epochs": (3, "student.epochs"), "max_steps": (9, "student.max_steps"),
+    "time_budget": (120.0, "student.time_budget_s"),
     "keep_layers": (2, "student.keep_layers"), "export": ("onnx", "student.export"),
     "min_recall": (0.25, "gate.min_recall_at_10"), "min_spearman": (0.125, "gate.min_spearman"),
     "min_ndcg": (0.5, "gate.min_ndcg_at_10"), "queries": ("beir/x", "gate.queries"),
@@ -53,18 +55,19 @@ def _field(config: object, dotted: str) -> object:
 
 
 def test_every_migration_option_sets_its_config_field() -> None:
-    """plan and migrate declare the same options; each one given alone reaches its configuration field, and an
-    option left unset is left out of the overrides (so a config file or the environment still decides)."""
+    """plan and migrate share their options (declared once); each one given alone reaches its configuration field,
+    and an option left unset is left out of the overrides (so a config file or the environment still decides)."""
     commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
     plan_options = {p.name for p in commands["plan"].params} - {"config", "as_json", "debug", "dims", "dims_out"}
     assert plan_options == set(MIGRATION_OPTIONS)
     assert {p.name for p in commands["migrate"].params} == plan_options | {"config", "as_json", "debug", "yes",
                                                                            "dry_run", "restart"}
     unset = {name: (False if isinstance(spec[0], bool) else None) for name, spec in MIGRATION_OPTIONS.items()}
-    assert _migration_overrides(**unset) == {}
+    assert set(SHARED) == set(MIGRATION_OPTIONS)
+    assert _migration_overrides(unset) == {}
     for name, (value, field, *read_back) in MIGRATION_OPTIONS.items():
         source = {} if name in ("alias", "collection") else {"alias": "docs"}
-        config = load_config(None, environ={}, **_migration_overrides(**unset | source | {name: value}))
+        config = load_config(None, environ={}, **_migration_overrides(unset | source | {name: value}))
         assert _field(config, field) == (read_back[0] if read_back else value), name
 
 
