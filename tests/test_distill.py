@@ -243,7 +243,7 @@ def test_distil_real_minilm_on_scifact_beats_untrained_head(tmp_path) -> None:
     texts = [ds.doc_texts[i] for i in take]
     cfg = DistillConfig(
         base_model=str(MINILM), dim=64, head_init="ridge", holdout_fraction=0.25, epochs=3, batch_size=16,
-        max_seq_length=96, lr_body=5e-5, lr_head=2e-3, early_stopping_patience=None, seed=0,
+        max_seq_length=96, lr_body=5e-5, lr_head=2e-3, early_stopping_patience=None, seed=0, export="none",
         weights=LossWeights(mse=1.0, contrastive=1.0, kl=1.0, pseudo_query=0.3),
     )
     result = distill(texts, data["doc_vecs"][take], cfg, output_dir=tmp_path, teacher_id="all-mpnet-base-v2",
