@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import time
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from qdrant_distill.distillation.pseudo_queries import pseudo_query
 from qdrant_distill.distillation.recipe import distill
 from qdrant_distill.distillation.result import DistillResult
 from qdrant_distill.distillation.students import load_body
-from qdrant_distill.distillation.training import TrainSettings, _schedule, train
+from qdrant_distill.distillation.training import TrainSettings, _Plan, train
 from qdrant_distill.errors import (
     ConfigError,
     DimensionError,
@@ -207,7 +208,7 @@ def test_bad_inputs_raise_typed_errors(tiny_model_path, pairs, tmp_path) -> None
 
 
 def test_schedule_warms_up_then_decays() -> None:
-    f = _schedule(10, 0.2)
+    f = _Plan(total=10, warmup=2).factor
     assert [round(f(s), 3) for s in (0, 1, 2, 6, 9)] == [0.5, 1.0, 1.0, 0.5, 0.125]
 
 
@@ -341,3 +342,21 @@ def test_query_document_alone_trains_a_static_student_toward_its_own_documents(t
         return float(np.mean(np.argmax(q @ d.T, axis=1) == np.arange(len(texts))))
 
     assert own_document_rank_one(res.student_path) > 0.5
+
+
+def test_a_time_budget_plans_fewer_steps_and_ends_on_a_cooled_rate(tiny_model_path, pairs, tmp_path) -> None:
+    """A budget that cannot fit the planned epochs: the plan shrinks to what fits at the measured pace, the learning
+    rate decays to zero at the new end, training stops within the budget and the result says so."""
+    texts, vecs = pairs
+    cfg = fast_config(tiny_model_path, kind="static", lr_static=5e-2, epochs=400, batch_size=8, eval_steps=50,
+                      time_budget_s=2.0)
+    started = time.perf_counter()
+    result = distill(texts, vecs, cfg, output_dir=tmp_path, progress=False)
+    planned = 400 * math.ceil(len(texts) * 0.75 / 8)
+    assert result.out_of_time and 0 < result.steps < planned
+    assert time.perf_counter() - started < 60  # the budget bounds training (the rest: building and saving)
+    assert result.recipe == "static-query-document" and result.config["epochs"] == 400  # what was set stays
+    plan = _Plan(total=100, warmup=10)
+    assert plan.factor(0) == pytest.approx(0.1) and plan.factor(100) == 0.0
+    plan.total = 40  # what fit_budget does when the budget cannot fit the steps: the decay ends there
+    assert plan.factor(40) == 0.0 and plan.factor(25) == pytest.approx(0.5)

@@ -156,15 +156,31 @@ def _loss_terms(
     return out
 
 
-def _schedule(total: int, warmup_ratio: float) -> Callable[[int], float]:
-    warmup = round(total * warmup_ratio)
+@dataclass
+class _Plan:
+    """The steps training plans to take: the epochs' (or ``max_steps``), fewer when the time budget cannot fit them.
+    The learning rate warms up, then decays to zero at the planned end, so a budget ends on a cooled-down state."""
 
-    def factor(step: int) -> float:
-        if warmup and step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total - step) / max(1, total - warmup))
+    total: int
+    warmup: int
+    deadline: float = math.inf  # time.monotonic() at which the budget ends
+    started: float = field(default_factory=time.monotonic)
 
-    return factor
+    def factor(self, step: int) -> float:
+        if self.warmup and step < self.warmup:
+            return (step + 1) / self.warmup
+        return max(0.0, (self.total - step) / max(1, self.total - self.warmup))
+
+    def fit_budget(self, step: int) -> None:
+        """After ``step`` steps, plan no more than the budget's remaining time fits at the pace so far."""
+        if self.deadline == math.inf or step <= 0:
+            return
+        pace = (time.monotonic() - self.started) / step
+        fits = step + int(max(0.0, self.deadline - time.monotonic()) / pace)
+        if fits < self.total:
+            logger.info("the time budget fits %d of %d planned steps (%.2f s a step): the learning rate decays over "
+                        "those", fits, self.total, pace)
+            self.total = max(fits, step)
 
 
 @dataclass
@@ -220,7 +236,7 @@ class _Tracker:
 
 
 def _optimizer(
-    settings: TrainSettings, body_params: list[torch.nn.Parameter], head_params: list[torch.nn.Parameter], total: int
+    settings: TrainSettings, body_params: list[torch.nn.Parameter], head_params: list[torch.nn.Parameter], plan: _Plan
 ) -> tuple[list[dict[str, Any]], torch.optim.Optimizer, Any]:
     """AdamW with body and head at their own rates (a zero rate freezes that part and saves its backward pass)."""
     groups = []
@@ -233,7 +249,7 @@ def _optimizer(
     if not groups:
         raise StudentError("both learning rates are zero: nothing to train")
     optimizer = torch.optim.AdamW(groups, weight_decay=settings.weight_decay)
-    return groups, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(total, settings.warmup_ratio))
+    return groups, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, plan.factor)
 
 
 def _batch_loss(
@@ -304,20 +320,23 @@ def train(
     rng = random.Random(settings.seed)
     torch.manual_seed(settings.seed)
     target_t = torch.as_tensor(np.asarray(targets, dtype=np.float32)).to(settings.device)
-    groups, optimizer, scheduler = _optimizer(settings, body_params, head_params, total)
+    plan = _Plan(total=total, warmup=round(total * settings.warmup_ratio))
+    groups, optimizer, scheduler = _optimizer(settings, body_params, head_params, plan)
     tracker = _Tracker(model, evaluate, settings, checkpoint_dir)
     baseline = tracker.start()
+    if settings.time_budget_s:
+        plan.started, plan.deadline = time.monotonic(), time.monotonic() + settings.time_budget_s
+    probe = max(1, min(20, total // 20))  # steps before the pace is first measured
     history: list[dict[str, float]] = []
     step, stopped, out_of_time = 0, False, False
-    deadline = time.monotonic() + settings.time_budget_s if settings.time_budget_s else math.inf
     bar = tqdm(total=total, desc="distilling", file=sys.stderr, disable=not progress, leave=False)
     model.train()
-    while step < total and not stopped:
+    while step < plan.total and not stopped:
         order = list(range(n))
         rng.shuffle(order)
         for start in range(0, n, batch):
             idx = order[start : start + batch]
-            if len(idx) < 2 or step >= total:
+            if len(idx) < 2 or step >= plan.total:
                 continue
             loss, parts = _batch_loss(embed, [texts[i] for i in idx], idx, target_t, settings, doc_terms, use_pq, rng)
             optimizer.zero_grad(set_to_none=True)
@@ -330,15 +349,19 @@ def train(
             history.append({"step": step, "loss": float(loss.detach()), **parts})
             bar.update(1)
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}", fid=f"{tracker.best_value:.3f}")
-            out_of_time = time.monotonic() >= deadline and step < total
-            if (step % eval_every == 0 or step == total or out_of_time) and tracker.observe(step):
+            if step == probe or step % eval_every == 0:
+                plan.fit_budget(step)
+                bar.total = plan.total
+            out_of_time = time.monotonic() >= plan.deadline and step < plan.total
+            if (step % eval_every == 0 or step == plan.total or out_of_time) and tracker.observe(step):
                 stopped = True
             if stopped or out_of_time:
                 break
         stopped = stopped or out_of_time
     bar.close()
+    out_of_time = out_of_time or plan.total < total
     if out_of_time:
-        logger.info("the time budget (%.0f s) ended training at step %d of %d; the best state so far is kept",
+        logger.info("the time budget (%.0f s) ended training at step %d of %d planned; the best state so far is kept",
                     settings.time_budget_s, step, total)
     metrics = tracker.restore(step)
     return TrainOutcome(steps=step, epochs_run=step / steps_per_epoch, best_step=tracker.best_step,
