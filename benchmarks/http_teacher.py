@@ -63,7 +63,7 @@ def start_serve(store: Path, port: int) -> subprocess.Popen:
     cmd = [str(Path(sys.executable).parent / "qdrant-distill"), "serve", "--path", str(store), "--alias", ALIAS,
            "--default-model", str(MINILM), "--port", str(port)]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 900  # a ceiling: on a loaded machine start-up is slow, not broken
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"serve exited: {proc.stderr.read()[-2000:]}")
