@@ -7,8 +7,7 @@ line with its defaults, then searched through the alias with the query encoder t
 
 The migration is ``qdrant-distill migrate --path STORE --alias scifact --text-field text --student-kind KIND --dim 128
 --yes`` plus ``--student models/all-MiniLM-L6-v2`` (the default student, all-MiniLM-L6-v2, from its local copy: this
-machine has no hub access). The whole collection is the sample it learns from (5,183 points; ``--sample-size``); no
-query, qrel or label of SciFact reaches it. nDCG@10 is measured on the 300 test queries by ``query_points`` through
+machine has no hub access). It samples the default 5,000 of the 5,183 points to learn from; no query, qrel or label of SciFact reaches it. nDCG@10 is measured on the 300 test queries by ``query_points`` through
 the alias, the query vectors from ``encoder_for`` (what a query service does), with the paired bootstrap 95% interval
 against the teacher's own PCA-128 rows. Each row names its distillation wall time (from the run's journal) and the
 machine's load before and after. Rows are added to benchmarks/results/transfer.json (row names end in "defaults").
@@ -20,18 +19,24 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import DIM, MINILM, REPO, RESULTS
-from transfer_common import Collection, load_collection, paired_bootstrap, per_query_ndcg
+from common import CACHE, DIM, MINILM, REPO, RESULTS
+from transfer_common import (
+    Collection,
+    load_collection,
+    paired_bootstrap,
+    per_query_ndcg,
+)
 
 from qdrant_distill.evaluation.metrics import ndcg_at_k
+from qdrant_distill.folders import RunFolder
 
 ALIAS, SOURCE = "scifact", "scifact_v1"
 logger = logging.getLogger("benchmarks.defaults")
@@ -58,7 +63,7 @@ def migrate(store: Path, run_dir: Path, kind: str, mode: str, extra: list[str]) 
     """The user's command; returns its wall time and what it printed last."""
     cmd = [str(Path(sys.executable).parent / "qdrant-distill"), "migrate", "--path", str(store), "--alias", ALIAS,
            "--text-field", "text", "--student", str(MINILM), "--student-kind", kind, "--mode", mode,
-           "--dim", str(DIM), "--sample-size", "5183", "--run-dir", str(run_dir), "--yes", "--no-progress", *extra]
+           "--dim", str(DIM), "--run-dir", str(run_dir), "--yes", "--no-progress", *extra]
     logger.info("running: %s", " ".join(cmd))
     began = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -92,15 +97,17 @@ def load() -> str:
 
 def run(teacher: str, kind: str, mode: str, extra: list[str]) -> dict[str, Any]:
     col = load_collection(teacher)
-    with tempfile.TemporaryDirectory(prefix="defaults-") as tmp:
-        store, run_dir = Path(tmp) / "store", Path(tmp) / "run"
-        build_store(col, store)
-        load_before = load()
-        wall, printed = migrate(store, run_dir, kind, mode, extra)
-        load_after = load()
-        journal = json.loads((run_dir / "journal.json").read_text())
-        distill = json.loads((run_dir / "distill" / "distill.json").read_text())
-        student = search_through_alias(store, col)
+    work = CACHE / "defaults" / f"{teacher}-{kind}-{mode}"  # kept after the run: its report.html, journal, student
+    shutil.rmtree(work, ignore_errors=True)
+    store, run_dir = work / "store", work / "run"
+    build_store(col, store)
+    load_before = load()
+    wall, printed = migrate(store, run_dir, kind, mode, extra)
+    load_after = load()
+    folder = RunFolder(run_dir)
+    journal = json.loads(folder.journal.read_text())
+    distill = json.loads(folder.distill.result.read_text())
+    student = search_through_alias(store, col)
     pca = per_query_ndcg(col.pca.transform(col.test.teacher_queries), col.targets, col.test, col.doc_ids)
     mean, lo, hi = paired_bootstrap(student, pca)
     extra_name = f" {' '.join(extra)}" if extra else ""
