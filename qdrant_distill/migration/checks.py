@@ -93,6 +93,10 @@ def check_model(name: str | None, what: str) -> None:
     )
 
     check_reference_prefix(name)
+    if name and is_http_reference(name):  # parsed here, teacher check or not: credentials in it are refused
+        from qdrant_distill.connectors.http_embeddings import EmbeddingsSettings
+
+        EmbeddingsSettings.from_reference(name)
     if not name or is_http_reference(name):
         return
     path = Path(name).expanduser()
