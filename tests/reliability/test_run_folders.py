@@ -257,3 +257,17 @@ def test_finalize_says_what_it_dropped_and_abandon_then_does_not_suggest_rolling
     assert "the migration is finalized" in line and "roll" not in line.split("(hint:")[-1], line
     with QdrantConnector.open(path=str(store)) as conn:
         assert sorted(conn.collections()) == ["docs_v1_distilled16", "others"]
+
+
+def test_finalize_checks_every_alias_before_it_says_it_drops(swapped: Path, fast_tmp: Path) -> None:
+    """Issue 31, item 10: another alias still points to the previous collection. finalize refuses in one line before
+    it logs a word about dropping it, and the store, the run folder and the journal's stage stay as they were."""
+    store, run_dir = copy_run(swapped, fast_tmp)
+    with QdrantConnector.open(path=str(store)) as conn:
+        conn.swap_alias("legacy", "docs_v1")
+    files, state = tree(run_dir), store_state(store)
+    line = refused(cli("finalize", run_dir, "--yes", "--path", store))
+    assert line == ("error: AliasConflict: refusing to drop 'docs_v1': alias 'legacy' points to it (move or "
+                    "delete that alias first; nothing was dropped)"), line
+    assert tree(run_dir) == files and store_state(store) == state
+    assert json.loads((run_dir / "journal.json").read_text())["stage"] == "swapped"
