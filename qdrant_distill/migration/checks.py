@@ -341,6 +341,10 @@ def check_inputs(config: MigrationConfig, points: int, notes: list[str]) -> None
     """Everything the configuration alone (and the collection's size) tells: models, sizes, training, the gate."""
     if config.mode is Mode.PROJECTION_ONLY and not config.teacher_model:
         raise ConfigError("projection-only mode needs the teacher model for queries", hint="pass --teacher MODEL")
+    if config.mode is Mode.PROJECTION_ONLY and config.student.label_queries:
+        raise ConfigError(f"--label-queries {config.student.label_queries} has no effect in projection-only mode: no "
+                          "student is trained (the teacher itself encodes the queries)",
+                          hint="drop --label-queries, or use --mode project to train a query student on teacher labels")
     check_engine(config)
     check_sizes(config, points)
     check_training(config)

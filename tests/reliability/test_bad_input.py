@@ -109,6 +109,11 @@ CASES: list[tuple[str, list[str], str]] = [
     ("--queries with a broken JSONL line", ["--alias", "docs", "--queries", "{beir_broken_line}"], "ConfigError"),
     ("--queries with a binary queries file", ["--alias", "docs", "--queries", "{beir_binary}"], "ConfigError"),
     ("--queries with a query without _id", ["--alias", "docs", "--queries", "{beir_no_id}"], "ConfigError"),
+    # issue 31, 6: teacher labels train a student; projection-only trains none
+    ("--label-queries in projection-only mode",
+     ["--alias", "docs", "--mode", "projection-only", "--teacher", "{teacher}", "--no-teacher-check",
+      "--label-queries", "10"],
+     "ConfigError"),
 ]
 
 BEIR_FOLDERS = ("beir_unjudged", "beir_no_points", "beir_half_points", "beir_broken_line", "beir_binary",
