@@ -23,6 +23,7 @@
     ├── MigrationError                a migration step cannot proceed (journal mismatch, verify failure, wrong stage)
     │   ├── VerificationFailed        the target does not match the source after re-embedding
     │   ├── JournalError              a run folder's journal is unreadable or not a qdrant-distill journal
+    │   ├── RunFolderError            another file of a run folder (report.json, dims.json, report.html) is damaged
     │   ├── StoreMismatch             a run folder used with a store that is not its own (or that contradicts it)
     │   └── RunBusy                   another process (a running migration) holds the run folder's lock
     └── StudentError                  a student model cannot be built, loaded or trained
@@ -56,6 +57,7 @@ __all__ = [
     "ModelNotFound",
     "NoTextPayload",
     "RunBusy",
+    "RunFolderError",
     "ServerError",
     "StoreMismatch",
     "StudentError",
@@ -167,6 +169,12 @@ class VerificationFailed(MigrationError):
 class JournalError(MigrationError):
     """Raised when a run folder's journal cannot be read or is not one of ours (not JSON, not an object, fields
     missing or of the wrong type). Nothing in the folder is changed."""
+
+
+class RunFolderError(MigrationError):
+    """Raised when a file of a run folder other than its journal cannot be read as what it should be (report.json,
+    dims.json or distill.json not JSON, of the wrong shape or types, binary) or the report cannot be written there
+    (report.html a folder); ``path`` names the file. Nothing in the folder is changed."""
 
 
 class StoreMismatch(MigrationError):
