@@ -398,7 +398,8 @@ def _record(config: MigrationConfig, journal: Journal, plan: MigrationPlan) -> d
         mode=config.mode.value, dim=config.dim, vector_name=plan.vector_name, teacher=_teacher_id(config, plan),
         teacher_dim=plan.teacher_dim, student_path=journal.student_path, projection_path=journal.projection_path,
         query_projection=config.mode is Mode.PROJECTION_ONLY, metrics=journal.metrics, journal_path=journal.path,
-        query_model=encoder_reference(journal), backend=journal.backend,
+        query_model=encoder_reference(journal), backend=journal.backend, text_field=config.text_field,
+        text_template=config.text_template,
     )
 
 
