@@ -3,6 +3,7 @@
     DistillError                      base class; ``str(err)`` is a one-line, actionable message
     ├── ConfigError                   bad configuration: values, files, paths, options that contradict
     │   ├── DimensionError            target dimension < 1 or >= the teacher's
+    │   ├── BrokenEdgeFolder          an Edge folder's shard does not match its edge.json, or cannot be read
     │   └── TeacherMismatch           the given teacher (or text template) does not reproduce the stored vectors
     ├── ConnectorError                talking to the vector store failed
     │   ├── ConnectionFailed          unreachable server, refused connection, bad URL (after retries)
@@ -39,6 +40,7 @@ from typing import Any
 __all__ = [
     "AliasConflict",
     "AuthenticationFailed",
+    "BrokenEdgeFolder",
     "BrokenExport",
     "CollectionError",
     "CollectionExists",
@@ -86,6 +88,12 @@ class ConfigError(DistillError):
 
 class DimensionError(ConfigError):
     """Raised when the target dimension is < 1 or not smaller than the teacher's."""
+
+
+class BrokenEdgeFolder(ConfigError):
+    """Raised when an Edge folder's shard does not hold what its ``edge.json`` says (points, dimension, vector name),
+    holds vectors that are not what was written (scores no cosine can reach), or cannot be read; ``folder`` names
+    it. The hint gives the command that writes it again."""
 
 
 class TeacherMismatch(ConfigError):
