@@ -13,6 +13,8 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import math
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +23,8 @@ import numpy as np
 from qdrant_distill.errors import MalformedAnswer
 
 __all__ = ["Provider", "embeddings_path", "read_answer", "request_body"]
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class Provider(str, enum.Enum):
@@ -57,9 +61,11 @@ def request_body(
 
 
 def read_answer(provider: Provider, payload: Any, count: int, *, where: str) -> np.ndarray:
-    """``count`` float32 vectors from a decoded JSON answer; :class:`MalformedAnswer` for anything else."""
+    """``count`` float32 vectors from a decoded JSON answer, checked before they are trusted: one per text (OpenAI's
+    ``index`` values exactly ``0..count-1``, once each, in any order), all of one size, finite and within float32.
+    Anything else is :class:`MalformedAnswer` naming ``where`` (not retried: the endpoint would answer the same)."""
     if provider is Provider.OPENAI:
-        rows = _openai_rows(payload, where)
+        rows = _openai_rows(payload, count, where)
     elif provider is Provider.TEI:
         rows = payload if isinstance(payload, list) else None
     else:
@@ -78,15 +84,36 @@ def read_answer(provider: Provider, payload: Any, count: int, *, where: str) -> 
     return matrix
 
 
-def _openai_rows(payload: Any, where: str) -> list[Any] | None:
+def _openai_rows(payload: Any, count: int, where: str) -> list[Any] | None:
+    """The embeddings of an OpenAI answer in the order of the texts, by their ``index``."""
     data = payload.get("data") if isinstance(payload, dict) else None
     if not isinstance(data, list):
         return None
     try:
-        ordered = sorted(data, key=lambda item: int(item["index"]))
-        return [item["embedding"] for item in ordered]
-    except (KeyError, TypeError, ValueError):
+        indices, rows = [item["index"] for item in data], [item["embedding"] for item in data]
+    except (KeyError, TypeError):
         raise MalformedAnswer(f"{where} answered data items without index or embedding") from None
+    if len(rows) != count:
+        raise MalformedAnswer(f"{where} answered {len(rows)} vectors for {count} texts")
+    if any(type(i) is not int for i in indices):
+        odd = next(i for i in indices if type(i) is not int)
+        raise MalformedAnswer(f"{where} answered an embedding index that is not a whole number ({odd!r})")
+    if sorted(indices) != list(range(count)):
+        raise MalformedAnswer(f"{where} answered embedding indices that are not 0..{count - 1} once each "
+                              f"({_index_faults(indices, count)}): the vectors cannot be matched to the texts")
+    by_index = dict(zip(indices, rows))
+    return [by_index[i] for i in range(count)]
+
+
+def _index_faults(indices: list[int], count: int) -> str:
+    """What is wrong with a list of indices: the first few missing, repeated and out-of-range ones."""
+    seen = Counter(indices)
+    parts = [f"{name} {', '.join(map(str, values[:3]))}{', ...' if len(values) > 3 else ''}" for name, values in (
+        ("missing", sorted(set(range(count)) - set(seen))),
+        ("repeated", sorted(i for i, n in seen.items() if n > 1)),
+        ("out of range", sorted(i for i in seen if not 0 <= i < count)),
+    ) if values]
+    return "; ".join(parts)
 
 
 def _vector(row: Any, where: str) -> np.ndarray:
@@ -100,7 +127,16 @@ def _vector(row: Any, where: str) -> np.ndarray:
             raise MalformedAnswer(f"{where} answered a base64 embedding of {len(raw)} bytes (not float32)")
         return np.frombuffer(raw, dtype="<f4").astype(np.float32)
     if isinstance(row, list) and row and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in row):
-        return np.asarray(row, dtype=np.float32)
+        try:  # read wide, then checked: a cast of 1e39 to float32 would warn and give infinity
+            wide = np.asarray(row, dtype=np.float64)
+        except OverflowError:  # an integer beyond float64
+            wide = np.asarray([math.inf])
+        if not np.isfinite(wide).all():
+            raise MalformedAnswer(f"{where} answered non-finite numbers (NaN or infinity)")
+        if np.abs(wide).max() > FLOAT32_MAX:
+            raise MalformedAnswer(f"{where} answered numbers beyond float32 (up to {np.abs(wide).max():.3g}; "
+                                  f"float32 holds {FLOAT32_MAX:.3g})")
+        return wide.astype(np.float32)
     raise MalformedAnswer(f"{where} answered an embedding that is not a list of numbers")
 
 

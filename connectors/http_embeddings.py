@@ -87,7 +87,9 @@ __all__ = [
     "is_http_reference",
     "open_encoder",
     "plan_batches",
+    "in_memory_reference",
     "shown_reference",
+    "stored_reference",
 ]
 
 logger = logging.getLogger(__name__)
@@ -122,16 +124,37 @@ def check_reference_prefix(ref: object) -> None:
                       hint=f"an embeddings reference starts with {valid} followed by http:// or https://")
 
 
-def shown_reference(ref: str) -> str:
-    """How a model reference is shown in plans, reports and tables: an embeddings endpoint by its API, scheme,
-    host, port and model (never its path: it may hold a token), any other reference as it is."""
+def stored_reference(ref: str) -> str:
+    """A model reference as it is recorded (journal, fingerprint, report, ``distill.json``, collection metadata): an
+    embeddings endpoint by its API, scheme, host, port, model and dimensions only, a form that can hold no secret
+    (its userinfo, path, other options and fragment may hold a token: they stay in the memory of the process they
+    were given to, see :func:`in_memory_reference`); any other reference as it is, any URL in it redacted."""
     if not is_http_reference(ref):
-        return ref
+        return redact_text(ref) if "://" in str(ref) else ref
     try:
         settings = EmbeddingsSettings.from_reference(ref)
     except ConfigError:
-        return redact_url(ref)
-    return f"{settings.shown} model {settings.model}" if settings.model else settings.shown
+        provider, _, url = ref.partition("+")
+        return f"{provider}+{redact_url(url)}"
+    return settings.recorded
+
+
+def shown_reference(ref: str) -> str:
+    """How a model reference is shown in plans, reports, tables and messages, the one function that shows one: an
+    embeddings endpoint by its API, scheme, host, port and model (:func:`stored_reference`), any other reference as
+    it is recorded."""
+    stored = stored_reference(ref)
+    if not is_http_reference(stored):
+        return stored
+    head, _, query = stored.partition("?")
+    model = dict(parse_qsl(query)).get("model")
+    return f"{head} model {model}" if model else head
+
+
+def in_memory_reference(stored: str, given: str | None) -> str:
+    """The reference to load a recorded one by: ``given`` (what this process was handed, path and all) when it is
+    the same model as ``stored``, else ``stored`` itself (an endpoint then answers at its default path)."""
+    return given if given is not None and stored_reference(given) == stored else stored
 
 
 def approx_tokens(text: str) -> int:
@@ -156,7 +179,8 @@ def plan_batches(texts: Sequence[str], max_items: int, max_tokens: int | None) -
 
 # ----------------------------------------------------------------------------------------------------------- settings
 class EmbeddingsSettings(BaseModel):
-    """One endpoint and model. ``reference`` is its key-free name (the encoder's ``name``, safe to record)."""
+    """One endpoint and model. ``reference`` names it in full (path included: held in memory only); ``recorded``
+    is its secret-free name (the encoder's ``name``, what is recorded and shown: :func:`stored_reference`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -221,6 +245,13 @@ class EmbeddingsSettings(BaseModel):
         options = {"model": self.model, "dimensions": self.dimensions}
         query = "&".join(f"{k}={v}" for k, v in options.items() if v is not None)
         return f"{self.provider.value}+{self.url}" + (f"?{query}" if query else "")
+
+    @property
+    def recorded(self) -> str:
+        """The reference without its path: API, scheme, host, port, model and dimensions (safe to record)."""
+        options = {"model": self.model, "dimensions": self.dimensions}
+        query = "&".join(f"{k}={v}" for k, v in options.items() if v is not None)
+        return self.shown + (f"?{query}" if query else "")
 
     @property
     def shown(self) -> str:
@@ -310,7 +341,7 @@ class HttpEncoder:
 
     @property
     def name(self) -> str:
-        return self.settings.reference
+        return self.settings.recorded
 
     @property
     def dim(self) -> int:

@@ -17,7 +17,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from qdrant_distill import edge
+from qdrant_distill import DistillError, edge
 
 
 def search(index: edge.EdgeIndex, query: str, *, limit: int = 5, text_field: str = "text") -> list[tuple]:
@@ -33,12 +33,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--text-field", default="text", help="the payload key to print")
     args = parser.parse_args(argv)
     queries = [line.strip() for line in sys.stdin if line.strip()] if args.query == "-" else [args.query]
-    with edge.open(args.folder) as index:
-        print(index.describe(), file=sys.stderr)
-        for query in queries:
-            print(f"# {query}")
-            for score, pid, text in search(index, query, limit=args.limit, text_field=args.text_field):
-                print(f"{score:.3f}  {pid}  {text}")
+    try:
+        with edge.open(args.folder) as index:
+            print(index.describe(), file=sys.stderr)
+            for query in queries:
+                print(f"# {query}")
+                for score, pid, text in search(index, query, limit=args.limit, text_field=args.text_field):
+                    print(f"{score:.3f}  {pid}  {text}")
+    except DistillError as exc:  # a folder that is not one, damaged, in use: one line, not a traceback
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -15,6 +15,7 @@ from qdrant_distill._version import __version__
 from qdrant_distill.errors import (
     AliasConflict,
     AuthenticationFailed,
+    BrokenEdgeFolder,
     BrokenExport,
     CollectionError,
     CollectionExists,
@@ -33,6 +34,7 @@ from qdrant_distill.errors import (
     ModelNotFound,
     NoTextPayload,
     RunBusy,
+    RunFolderError,
     ServerError,
     StoreMismatch,
     StudentError,
@@ -129,6 +131,7 @@ if TYPE_CHECKING:  # static checkers see the real names
 __all__ = [
     "AliasConflict",
     "AuthenticationFailed",
+    "BrokenEdgeFolder",
     "BrokenExport",
     "CollectionEncoder",
     "CollectionError",
@@ -162,6 +165,7 @@ __all__ = [
     "NoTextPayload",
     "PCAProjection",
     "RunBusy",
+    "RunFolderError",
     "ServerError",
     "Stage",
     "StoreMismatch",

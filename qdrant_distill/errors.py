@@ -3,6 +3,7 @@
     DistillError                      base class; ``str(err)`` is a one-line, actionable message
     ├── ConfigError                   bad configuration: values, files, paths, options that contradict
     │   ├── DimensionError            target dimension < 1 or >= the teacher's
+    │   ├── BrokenEdgeFolder          an Edge folder's shard does not match its edge.json, or cannot be read
     │   └── TeacherMismatch           the given teacher (or text template) does not reproduce the stored vectors
     ├── ConnectorError                talking to the vector store failed
     │   ├── ConnectionFailed          unreachable server, refused connection, bad URL (after retries)
@@ -23,6 +24,7 @@
     ├── MigrationError                a migration step cannot proceed (journal mismatch, verify failure, wrong stage)
     │   ├── VerificationFailed        the target does not match the source after re-embedding
     │   ├── JournalError              a run folder's journal is unreadable or not a qdrant-distill journal
+    │   ├── RunFolderError            another file of a run folder (report.json, dims.json, report.html) is damaged
     │   ├── StoreMismatch             a run folder used with a store that is not its own (or that contradicts it)
     │   └── RunBusy                   another process (a running migration) holds the run folder's lock
     └── StudentError                  a student model cannot be built, loaded or trained
@@ -38,6 +40,7 @@ from typing import Any
 __all__ = [
     "AliasConflict",
     "AuthenticationFailed",
+    "BrokenEdgeFolder",
     "BrokenExport",
     "CollectionError",
     "CollectionExists",
@@ -56,6 +59,7 @@ __all__ = [
     "ModelNotFound",
     "NoTextPayload",
     "RunBusy",
+    "RunFolderError",
     "ServerError",
     "StoreMismatch",
     "StudentError",
@@ -84,6 +88,12 @@ class ConfigError(DistillError):
 
 class DimensionError(ConfigError):
     """Raised when the target dimension is < 1 or not smaller than the teacher's."""
+
+
+class BrokenEdgeFolder(ConfigError):
+    """Raised when an Edge folder's shard does not hold what its ``edge.json`` says (points, dimension, vector name),
+    holds vectors that are not what was written (scores no cosine can reach), or cannot be read; ``folder`` names
+    it. The hint gives the command that writes it again."""
 
 
 class TeacherMismatch(ConfigError):
@@ -167,6 +177,12 @@ class VerificationFailed(MigrationError):
 class JournalError(MigrationError):
     """Raised when a run folder's journal cannot be read or is not one of ours (not JSON, not an object, fields
     missing or of the wrong type). Nothing in the folder is changed."""
+
+
+class RunFolderError(MigrationError):
+    """Raised when a file of a run folder other than its journal cannot be read as what it should be (report.json,
+    dims.json or distill.json not JSON, of the wrong shape or types, binary) or the report cannot be written there
+    (report.html a folder); ``path`` names the file. Nothing in the folder is changed."""
 
 
 class StoreMismatch(MigrationError):

@@ -304,6 +304,10 @@ def plan(
         from qdrant_distill.migration.dims import parse_dims
 
         candidates: list[int] | bool = parse_dims(dims) if dims is not None else dims_out is not None
+        if dims_out is not None:  # before anything is read: a path it cannot write is one line, not a traceback
+            from qdrant_distill.migration.checks import check_output_file
+
+            check_output_file(dims_out.expanduser(), "the dimension table", "--dims-out")
         _run_migration(config, overrides, as_json=as_json, yes=True, dry_run=True, restart=False, dims=candidates,
                        dims_out=dims_out)
 

@@ -42,6 +42,7 @@ from qdrant_distill.errors import (
 from qdrant_distill.folders import EdgeFolder, ExportFolder, RunFolder
 from qdrant_distill.inference.formats import Backend, read_manifest
 from qdrant_distill.migration import record
+from qdrant_distill.migration.checks import check_folder
 from qdrant_distill.migration.journal import Journal, Stage
 from qdrant_distill.migration.operate import open_journal
 
@@ -69,6 +70,7 @@ def export_edge(source: str | Path, out: str | Path, *, connector: Connector, ov
     made. A rerun after a kill resumes; a folder holding anything else, or another export, is refused unless
     ``overwrite`` (which replaces only what an export writes: ``edge.json``, ``shard/``, ``student/``). ``hnsw``
     builds an HNSW index whatever the size (else Qdrant's rule: only above its indexing threshold)."""
+    check_folder(Path(out).expanduser(), "the Edge folder", "--out")  # before anything is read or made
     run = _resolve(connector, source)
     student, backend = _student_export(run)
     edge = EdgeFolder(Path(out).expanduser())

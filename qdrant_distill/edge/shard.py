@@ -31,16 +31,18 @@ import numpy as np
 from pydantic import BaseModel
 
 from qdrant_distill.connectors.base import UNNAMED, Point, PointId
-from qdrant_distill.errors import ConfigError
+from qdrant_distill.errors import BrokenEdgeFolder, ConfigError
 from qdrant_distill.folders import EdgeFolder
 from qdrant_distill.inference.encoders import Encoder, load_encoder
 from qdrant_distill.inference.formats import Backend
 
-__all__ = ["EDGE_PACKAGE", "EdgeHit", "EdgeIndex", "EdgeManifest", "EdgeShard", "FolderLock", "folder_size", "open",
-           "read_edge_manifest"]
+__all__ = ["EDGE_PACKAGE", "EdgeHit", "EdgeIndex", "EdgeManifest", "EdgeShard", "FolderLock", "check_shard",
+           "folder_size", "open", "read_edge_manifest"]
 
 EDGE_PACKAGE = "qdrant-edge-py==0.9.0"  # what the [edge] extra pins: the bindings are young and their API drifts
 _INSTALL_HINT = "pip install 'qdrant-distill[edge]'"
+PROBES = 2  # exact searches open() runs to check the stored vectors (a random unit vector and its opposite)
+SCORE_SLACK = 1e-3  # a cosine (or the dot of unit vectors) is within [-1, 1] up to this rounding
 
 
 class EdgeManifest(BaseModel):
@@ -183,7 +185,8 @@ class EdgeShard:
             return fn(str(path), *args)
         except Exception as exc:  # the bindings raise plain Exceptions
             busy = "WouldBlock" in str(exc)
-            raise ConfigError(f"cannot {verb} the Edge shard {path}: {'it is in use' if busy else exc}",
+            error = BrokenEdgeFolder if verb == "open" and not busy else ConfigError  # a damaged shard: typed
+            raise error(f"cannot {verb} the Edge shard {path}: {'it is in use' if busy else exc}",
                               hint="close what has it open, then retry" if busy else
                               f"is it a shard written by {EDGE_PACKAGE}?") from None
 
@@ -204,14 +207,33 @@ class EdgeShard:
         return bool(self.raw.optimize())
 
     def count(self) -> int:
-        return int(self.raw.count(_edge().CountRequest()))
+        return int(self._read("count", lambda: self.raw.count(_edge().CountRequest())))
 
     def search(self, vector: Sequence[float], *, limit: int = 10, exact: bool = False,
                with_payload: bool = True) -> list[EdgeHit]:
         q = _edge()
         request = q.QueryRequest(limit=limit, query=q.Query.Nearest([float(x) for x in vector], using=self.vector_name),
                                  with_payload=with_payload, params=q.SearchParams(exact=exact))
-        return [EdgeHit(_point_id(p.id), float(p.score), dict(p.payload or {})) for p in self.raw.query(request)]
+        points = self._read("search", lambda: self.raw.query(request))
+        return [EdgeHit(_point_id(p.id), float(p.score), dict(p.payload or {})) for p in points]
+
+    def vectors(self) -> dict[str, int]:
+        """The dense vectors the shard was created with, by name, and their sizes (its ``edge_config.json``)."""
+        config = self.path / "edge_config.json"
+        try:
+            data = json.loads(config.read_text(encoding="utf-8"))
+            return {str(name): int(params["size"]) for name, params in data["vectors"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise BrokenEdgeFolder(f"cannot read the Edge shard's configuration {config}: {type(exc).__name__}",
+                                   folder=str(self.path.parent)) from None
+
+    def _read(self, verb: str, call: Any) -> Any:
+        """A read of the shard; the bindings' plain Exceptions (a wrong vector name, a damaged file) typed."""
+        try:
+            return call()
+        except Exception as exc:  # noqa: BLE001 - the bindings raise plain Exceptions
+            raise BrokenEdgeFolder(f"the Edge shard {self.path} cannot {verb}: {exc}",
+                                   folder=str(self.path.parent)) from None
 
     def close(self) -> None:
         self.raw.close()
@@ -265,8 +287,49 @@ def open(folder: str | Path, *, threads: int | None = None) -> EdgeIndex:  # noq
     _edge()  # say what is missing before anything is locked
     with _locked(edge, exclusive=False) as lock:
         encoder = load_encoder(edge.student.root, backend=manifest.backend, threads=threads)
+        if encoder.dim != manifest.dim:
+            raise BrokenEdgeFolder(f"the student in {edge.student.root} encodes {encoder.dim}-d vectors, "
+                                   f"{EdgeFolder.MANIFEST} says {manifest.dim}", hint=_rewrite(edge, manifest),
+                                   folder=str(edge.root))
+        if not edge.shard.is_dir():
+            raise BrokenEdgeFolder(f"the Edge folder {edge.root} has no shard", hint=_rewrite(edge, manifest),
+                                   folder=str(edge.root))
         shard = EdgeShard.load(edge.shard, manifest.vector_name)
+        try:
+            check_shard(edge, manifest, shard)
+        except BaseException:
+            shard.close()
+            raise
         return EdgeIndex(edge, manifest, encoder, shard, lock)
+
+
+def check_shard(edge: EdgeFolder, manifest: EdgeManifest, shard: EdgeShard) -> None:
+    """The shard holds what ``edge.json`` says: its vector name and dimension, its number of points, and vectors
+    whose scores a cosine can reach (two exact probe searches); else one :class:`BrokenEdgeFolder`."""
+    hint, where = _rewrite(edge, manifest), str(edge.root)
+    vectors = shard.vectors()
+    if manifest.vector_name not in vectors:
+        raise BrokenEdgeFolder(f"the Edge shard in {edge.root} has no vector {manifest.vector_name!r} (it has "
+                               f"{', '.join(map(repr, vectors)) or 'none'})", hint=hint, folder=where)
+    if vectors[manifest.vector_name] != manifest.dim:
+        raise BrokenEdgeFolder(f"the Edge shard in {edge.root} holds {vectors[manifest.vector_name]}-d vectors, "
+                               f"{EdgeFolder.MANIFEST} says {manifest.dim}", hint=hint, folder=where)
+    count = shard.count()
+    if count != manifest.points:
+        raise BrokenEdgeFolder(f"the Edge shard in {edge.root} holds {count} points, {EdgeFolder.MANIFEST} says "
+                               f"{manifest.points}", hint=hint, folder=where)
+    probe = np.random.default_rng(0).standard_normal(manifest.dim)
+    probe /= np.linalg.norm(probe)
+    scores = [hit.score for q in (probe, -probe) for hit in shard.search(q, limit=10, exact=True, with_payload=False)]
+    worst = max((abs(s) if np.isfinite(s) else np.inf for s in scores), default=0.0)
+    if manifest.distance in ("Cosine", "Dot") and worst > 1 + SCORE_SLACK:
+        raise BrokenEdgeFolder(f"the Edge shard in {edge.root} holds damaged vectors (a probe scored {worst:.3g}; "
+                               "a cosine is at most 1)", hint=hint, folder=where)
+
+
+def _rewrite(edge: EdgeFolder, manifest: EdgeManifest) -> str:
+    source = manifest.run_dir or manifest.source_alias or manifest.source_collection
+    return f"write it again: qdrant-distill export-edge {source} --out {edge.root} --overwrite"
 
 
 def _finished_manifest(edge: EdgeFolder) -> EdgeManifest:

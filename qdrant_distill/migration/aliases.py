@@ -123,6 +123,10 @@ def finalize(connector: Connector, journal: Journal, *, drop: bool = True) -> st
         if connector.alias_target(journal.alias or "") == old or old == journal.target:
             raise AliasConflict(f"refusing to drop {old!r}: alias {journal.alias!r} points to it")
         if connector.collection_exists(old):
+            pointing = sorted(alias for alias, name in connector.aliases().items() if name == old)
+            if pointing:  # checked before a word is said about dropping it
+                raise AliasConflict(f"refusing to drop {old!r}: alias {', '.join(map(repr, pointing))} points to it",
+                                    hint="move or delete that alias first; nothing was dropped")
             logger.warning("finalize: dropping the previous collection %r", old)
             connector.delete_collection(old)
             dropped = old

@@ -1,5 +1,6 @@
 """Every check a migration can make before its first expensive step, each a short function that raises one typed
-error (or adds a note). :func:`qdrant_distill.make_plan` calls them in order; nothing here writes anything."""
+error (or adds a note). :func:`qdrant_distill.make_plan` calls them in order; nothing here writes anything (a folder
+is probed with a nameless temporary file, dropped at once)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import logging
 import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ __all__ = [
     "check_inputs",
     "check_labelled_points",
     "check_model",
+    "check_output_file",
     "check_run_dir",
     "check_sizes",
     "check_teacher_reproduces",
@@ -93,6 +96,10 @@ def check_model(name: str | None, what: str) -> None:
     )
 
     check_reference_prefix(name)
+    if name and is_http_reference(name):  # parsed here, teacher check or not: credentials in it are refused
+        from qdrant_distill.connectors.http_embeddings import EmbeddingsSettings
+
+        EmbeddingsSettings.from_reference(name)
     if not name or is_http_reference(name):
         return
     path = Path(name).expanduser()
@@ -124,14 +131,39 @@ def check_folder(path: Path, what: str, option: str) -> None:
     """A folder to write into must be a folder, or creatable: not a file, not under one, in a writable place."""
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{what} {str(path)!r} is a file", hint=f"choose a folder with {option}")
-    parent = path
+    _check_writable_place(path, what, option, "folder")
+
+
+def check_output_file(path: Path, what: str, option: str) -> None:
+    """A file to write must be a file, or creatable: not a folder (``""`` reads as ``.``), not under a file, in a
+    writable place (a probe, not a permission guess: ``/proc`` and ``/sys`` refuse even root)."""
+    if path.is_dir():
+        raise ConfigError(f"{option} {str(path)!r} is a folder: {what} is written to a file",
+                          hint=f"give a file name with {option}, e.g. {option} dims.json")
+    _check_writable_place(path, what, option, "file")
+
+
+def _check_writable_place(path: Path, what: str, option: str, kind: str) -> None:
+    """The nearest existing folder above ``path`` is a folder that takes new files."""
+    parent = path if kind == "folder" else path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
         raise ConfigError(f"{what} {str(path)!r} lies under the file {str(parent)!r}",
-                          hint=f"choose a folder with {option}")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"{what} {str(path)!r}: {str(parent)!r} is not writable", hint=f"choose another {option}")
+                          hint=f"choose a {kind} with {option}")
+    why = _unwritable(parent)
+    if why:
+        raise ConfigError(f"{what} {str(path)!r}: nothing can be written in {str(parent)!r} ({why})",
+                          hint=f"choose another {option}")
+
+
+def _unwritable(folder: Path) -> str | None:
+    """Why ``folder`` takes no new file (a nameless file is made and dropped at once), or None when it does."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return None
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
 
 
 def check_run_dir(path: Path) -> None:
@@ -337,6 +369,10 @@ def check_inputs(config: MigrationConfig, points: int, notes: list[str]) -> None
     """Everything the configuration alone (and the collection's size) tells: models, sizes, training, the gate."""
     if config.mode is Mode.PROJECTION_ONLY and not config.teacher_model:
         raise ConfigError("projection-only mode needs the teacher model for queries", hint="pass --teacher MODEL")
+    if config.mode is Mode.PROJECTION_ONLY and config.student.label_queries:
+        raise ConfigError(f"--label-queries {config.student.label_queries} has no effect in projection-only mode: no "
+                          "student is trained (the teacher itself encodes the queries)",
+                          hint="drop --label-queries, or use --mode project to train a query student on teacher labels")
     check_engine(config)
     check_sizes(config, points)
     check_training(config)

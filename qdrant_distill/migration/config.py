@@ -203,8 +203,14 @@ class MigrationConfig(BaseModel):
     def fingerprint(self) -> dict[str, Any]:
         """What identifies this migration in its journal. Settings that may change on a resume (batch sizes, the
         gate, progress) are left out; so are secrets."""
+        from qdrant_distill.connectors.http_embeddings import stored_reference
+
         data = self.model_dump(mode="json", include=FINGERPRINT_FIELDS)
         data["qdrant"] = self.qdrant.target
+        if data.get("teacher_model"):  # an endpoint's path may hold a token: recorded without it
+            data["teacher_model"] = stored_reference(data["teacher_model"])
+        if data["student"].get("teacher_model"):
+            data["student"]["teacher_model"] = stored_reference(data["student"]["teacher_model"])
         return data
 
 

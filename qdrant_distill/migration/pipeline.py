@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 import qdrant_distill.migration.record as record
 from qdrant_distill._version import __version__
 from qdrant_distill.connectors.base import Connector, Sample
-from qdrant_distill.connectors.http_embeddings import shown_reference
+from qdrant_distill.connectors.http_embeddings import shown_reference, stored_reference
 from qdrant_distill.connectors.scroll import read_vectors, stored_vectors
 from qdrant_distill.errors import (
     DimensionError,
@@ -386,7 +386,9 @@ def _mirrored_stage(conn: Connector, target: str) -> str | None:
 
 
 def _teacher_id(config: MigrationConfig, plan: MigrationPlan) -> str:
-    return config.teacher_model or f"stored:{plan.source_collection}/{plan.vector_name or 'vector'}"
+    if config.teacher_model:
+        return stored_reference(config.teacher_model)
+    return f"stored:{plan.source_collection}/{plan.vector_name or 'vector'}"
 
 
 def _record(config: MigrationConfig, journal: Journal, plan: MigrationPlan) -> dict[str, Any]:
@@ -396,7 +398,8 @@ def _record(config: MigrationConfig, journal: Journal, plan: MigrationPlan) -> d
         mode=config.mode.value, dim=config.dim, vector_name=plan.vector_name, teacher=_teacher_id(config, plan),
         teacher_dim=plan.teacher_dim, student_path=journal.student_path, projection_path=journal.projection_path,
         query_projection=config.mode is Mode.PROJECTION_ONLY, metrics=journal.metrics, journal_path=journal.path,
-        query_model=encoder_reference(journal), backend=journal.backend,
+        query_model=encoder_reference(journal), backend=journal.backend, text_field=config.text_field,
+        text_template=config.text_template,
     )
 
 
@@ -467,9 +470,10 @@ def _export_teacher(config: MigrationConfig, sample: Sample, projection: Any, ou
 
 
 def model_reference(ref: str) -> str:
-    """A model reference as recorded for later readers: a local path made absolute, a hub name kept as it is."""
+    """A model reference as recorded for later readers: a local path made absolute, a hub name kept as it is, an
+    embeddings endpoint without what may hold a secret (:func:`stored_reference`)."""
     path = Path(ref).expanduser()
-    return str(path.resolve()) if path.exists() else ref
+    return str(path.resolve()) if path.exists() else stored_reference(ref)
 
 
 def _labelled(config: MigrationConfig, journal: Journal, conn: Connector | None,

@@ -219,7 +219,8 @@ def _plan(config: MigrationConfig, info: CollectionInfo, spec: VectorSpec, **fie
         vector_bytes_before=info.points_count * teacher_dim * per_value,
         vector_bytes_after=info.points_count * config.dim * per_value,
         other_vectors=[n for n in info.vectors if n != spec.name] + list(info.sparse_vectors),
-        text=config.text.describe(), missing_text=config.missing_text.value, teacher=shown_reference(config.teacher_model) if config.teacher_model else None,
+        text=config.text.describe(), missing_text=config.missing_text.value, 
+        teacher=shown_reference(config.teacher_model) if config.teacher_model else None,
         label_queries=0 if projection_only else config.student.label_queries,
         run_dir=str(config.resolved_run_dir()), recipe=None if projection_only else _recipe(config), **fields,
     )
@@ -245,7 +246,7 @@ def _created_by(connector: Connector, target: str, journal: Journal) -> bool:
 
 def _student_name(config: MigrationConfig) -> str:
     if config.mode is Mode.PROJECTION_ONLY:
-        return f"{config.teacher_model} + PCA-{config.dim}"
+        return f"{shown_reference(str(config.teacher_model))} + PCA-{config.dim}"
     if config.student.kind.value == "pruned":
-        return f"{config.teacher_model or config.student.teacher_model} (layer-pruned)"
-    return str(config.student.base_model)
+        return f"{shown_reference(str(config.teacher_model or config.student.teacher_model))} (layer-pruned)"
+    return shown_reference(str(config.student.base_model))

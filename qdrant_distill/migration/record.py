@@ -21,9 +21,11 @@ METADATA_KEY = "qdrant_distill"
 def build(*, version: str, run_id: str, source: str, alias: str | None, mode: str, dim: int, vector_name: str,
           teacher: str, teacher_dim: int, student_path: str | None, projection_path: str | None,
           query_projection: bool, metrics: dict[str, float], journal_path: str, query_model: str | None = None,
-          backend: Backend = Backend.TORCH) -> dict[str, Any]:
+          backend: Backend = Backend.TORCH, text_field: str | None = None,
+          text_template: str | None = None) -> dict[str, Any]:
     """The record of a migration: enough for :func:`qdrant_distill.encoder_for` to load the query encoder
-    (``query_model`` on ``query_backend``: the student's export folder when it runs on onnxruntime)."""
+    (``query_model`` on ``query_backend``: the student's export folder when it runs on onnxruntime), and where
+    the points' texts are (``text_field`` or ``text_template``: what ``repoint`` re-encodes to prove a model)."""
     return {
         "version": version,
         "run_id": run_id,
@@ -32,6 +34,8 @@ def build(*, version: str, run_id: str, source: str, alias: str | None, mode: st
         "mode": mode,
         "dim": dim,
         "vector_name": vector_name,
+        "text_field": text_field,
+        "text_template": text_template,
         "teacher": teacher,
         "teacher_dim": teacher_dim,
         "student": student_path,

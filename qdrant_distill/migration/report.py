@@ -13,6 +13,7 @@ winner, quality and speed of the chosen backend, bytes before and after, verify 
 
 from __future__ import annotations
 
+import contextlib
 import html
 import io
 import json
@@ -24,10 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from qdrant_distill.connectors.base import PointId
 from qdrant_distill.distillation.result import DistillResult
+from qdrant_distill.errors import DistillError, RunFolderError
 from qdrant_distill.folders import RunFolder
 from qdrant_distill.inference.formats import ExportManifest, read_manifest
 from qdrant_distill.migration.dims import DimsReport
@@ -82,10 +84,7 @@ class RunFacts(BaseModel):
 
     @classmethod
     def load(cls, run_dir: str | Path) -> RunFacts:
-        path = RunFolder(Path(run_dir)).report_data
-        if not path.is_file():
-            return cls()
-        return cls.model_validate_json(path.read_text(encoding="utf-8"))
+        return _load(RunFolder(Path(run_dir)).report_data, cls, "the run's report figures") or cls()
 
     def save(self, run_dir: str | Path) -> Path:
         path = RunFolder(Path(run_dir)).report_data
@@ -115,30 +114,61 @@ class _Inputs:
 def _read(run_dir: Path) -> _Inputs:
     folder = RunFolder(run_dir)
     journal = Journal.load(folder.journal)
-    distill = None
-    if folder.distill.result.is_file():
-        distill = DistillResult.model_validate_json(folder.distill.result.read_text(encoding="utf-8"))
-    dims = DimsReport.model_validate_json(folder.dims.read_text(encoding="utf-8")) if folder.dims.is_file() else None
+    distill = _load(folder.distill.result, DistillResult, "a distillation result")
+    dims = _load(folder.dims, DimsReport, "a dimension table")
     manifest = read_manifest(journal.export_path) if journal.export_path else None
     return _Inputs(journal, RunFacts.load(run_dir), distill, manifest, dims)
 
 
+def _load(path: Path, model: type[Any], what: str) -> Any:
+    """``path`` read as ``model``; None when there is no such file; :class:`RunFolderError` naming the file and what
+    is wrong with it when it is not one (a folder, unreadable, binary, not JSON, of the wrong shape or types)."""
+    if not path.exists():
+        return None
+    try:
+        return model.model_validate_json(path.read_bytes())
+    except IsADirectoryError:
+        why = "it is a folder"
+    except OSError as exc:
+        why = f"it cannot be read ({exc.strerror or type(exc).__name__})"
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"]))
+        why = (f"{where}: " if where else "") + first["msg"].split("[")[0].strip()
+    raise RunFolderError(f"{path} is not {what}: {why}",
+                         hint="move it out of the run folder (the report is drawn without it), or restore it",
+                         path=str(path))
+
+
 def write_report(run_dir: str | Path) -> Path:
-    """Render the run's ``report.html`` from its files; returns its path."""
+    """Render the run's ``report.html`` from its files; returns its path. :class:`RunFolderError` when a file it
+    reads is damaged or the page cannot be written (nothing is left behind then)."""
     folder = RunFolder(Path(run_dir))
+    if folder.report.exists() and not folder.report.is_file():
+        raise RunFolderError(f"{folder.report} is not a file: the report cannot be written there",
+                             hint="move it out of the run folder", path=str(folder.report))
     page = render_report(folder.root)
     tmp = folder.report.with_suffix(".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(folder.report)
+    try:
+        tmp.write_text(page, encoding="utf-8")
+        tmp.replace(folder.report)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise RunFolderError(f"cannot write {folder.report}: {exc.strerror or type(exc).__name__}",
+                             path=str(folder.report)) from None
     return folder.report
 
 
 def refresh_report(run_dir: str | Path) -> Path | None:
-    """:func:`write_report`, best effort: the journal is the record, the report a view of it (a failure is logged)."""
+    """:func:`write_report`, best effort: the journal is the record, the report a view of it. A failure is one
+    warning line (the traceback at debug level): what the command did stands."""
     try:
         return write_report(run_dir)
-    except Exception:  # noqa: BLE001 - a view of the journal (a full disk, a file edited by hand): the run goes on
-        logger.warning("could not write the report of %s", run_dir, exc_info=True)
+    except Exception as exc:  # noqa: BLE001 - a view of the journal (a full disk, a file edited by hand): the run goes on
+        shown = str(exc) if isinstance(exc, DistillError) else f"{type(exc).__name__}: {exc}"
+        logger.warning("the report was not refreshed: %s", shown)
+        logger.debug("the report of %s was not refreshed", run_dir, exc_info=True)
         return None
 
 

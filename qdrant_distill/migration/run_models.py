@@ -45,7 +45,7 @@ def query_encoder(config: MigrationConfig, journal: Journal) -> Encoder:
 def run_encoder(config: MigrationConfig, journal: Journal, backend: Backend) -> Encoder:
     """The run's query encoder on ``backend`` (the gate judges other backends than the chosen one)."""
     return _journal_encoder(journal, config.mode, backend, batch_size=config.encode_batch_size,
-                            api_key=config.embeddings_api_key)
+                            api_key=config.embeddings_api_key, given=config.teacher_model)
 
 
 def encoder_of(ref: str | Path) -> Encoder:
@@ -64,9 +64,14 @@ def encoder_of(ref: str | Path) -> Encoder:
 
 
 def _journal_encoder(journal: Journal, mode: Mode, backend: Backend, *, batch_size: int = DEFAULT_BATCH_SIZE,
-                     api_key: SecretStr | str | None = None) -> Encoder:
+                     api_key: SecretStr | str | None = None, given: str | None = None) -> Encoder:
+    """The journal's encoder; an endpoint recorded without its path is loaded by ``given`` (the teacher reference
+    this process was handed, path and all) when that is the same endpoint and model."""
+    from qdrant_distill.connectors.http_embeddings import in_memory_reference
+
     projection = journal.projection_path if mode is Mode.PROJECTION_ONLY else None
-    return load_encoder(encoder_reference(journal, backend), projection=projection, backend=backend,
+    reference = in_memory_reference(encoder_reference(journal, backend), given)
+    return load_encoder(reference, projection=projection, backend=backend,
                         batch_size=batch_size, api_key=api_key)
 
 

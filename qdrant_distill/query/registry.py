@@ -17,18 +17,24 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from qdrant_distill.connectors.base import Connector
+from qdrant_distill.connectors.base import Connector, TextSource
 from qdrant_distill.errors import ConfigError, DimensionError, StudentError
 from qdrant_distill.folders import DistillFolder, ExportFolder, RunFolder
 from qdrant_distill.inference.encoders import Encoder, load_encoder
 from qdrant_distill.inference.formats import Backend, export_folder, rebuild_command
 from qdrant_distill.migration.record import read as read_record
 from qdrant_distill.migration.record import write as write_record
+from qdrant_distill.vectors import row_cosines, unit_rows
 
 __all__ = ["CollectionEncoder", "Repointed", "encoder_for", "repoint"]
 
 logger = logging.getLogger(__name__)
 
+PROOF_POINTS = 16  # stored points re-encoded by repoint to prove a model is the collection's own
+# the mean cosine of their new vectors to the stored ones: the collection's own encoder reproduces them (an int8
+# export of the model that wrote them: about 0.99); in project mode a query student approximates the documents'
+# projected teacher vectors. Another run's export of the same size: about 0.1 to 0.2.
+PROOF_MIN_COSINE = {"reembed": 0.9, "projection-only": 0.9, "project": 0.5}
 
 
 @dataclass(frozen=True)
@@ -140,12 +146,16 @@ def repoint(connector: Connector, alias_or_collection: str, model: str | Path, *
         raise ConfigError(f"collection {info.name!r} records no qdrant-distill query model: nothing to re-point",
                           hint="repoint a collection a migration made (the alias after a swap, or its target)")
     backend = Backend(record.get("query_backend", Backend.AUTO))
-    new_model = _model_folder(Path(model).expanduser().resolve(), backend)
+    given = Path(model).expanduser().resolve()
+    if record.get("query_projection"):
+        _check_projection_only(info.name, record, given, projection)
+    new_model = _model_folder(given, backend)
     new_projection = _projection_for(new_model, projection) if record.get("query_projection") else None
     encoder = _load(str(new_model), str(new_projection) if new_projection else None, backend)
     if encoder.dim != int(record["dim"]):
         raise DimensionError(f"{new_model} encodes {encoder.dim}-d vectors; {info.name!r} holds {record['dim']}-d",
                              hint="give the export of the run that made this collection")
+    _prove_own(connector, info.name, record, encoder, new_model)  # before anything is written
     changes = {"query_model": str(new_model)}
     if new_projection is not None:
         changes["query_projection"] = str(new_projection)
@@ -154,6 +164,66 @@ def repoint(connector: Connector, alias_or_collection: str, model: str | Path, *
     for key, (old, new) in diff.items():
         logger.warning("repoint: %s of %r: %s -> %s", key, info.name, old, new)
     return Repointed(collection=info.name, changes=diff)
+
+
+def _text_of(record: dict[str, Any]) -> TextSource:
+    """Where the collection's texts are: the record's text source, else its run's journal's, else ``text``."""
+    if record.get("text_field") or record.get("text_template"):
+        return TextSource(field=record.get("text_field"), template=record.get("text_template"))
+    journal = Path(str(record.get("journal") or ""))
+    if journal.is_file():
+        from qdrant_distill.migration.journal import Journal
+
+        try:
+            fingerprint = Journal.load(journal.parent).fingerprint
+            if fingerprint.get("text_field") or fingerprint.get("text_template"):
+                return TextSource(field=fingerprint.get("text_field"), template=fingerprint.get("text_template"))
+        except Exception:  # noqa: BLE001 - a damaged journal: the default field
+            logger.debug("repoint: the journal %s gives no text source", journal, exc_info=True)
+    return TextSource(field="text")
+
+
+def _prove_own(connector: Connector, collection: str, record: dict[str, Any], encoder: Encoder, model: Path) -> None:
+    """A few stored points of ``collection``, encoded again by ``encoder``: their vectors must be the stored ones
+    (:data:`PROOF_MIN_COSINE` for the collection's mode), or the model is another collection's."""
+    mode = record.get("mode", "reembed")
+    sample = connector.sample(collection, PROOF_POINTS, text=_text_of(record),
+                              vector_name=record.get("vector_name") or None, seed=0)
+    vectors = encoder.encode(sample.texts, kind="query" if mode == "project" else "document")
+    cosine = float(row_cosines(unit_rows(vectors), unit_rows(sample.vectors)).mean())
+    need = PROOF_MIN_COSINE.get(mode, PROOF_MIN_COSINE["reembed"])
+    if cosine >= need:
+        logger.info("repoint: %s re-encodes %d stored points of %r at mean cosine %.4f (at least %.2f)", model,
+                    len(sample.texts), collection, cosine, need)
+        return
+    raise ConfigError(f"{model} is not the query model of {collection!r}: it re-encodes {len(sample.texts)} of its "
+                      f"stored points at mean cosine {cosine:.2f} (its own model: at least {need}); nothing "
+                      "was changed", hint=f"give the export of the run that made {collection!r} (run id "
+                      f"{record.get('run_id', '?')})")
+
+
+def _check_projection_only(collection: str, record: dict[str, Any], given: Path, projection: str | Path | None) -> None:
+    """A projection-only collection's queries run on the teacher and a projection: a run or distill folder holds
+    only the projection, so it needs the teacher named with it (said at once, not after a model fails to load)."""
+    run = RunFolder(given)
+    folder = run.distill.root if run.is_run() else given
+    distilled = DistillFolder(folder)
+    if distilled.projection.is_file() and not distilled.student.exists() and export_folder(folder) is None:
+        raise ConfigError(f"{given} holds the projection of projection-only collection {collection!r}, not a model: "
+                          "its queries run on the teacher followed by that projection",
+                          hint=f"give the teacher and the projection: --model TEACHER_FOLDER --projection "
+                          f"{distilled.projection}")
+    if projection is not None:
+        from qdrant_distill.inference.projection import PCAProjection
+
+        try:
+            loaded = PCAProjection.load(Path(projection).expanduser())
+        except Exception as exc:  # noqa: BLE001 - any unreadable file: one line
+            raise ConfigError(f"--projection {str(projection)!r} is not a projection: {type(exc).__name__}: {exc}",
+                              hint="give the projection.npz of the run that made this collection") from None
+        if loaded.dim != int(record["dim"]):
+            raise DimensionError(f"--projection {str(projection)!r} projects to {loaded.dim}-d; {collection!r} holds "
+                                 f"{record['dim']}-d", hint="give the projection.npz of the run that made it")
 
 
 def _model_folder(path: Path, backend: Backend) -> Path:

@@ -44,3 +44,36 @@ def refusing_server(status: int = 401) -> Iterator[Any]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@contextmanager
+def answering_server(answer: Any) -> Iterator[Any]:
+    """An embeddings endpoint that answers every POST with 200 and the JSON ``answer(texts)`` gives (a str is sent as
+    it is: numbers JSON cannot spell, like 1e39 written out). ``server.url``; ``server.posts`` counts the requests."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            payload = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)))
+            server.posts += 1
+            body = answer(payload.get("input") or payload.get("inputs") or [])
+            data = (body if isinstance(body, str) else json.dumps(body)).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:  # quiet
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.posts = 0  # type: ignore[attr-defined]
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

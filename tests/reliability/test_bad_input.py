@@ -109,6 +109,11 @@ CASES: list[tuple[str, list[str], str]] = [
     ("--queries with a broken JSONL line", ["--alias", "docs", "--queries", "{beir_broken_line}"], "ConfigError"),
     ("--queries with a binary queries file", ["--alias", "docs", "--queries", "{beir_binary}"], "ConfigError"),
     ("--queries with a query without _id", ["--alias", "docs", "--queries", "{beir_no_id}"], "ConfigError"),
+    # issue 31, 6: teacher labels train a student; projection-only trains none
+    ("--label-queries in projection-only mode",
+     ["--alias", "docs", "--mode", "projection-only", "--teacher", "{teacher}", "--no-teacher-check",
+      "--label-queries", "10"],
+     "ConfigError"),
 ]
 
 BEIR_FOLDERS = ("beir_unjudged", "beir_no_points", "beir_half_points", "beir_broken_line", "beir_binary",
@@ -225,3 +230,46 @@ def test_bad_input_is_refused_with_one_typed_line_and_changes_nothing(
     assert not (run_dir / "journal.json").exists()  # nothing started
     assert store_state(store["path"]) == store["before"]  # every collection and alias byte-for-byte as before
     FIGURES.setdefault("bad inputs rejected", set()).add(case)
+
+
+# -- output paths (issue 31, item 9): checked before anything is read, one line ---------------------------------------
+OUTPUTS = {  # what is given, what the line says
+    "a folder": ("{dir}", "is a folder"),
+    "empty": ("", "'.' is a folder"),
+    "under a file": ("{under_file}", "lies under the file"),
+    "/proc": ("/proc/qd-distill-test.json", "nothing can be written in '/proc'"),
+    "/sys": ("/sys/qd-distill-test.json", "nothing can be written in '/sys'"),
+}
+
+
+@pytest.mark.parametrize("case", list(OUTPUTS))
+def test_a_dims_out_that_cannot_be_written_is_one_line(case, store, tiny_model_path, tmp_path, monkeypatch) -> None:
+    given, says = OUTPUTS[case]
+    monkeypatch.chdir(tmp_path)
+    out = {"{dir}": str(tmp_path), "{under_file}": str(store["root"] / "bad.toml" / "dims.json")}.get(given, given)
+    result = CliRunner().invoke(app, ["plan", *argv(["--alias", "docs", "--dims-out", out], store, tiny_model_path,
+                                                    tmp_path / "run")])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert lines[0].startswith("error: ConfigError: ") and says in lines[0], lines[0]
+    assert "--dims-out" in lines[0] or "dimension table" in lines[0], lines[0]
+    assert store_state(store["path"]) == store["before"]
+    FIGURES.setdefault("output paths refused (plan --dims-out)", set()).add(case)
+
+
+@pytest.mark.parametrize("case", list(OUTPUTS))
+def test_an_edge_out_that_cannot_be_written_is_one_line(case, store, tmp_path, monkeypatch) -> None:
+    given, says = OUTPUTS[case]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "taken").write_text("a file")
+    out = {"{dir}": str(tmp_path / "taken"), "{under_file}": str(tmp_path / "taken" / "edge")}.get(given, given)
+    says = "is a file" if case == "a folder" else says  # --out names a folder: a file is what it cannot be
+    result = CliRunner().invoke(app, ["export-edge", "docs", "--out", out, "--path", str(store["path"])])
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    if case == "empty":  # "" reads as "." (this folder, which holds a file): refused by whichever check comes first
+        assert lines[0].startswith("error: ConfigError: "), lines[0]
+    else:
+        assert lines[0].startswith("error: ConfigError: the Edge folder") and says in lines[0], lines[0]
+    assert store_state(store["path"]) == store["before"]
+    FIGURES.setdefault("output paths refused (export-edge --out)", set()).add(case)

@@ -257,3 +257,82 @@ def test_finalize_says_what_it_dropped_and_abandon_then_does_not_suggest_rolling
     assert "the migration is finalized" in line and "roll" not in line.split("(hint:")[-1], line
     with QdrantConnector.open(path=str(store)) as conn:
         assert sorted(conn.collections()) == ["docs_v1_distilled16", "others"]
+
+
+def test_finalize_checks_every_alias_before_it_says_it_drops(swapped: Path, fast_tmp: Path) -> None:
+    """Issue 31, item 10: another alias still points to the previous collection. finalize refuses in one line before
+    it logs a word about dropping it, and the store, the run folder and the journal's stage stay as they were."""
+    store, run_dir = copy_run(swapped, fast_tmp)
+    with QdrantConnector.open(path=str(store)) as conn:
+        conn.swap_alias("legacy", "docs_v1")
+    files, state = tree(run_dir), store_state(store)
+    line = refused(cli("finalize", run_dir, "--yes", "--path", store))
+    assert line == ("error: AliasConflict: refusing to drop 'docs_v1': alias 'legacy' points to it (move or "
+                    "delete that alias first; nothing was dropped)"), line
+    assert tree(run_dir) == files and store_state(store) == state
+    assert json.loads((run_dir / "journal.json").read_text())["stage"] == "swapped"
+
+
+# -- damaged files beside the journal (issue 31, item 7) --------------------------------------------------------------
+DAMAGE: dict[str, tuple[str, bytes | None, str]] = {  # file, content (None: a folder), what the line says
+    "report.json not JSON": ("report.json", b"{not json", "is not the run's report figures: Invalid JSON"),
+    "report.json a list": ("report.json", b"[1, 2]", "is not the run's report figures: Input should be an object"),
+    "report.json wrong types": ("report.json", b'{"points": "many", "notes": 3}',
+                                "is not the run's report figures: points: Input should be a valid integer"),
+    "report.json binary": ("report.json", bytes(range(256)) * 4, "is not the run's report figures: Invalid JSON"),
+    "report.json a folder": ("report.json", None, "is not the run's report figures: it is a folder"),
+    "dims.json not JSON": ("dims.json", b"dims!", "is not a dimension table: Invalid JSON"),
+    "dims.json binary": ("dims.json", bytes(range(256)) * 4, "is not a dimension table: Invalid JSON"),
+    "dims.json wrong types": ("dims.json", b'{"rows": "none"}', "is not a dimension table: "),
+    "report.html a folder": ("report.html", None, "is not a file: the report cannot be written there"),
+}
+
+
+def damage(run_dir: Path, name: str, content: bytes | None) -> Path:
+    path = run_dir / name
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+    if content is None:
+        (path / "kept").mkdir(parents=True)
+    else:
+        path.write_bytes(content)
+    return path
+
+
+@pytest.mark.parametrize("case", list(DAMAGE))
+def test_status_html_on_a_damaged_file_is_one_line_and_writes_nothing(case: str, swapped: Path,
+                                                                       fast_tmp: Path) -> None:
+    name, content, says = DAMAGE[case]
+    _, run_dir = copy_run(swapped, fast_tmp)
+    path = damage(run_dir, name, content)
+    files = tree(run_dir)
+    line = refused(cli("status", run_dir, "--html"))
+    assert line.startswith(f"error: RunFolderError: {path}") and says in line, line
+    assert tree(run_dir) == files and not (run_dir / "report.tmp").exists()  # nothing written, nothing left behind
+    assert cli("status", run_dir).exit_code == 0  # the journal still reads
+    FIGURES.setdefault("run folders: damaged files, one line (status --html)", set()).add(case)
+
+
+def test_alias_commands_on_a_damaged_folder_say_what_moved_and_warn_in_one_line(swapped: Path,
+                                                                                  fast_tmp: Path) -> None:
+    """report.json corrupt, then report.html a folder: rollback, swap and finalize do their work and say so on
+    stdout; the report they cannot refresh is one warning line, never a traceback."""
+    store, run_dir = copy_run(swapped, fast_tmp)
+    damage(run_dir, "report.json", b"{not json")
+    steps = [(("rollback",), f"alias 'docs' moved: {TARGET} -> docs_v1"),
+             (("swap",), f"alias 'docs' moved: docs_v1 -> {TARGET}"),
+             (("finalize", "--yes"), "finalized; dropped docs_v1")]
+    for n, (command, says) in enumerate(steps):
+        if n == 1:
+            damage(run_dir, "report.json", None)
+            damage(run_dir, "report.html", None)
+        done = cli(*command, run_dir, "--path", store)
+        assert done.exit_code == 0 and done.stdout.strip() == says, done.output
+        warning = " ".join(done.stderr.split())
+        assert "Traceback" not in done.output and warning.count("the report was not refreshed") == 1, done.stderr
+        assert "WARNING the report was not refreshed: /" in warning and ".py" not in warning, warning
+        assert not (run_dir / "report.tmp").exists()
+    with QdrantConnector.open(path=str(store)) as conn:
+        assert sorted(conn.collections()) == [TARGET, "others"] and conn.alias_target("docs") == TARGET

@@ -331,3 +331,47 @@ def test_secrets_in_an_embeddings_url_are_never_shown(demo_texts, tmp_path, fast
     assert_never_shown(hidden, cli, records, tmp_path, store)
     FIGURES["secrets: embeddings URLs, places searched"] = (
         f"{len(cli.outputs)} command outputs, {len(records.lines)} log records")
+
+
+def test_a_secret_in_any_part_of_a_teachers_url_is_never_shown_or_stored(demo_texts, tmp_path, fast_tmp, records,
+                                                                         monkeypatch) -> None:
+    """Issue 31, item 1: a teacher endpoint with a secret in its path and its fragment is accepted and used; one with a
+    secret in its userinfo, its query or an unknown option is refused. plan (text and --json), a projection-only
+    migrate (--json, --debug) and status (--html, --json) show the endpoint by API, scheme, host, port and model
+    only, and nothing the run writes (journal, report.html, report.json, the projection, the store, the collection's
+    metadata) holds a secret. (distill.json of a trained student records its DistillConfig: not covered here.)"""
+    from tests.connectors.fake_embeddings import fake_endpoint
+    from tests.test_migration import TEACHER_DIM
+
+    cli = Cli(monkeypatch)
+    hidden = url_secrets("path", "fragment", "user", "password", "query", "option")
+    store, run_dir = fast_tmp / "qdrant", tmp_path / "run"
+    with QdrantConnector.open(path=str(store)) as conn:
+        build_source(conn, demo_texts)
+    common = ["--collection", "docs_v1", "--dim", "8", "--sample-size", "100", "--path", str(store),
+              "--mode", "projection-only", "--no-teacher-check", "--no-progress"]
+    with fake_endpoint() as endpoint:
+        endpoint.dim = TEACHER_DIM
+        host = endpoint.url.removeprefix("http://")
+        live = f"openai+http://{host}/{hidden['path']}/v1?model=m&attempts=2&wait_max=0.01#{hidden['fragment']}"
+        for bad in (f"openai+http://{hidden['user']}:{hidden['password']}@{host}/v1?model=m",
+                    f"openai+http://{host}/v1?model=m&api_key={hidden['query']}",
+                    f"openai+http://{host}/v1?model=m&secret={hidden['option']}"):
+            refused = cli("plan", "--teacher", bad, *common, "--run-dir", str(tmp_path / "refused"))
+            assert "error: ConfigError" in refused.stderr and f"http://{host}" in refused.stderr, refused.stderr
+        shown = cli("plan", "--teacher", live, *common, "--run-dir", str(run_dir), code=0)
+        assert f"openai+http://{host} model m" in shown.stdout, shown.stdout
+        as_json = cli("plan", "--teacher", live, *common, "--run-dir", str(run_dir), "--json", code=0)
+        assert f"openai+http://{host}" in as_json.stdout
+        done = cli("migrate", "--teacher", live, *common, "--run-dir", str(run_dir), "--yes", "--json",
+                   "--min-recall", "0", "--min-spearman", "-1", "--debug", code=0)
+        assert '"stage": "verified"' in done.stdout, done.stdout
+        assert endpoint.requests and all(f"/{hidden['path']}/v1/embeddings" == r["path"] for r in endpoint.requests)
+        cli("status", str(run_dir), "--html", code=0)
+        cli("status", str(run_dir), "--json", code=0)
+    with QdrantConnector.open(path=str(store)) as conn:
+        metadata = [repr(conn.client.get_collection(c).config) for c in conn.collections()]
+    assert any(f"openai+http://{host}?model=m" in m for m in metadata)  # recorded: API, scheme, host, port, model
+    cli.outputs.extend(metadata)
+    assert {p.name for p in run_dir.rglob("*")} >= {"journal.json", "report.html", "report.json", "projection.npz"}
+    assert_never_shown(hidden, cli, records, tmp_path, store)
