@@ -35,6 +35,7 @@ MIGRATION_OPTIONS: dict[str, tuple] = {
     "no_teacher_check": (True, "teacher_check", False), "embeddings_api_key": ("sk-e", "embeddings_api_key"),
     "sample_size": (300, "sample_size"), "epochs": (3, "student.epochs"), "max_steps": (9, "student.max_steps"),
     "keep_layers": (2, "student.keep_layers"), "export": ("onnx", "student.export"),
+    "time_budget": (30.0, "student.time_budget_s"),
     "min_recall": (0.25, "gate.min_recall_at_10"), "min_spearman": (0.125, "gate.min_spearman"),
     "min_ndcg": (0.5, "gate.min_ndcg_at_10"), "queries": ("beir/x", "gate.queries"),
     "missing_text": ("skip", "missing_text"), "page_size": (77, "page_size"), "run_dir": ("runs/x", "run_dir"),
@@ -61,10 +62,10 @@ def test_every_migration_option_sets_its_config_field() -> None:
     assert {p.name for p in commands["migrate"].params} == plan_options | {"config", "as_json", "debug", "yes",
                                                                            "dry_run", "restart"}
     unset = {name: (False if isinstance(spec[0], bool) else None) for name, spec in MIGRATION_OPTIONS.items()}
-    assert _migration_overrides(**unset) == {}
+    assert _migration_overrides(unset) == {}
     for name, (value, field, *read_back) in MIGRATION_OPTIONS.items():
         source = {} if name in ("alias", "collection") else {"alias": "docs"}
-        config = load_config(None, environ={}, **_migration_overrides(**unset | source | {name: value}))
+        config = load_config(None, environ={}, **_migration_overrides(unset | source | {name: value}))
         assert _field(config, field) == (read_back[0] if read_back else value), name
 
 
@@ -111,6 +112,12 @@ def test_migrate_status_rollback_swap_finalize(store: Path, tiny_model_path: Pat
     result = run("migrate", "--alias", "docs", "--yes", "--api-key", SECRET, *common(store, tiny_model_path, run_dir))
     assert result.exit_code == 0, result.output
     assert "swapped" in result.stdout
+    # it ends on the report's summary lines: quality, bytes, speed, verdict, what to run next with this run folder
+    tail = result.stdout.splitlines()[-8:]
+    assert [line.split()[0] for line in tail if not line.startswith(" ")] == ["quality", "bytes", "speed", "verdict",
+                                                                           "next", "report"]
+    assert f"qdrant-distill rollback {run_dir} --path {store}   # point docs back at docs_v1" in result.stdout
+    assert "verdict   kept the " in result.stdout and "passed the gate; swapped: alias docs -> docs_v1_distilled16" in result.stdout
     assert "%|" not in result.output and "Loading weights" not in result.output  # --no-progress: no bar at all
     status = run("status", str(run_dir), "--json")
     assert json.loads(status.stdout)["stage"] == "swapped"
@@ -130,7 +137,7 @@ def test_migrate_status_rollback_swap_finalize(store: Path, tiny_model_path: Pat
     journal = (run_dir / "journal.json").read_text()
     page = run("status", str(run_dir), "--html")  # the report, refreshed by each alias move, written afresh
     report = Path(page.stdout.strip()).read_text() + (run_dir / "report.json").read_text()
-    assert page.exit_code == 0 and ">rolled_back<" in report and ">finalized<" in report
+    assert page.exit_code == 0 and ">rolled back<" in report and ">finalized<" in report
     for text in (result.output, status.output, journal, metadata, report):
         assert SECRET not in text
 

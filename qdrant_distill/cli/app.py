@@ -283,7 +283,21 @@ def _run_migration(config_file: Path | None, overrides: dict[str, Any], *, as_js
         if not yes and not typer.confirm("Proceed (the alias moves at the end)?", err=True):
             raise typer.Exit(1)
         report = run(cfg, connector=conn, plan=the_plan)
-    _print_json(report) if as_json else out.print(report_table(report))
+    if as_json:
+        _print_json(report)
+        return
+    out.print(report_table(report))
+    _print_summary(Path(the_plan.run_dir))
+
+
+def _print_summary(run_dir: Path) -> None:
+    """The lines of the report's summary card: is it good, what it saves, what to run next."""
+    from qdrant_distill.folders import RunFolder
+    from qdrant_distill.migration.report import summarize
+
+    for line in summarize(run_dir).lines():
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
+    out.print(f"report    {RunFolder(run_dir).report}", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command("plan")
@@ -546,10 +560,7 @@ def demo(
             out.print(f"[bold]{query}[/bold]", highlight=False)
             out.print("  teacher 768-d: " + " | ".join(by_teacher), highlight=False, markup=False)
             out.print(f"  student {report.dim}-d: " + " | ".join(by_student), highlight=False, markup=False)
-        from qdrant_distill.folders import RunFolder
-
-        out.print(f"report: {RunFolder(Path(report.journal).parent).report}", highlight=False, markup=False,
-                  soft_wrap=True)
+        _print_summary(Path(report.journal).parent)
 
 
 def main() -> None:

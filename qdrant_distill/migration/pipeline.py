@@ -74,6 +74,7 @@ EXAMPLES = 3  # held-out points the report shows with their nearest neighbours
 EXAMPLE_NEIGHBOURS = 5
 EXAMPLE_POOL = 512  # sample points searched for those neighbours (the held-out ones first)
 EXAMPLE_CHARS = 500
+SPEED_TEXTS = 128  # texts the student and the teacher each encode as queries to measure their speed
 
 
 class MigrationReport(BaseModel):
@@ -300,21 +301,30 @@ def _save_examples(config: MigrationConfig, journal: Journal) -> None:
     texts = [sample.texts[i] for i in pool]
     teacher = _unit(sample.vectors[pool])
     encoder = query_encoder(config, journal)
-    speed: dict[str, Any] = {}
     if config.mode is Mode.REEMBED:
-        started = time.perf_counter()
         docs = encoder.encode(texts, kind="document")
-        speed = {"encode_per_s": len(texts) / max(time.perf_counter() - started, 1e-9), "encode_texts": len(texts)}
     else:  # the new collection holds the projection of the stored vectors
         docs = PCAProjection.load(journal.projection_path).transform(sample.vectors[pool])
     n = min(EXAMPLES, len(held))
     queries = encoder.encode(texts[:n], kind="query")
+    timed = texts[:SPEED_TEXTS]  # query speed, student against teacher, on the same texts (both loaded first)
+    speed: dict[str, Any] = {"encode_per_s": _queries_per_s(encoder, timed), "encode_texts": len(timed)}
+    if config.teacher_model:
+        teacher_model = load_teacher(config.teacher_model, api_key=config.embeddings_api_key)
+        teacher_model.encode(timed[:1], kind="query")
+        speed["teacher_encode_per_s"] = _queries_per_s(teacher_model, timed)
     examples = [Example(id=sample.ids[pool[q]], text=texts[q][:EXAMPLE_CHARS],
                         teacher=_neighbours(teacher[q] @ teacher.T, q, pool, sample),
                         student=_neighbours(_unit(queries[q : q + 1])[0] @ _unit(docs).T, q, pool, sample))
                 for q in range(n)]
     facts = RunFacts.load(journal.run_dir).model_copy(update={"examples": examples, **speed})
     facts.save(journal.run_dir)
+
+
+def _queries_per_s(encoder: Encoder, texts: list[str]) -> float:
+    started = time.perf_counter()
+    encoder.encode(texts, kind="query")
+    return len(texts) / max(time.perf_counter() - started, 1e-9)
 
 
 def _neighbours(scores: np.ndarray, own: int, pool: list[int], sample: Sample) -> list[Neighbour]:
@@ -500,7 +510,7 @@ def _report(config: MigrationConfig, plan: MigrationPlan, journal: Journal) -> M
     seconds = {b: round(times[b] - times[a], 2) for a, b in zip(order, order[1:])}
     notes = list(plan.notes)
     if journal.stage is Stage.VERIFIED and not plan.alias:
-        notes.append(f"no alias was moved: point readers at {plan.target!r}, or rerun with --alias NAME")
+        notes.append(f"no alias was moved: point readers at {plan.target!r}, or rerun with --new-alias NAME")
     return MigrationReport(
         source=plan.source, source_collection=plan.source_collection, target=plan.target, alias=plan.alias,
         stage=journal.stage, mode=config.mode, dim=config.dim, teacher_dim=plan.teacher_dim, points=plan.points,
