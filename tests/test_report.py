@@ -28,7 +28,14 @@ from qdrant_distill.migration.dims import DimsReport, DimsRow
 from qdrant_distill.migration.journal import Journal
 from qdrant_distill.migration.operate import rollback_run, swap_run
 from qdrant_distill.migration.pipeline import migrate
-from qdrant_distill.migration.report import NO_CHARTS, RunFacts, qdrant_address, summarize, write_report
+from qdrant_distill.migration.report import (
+    NO_CHARTS,
+    RunFacts,
+    qdrant_address,
+    readable,
+    summarize,
+    write_report,
+)
 from qdrant_distill.migration.samples import load_sample
 from tests.conftest import REPO
 from tests.test_migration import DIM, build_source, config
@@ -87,7 +94,7 @@ def test_the_report_has_every_section_with_charts_tables_and_examples(run_dir: P
     distilled = json.loads(RunFolder(run_dir).distill.result.read_text(encoding="utf-8"))
     assert len(distilled["evaluations"]) == 5  # step 0 and every step of 4
     assert f'<tr class="mark"><td>{distilled["best_step"]}</td>' in page.split('id="training"')[1]
-    assert f"the {distilled['selection']['chosen']} state won" in page
+    assert f"the {readable(distilled['selection']['chosen'])} state won" in page
     # held-out examples, teacher and student neighbours side by side
     facts = json.loads(RunFolder(run_dir).report_data.read_text(encoding="utf-8"))
     assert page.count('class="example"') == len(facts["examples"]) == 3
@@ -119,7 +126,7 @@ def test_the_page_opens_on_a_summary_card_that_says_whether_it_is_good(run_dir: 
     assert re.search(rf"student [\d,]+ queries/s on {journal.backend.value}, teacher [\d,]+ queries/s: {ratio:.1f}x",
                      card)
     assert f"passed the gate; swapped: alias docs -> {journal.target}" in card
-    assert f"kept the {journal.selection['chosen']} state" in card
+    assert f"kept the {readable(journal.selection['chosen'])} state" in card
     assert f"qdrant-distill rollback {run_dir}" in card and f"qdrant-distill finalize {run_dir}" in card
     assert "drop docs_v1 for good" in card
     summary, flat = summarize(run_dir), " ".join(card.split())

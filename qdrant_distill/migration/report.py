@@ -219,11 +219,11 @@ def _p(text: str, cls: str = "") -> str:
 
 # -- charts (matplotlib, optional) ----------------------------------------------------------------------------------
 Draw = Callable[[Any], None]
-CHART_SIZE = (6.4, 3.2)  # inches: 614 px wide at 96 dpi, shrunk to the page's width
+CHART_SIZE = (5.4, 3.0)  # inches: 518 px wide at 96 dpi, shrunk to the page's width (372 px on a phone)
 CHART_FONT = 12  # points: about 8 px on a phone 390 px wide
 
 
-def _chart(draw: Draw, *, size: tuple[float, float] = CHART_SIZE) -> str | None:
+def _chart(draw: Draw, *, size: tuple[float, float] = CHART_SIZE, columns: int = 2) -> str | None:
     """``draw(axes)`` as an inline ``<svg>`` element; None without matplotlib. The only place it is imported.
     Text is large enough to read on a phone; the legend sits below the axes, where it covers no data."""
     try:
@@ -238,7 +238,8 @@ def _chart(draw: Draw, *, size: tuple[float, float] = CHART_SIZE) -> str | None:
         axes.grid(alpha=0.3)
         handles, labels = axes.get_legend_handles_labels()
         if handles:
-            axes.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+            axes.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=columns,
+                        frameon=False, fontsize=CHART_FONT - 1)
         buf = io.StringIO()
         fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches="tight")
     svg = buf.getvalue()
@@ -338,7 +339,7 @@ def _verdict(inp: _Inputs) -> str:
         key, chosen, margin = selection["primary_metric"], selection["chosen"], selection.get("margin")
         by = (f", {margin:+.3f} {readable(key)} over the next best" if isinstance(margin, (int, float))
               and not math.isnan(margin) else "")
-        kept = f"kept the {chosen} state{by}; "
+        kept = f"kept the {readable(chosen)} state{by}; "
     short = _gate_short(j.metrics, f.gate)
     moved = {Stage.SWAPPED: f"swapped: alias {j.alias} -> {j.target}",
              Stage.ROLLED_BACK: f"rolled back: alias {j.alias} -> {j.previous_target}",
@@ -446,17 +447,17 @@ def _dims(inp: _Inputs) -> str:
 
     def draw(ax: Any) -> None:
         xs = [r.dim for r in d.rows]
-        ax.plot(xs, [r.variance_kept for r in d.rows], "o-", label="PCA: variance kept")
-        ax.plot(xs, [r.neighbour_recall_at_10 for r in d.rows], "s-", label="PCA: neighbour recall@10")
-        ax.plot(xs, [r.spearman for r in d.rows], "^-", label="PCA: Spearman")
+        ax.plot(xs, [r.variance_kept for r in d.rows], "o-", label="PCA variance kept")
+        ax.plot(xs, [r.neighbour_recall_at_10 for r in d.rows], "s-", label="PCA recall@10")
+        ax.plot(xs, [r.spearman for r in d.rows], "^-", label="PCA Spearman")
         if any(r.ndcg_at_10 is not None for r in d.rows):
-            ax.plot(xs, [r.ndcg_at_10 for r in d.rows], "d-", label="PCA: nDCG@10")
+            ax.plot(xs, [r.ndcg_at_10 for r in d.rows], "d-", label="PCA nDCG@10")
         ax.set_xscale("log", base=2)
         ax.set_xticks(xs, [str(x) for x in xs])
         if chosen:
             ax.axvline(chosen, color="crimson", lw=1, ls=":", label=f"chosen {chosen}")
         if student is not None and chosen:
-            ax.plot([chosen], [student], "*", color="crimson", ms=16, label=f"student: recall@10 {student:.3f}")
+            ax.plot([chosen], [student], "*", color="crimson", ms=16, label=f"student recall@10 {student:.3f}")
         if d.recommended != chosen:
             ax.axvline(d.recommended, color="grey", ls="--", label=f"recommended {d.recommended}")
         ax.set_xlabel("dimension")
@@ -504,6 +505,7 @@ def _training(inp: _Inputs) -> str:
         if chosen not in ("trained", "untrained") and primary in candidates.get(chosen, {}):
             ax.axhline(_number(candidates[chosen][primary]), color="crimson", ls="--", lw=1, label=f"kept: {chosen}")
         ax.set_xlabel("training step")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_ylabel("held-out score")
 
     rows = [(int(e["step"]), *(e.get(k, math.nan) for k in keys)) for e in evals]
@@ -513,7 +515,7 @@ def _training(inp: _Inputs) -> str:
                f"{r.train_size:,} pairs, {r.holdout_size:,} held out; best evaluated state at step "
                f"{best}; the holdout kept the {chosen} state.")
     table = _table(("step", *map(readable, keys)), rows, marked=lambda i: evals[i]["step"] == best)
-    return _section("training", "Training", facts, _figure(inp, draw), table)
+    return _section("training", "Training", facts, _figure(inp, draw, columns=1), table)
 
 
 def _baselines(inp: _Inputs) -> str:
@@ -527,12 +529,13 @@ def _baselines(inp: _Inputs) -> str:
         candidates.setdefault("PCA of the teacher (the target)", r.projection_metrics)
     names = list(candidates)
     keys = sorted({k for c in candidates.values() for k in c}, key=lambda k: (k != key, k))
-    rows = [(n + (" (kept)" if n == chosen else ""), *(candidates[n].get(k, math.nan) for k in keys)) for n in names]
+    rows = [(readable(n) + (" (kept)" if n == chosen else ""), *(candidates[n].get(k, math.nan) for k in keys))
+            for n in names]
     margin = selection.get("margin")
     won = (f"won by {margin:+.3f}" if isinstance(margin, (int, float)) and not math.isnan(margin)
            else "was the only one measured")
     return _section("baselines", "Baselines",
-                    _p(f"The holdout compared these states by {readable(key)}; the {chosen} state {won}."),
+                    _p(f"The holdout compared these states by {readable(key)}; the {readable(chosen)} state {won}."),
                     _table(("state", *map(readable, keys)), rows, marked=lambda i: names[i] == chosen))
 
 
@@ -631,11 +634,11 @@ padding-bottom:.2rem;margin-top:2.2rem}h3{margin-bottom:.3rem}
 .scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem}
 th,td{border:1px solid #ddd;padding:.3rem .6rem;text-align:left;vertical-align:top}th{background:#f3f3f5}
-td{overflow-wrap:anywhere}table.pairs td:first-child{white-space:nowrap}
+td{overflow-wrap:break-word}table.pairs td:first-child{white-space:nowrap}
 tr.mark td,td.mark{background:#fdecef;font-weight:600}table.neighbours{width:100%}table.neighbours td{width:50%}
 .note{background:#fff8e1;border-left:4px solid #f5b800;padding:.5rem .8rem}.query{font-weight:600;margin-bottom:0}
 .id,.meta{color:#666;font-weight:400}.meta{overflow-wrap:anywhere}
-figure.chart{margin:.6rem 0;overflow-x:auto}figure.chart svg{width:100%;min-width:430px;max-width:760px;height:auto;
+figure.chart{margin:.6rem 0;overflow-x:auto}figure.chart svg{width:100%;max-width:680px;height:auto;
 display:block}
 nav{display:flex;flex-wrap:wrap;gap:.2rem .8rem}
 .card{border:2px solid #dc244c;border-radius:10px;padding:.2rem 1.2rem 1rem;margin-top:1rem;background:#fffafb}
@@ -655,9 +658,9 @@ _SECTIONS = (("summary", "summary"), ("migrated", "migrated"), ("alias", "alias 
              ("verify", "verify"), ("examples", "examples"))
 
 
-def _figure(inp: _Inputs, draw: Draw, *, size: tuple[float, float] = CHART_SIZE) -> str:
+def _figure(inp: _Inputs, draw: Draw, *, size: tuple[float, float] = CHART_SIZE, columns: int = 2) -> str:
     """A chart of the page, or nothing (the page then says once that matplotlib is missing)."""
-    svg = _chart(draw, size=size)
+    svg = _chart(draw, size=size, columns=columns)
     if svg is None:
         inp.charts_missing = True
         return ""
