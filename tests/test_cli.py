@@ -157,3 +157,49 @@ def test_abandon_and_restart(store: Path, tiny_model_path: Path, tmp_path: Path)
     assert not (run_dir / "journal.json").exists() and not (run_dir / "report.html").exists()
     with QdrantConnector.open(path=str(store)) as conn:
         assert conn.collections() == ["docs_v1"] and conn.alias_target("docs") == "docs_v1"
+
+
+def _help(*command: str) -> str:
+    """A command's --help as a user sees it on a wide terminal (one option a line)."""
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "400", "TERMINAL_WIDTH": "400"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_every_option_of_every_command_shows_its_default_in_help() -> None:
+    """Rich markup would swallow a bare "[default: ...]": each option's line shows it (flags are off unless given;
+    a required option has none), choices are listed, and plan/migrate group their options in panels."""
+    group = typer.main.get_command(app)
+    for name, command in group.commands.items():  # type: ignore[attr-defined]
+        text = _help(name)
+        for param in command.params:
+            if param.param_type_name != "option" or param.is_flag or param.required:
+                continue
+            line = next(line for line in text.splitlines() if f" {param.opts[0]} " in line)
+            assert "[default: " in line, (name, line)
+    plan = _help("plan")
+    assert "--dim  " in plan and "target dimension [default: 128]" in plan
+    assert "[default: 5000, or the whole collection when smaller]" in plan and "[default: ./qdrant_data]" in plan
+    assert "<reembed|project|projection-only>" in plan and "<transformer|pruned|static>" in plan
+    assert "<local|ray>" in plan and "<fail|skip|project>" in plan and "<none|onnx|onnx-int8>" in plan
+    for panel in ("Source and target", "Student and training", "Quality gate", "Re-embed", "Qdrant connection"):
+        assert f"─ {panel} ─" in plan and f"─ {panel} ─" in _help("migrate")
+    assert "[default: 2,048]" in _help("serve")
+
+
+def test_a_wrong_choice_names_the_flag_and_the_choices_and_version_prints() -> None:
+    said = run("plan", "--alias", "docs", "--mode", "bogus")
+    assert said.exit_code == 2 and "'--mode'" in said.output and "'reembed', 'project', 'projection-only'" in said.output
+    from qdrant_distill._version import __version__
+
+    version = run("--version")
+    assert version.exit_code == 0 and version.stdout.strip() == f"qdrant-distill {__version__}"
+
+
+def test_plan_of_a_plain_collection_hints_the_flag_that_works(store: Path, tiny_model_path: Path,
+                                                               tmp_path: Path) -> None:
+    args = common(store, tiny_model_path, tmp_path / "run")
+    said = run("plan", "--collection", "docs_v1", *args)
+    assert said.exit_code == 0 and "pass --new-alias NAME to create an alias for the target" in said.stdout
+    followed = run("plan", "--collection", "docs_v1", "--new-alias", "docs_new", *args)  # the hint, followed
+    assert followed.exit_code == 0 and "alias 'docs_new': (new) -> docs_v1_distilled16" in followed.stdout

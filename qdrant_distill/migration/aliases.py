@@ -55,7 +55,7 @@ def swap(connector: Connector, journal: Journal) -> str | None:
     if not journal.alias:
         raise MigrationError(
             f"no alias to swap: the source {journal.source_collection!r} is a plain collection",
-            hint="pass --alias NAME to create an alias for the new collection",
+            hint="rerun migrate with --new-alias NAME (alias= in a config) to create an alias for the new collection",
         )
     if not (journal.done(Stage.VERIFIED)):
         raise MigrationError(f"cannot swap before the target is verified (stage {journal.stage.value})")

@@ -195,16 +195,17 @@ def _target_and_alias(config: MigrationConfig, connector: Connector, info: Colle
         )
     alias = source_alias or config.alias
     if config.alias and source_alias and config.alias != source_alias:
-        raise ConfigError(f"the source is already the alias {source_alias!r}; --alias {config.alias!r} contradicts it")
+        raise ConfigError(f"the source is already the alias {source_alias!r}; --new-alias {config.alias!r} "
+                          "contradicts it", hint="drop --new-alias: the source alias itself is swapped")
     if alias and connector.collection_exists(alias):
-        raise AliasConflict(f"alias name {alias!r} is used by a collection", hint="choose another --alias")
+        raise AliasConflict(f"alias name {alias!r} is used by a collection", hint="choose another --new-alias")
     if source_alias:
         return target, alias, f"alias {source_alias!r}: {info.name} -> {target} in one request; rollback until finalize"
     if config.alias:
         current = connector.alias_target(config.alias)
         return target, alias, f"alias {config.alias!r}: {current or '(new)'} -> {target}"
     notes.append(f"{config.source!r} is a collection, not an alias: readers must be pointed at {target!r} by hand")
-    return target, alias, "none: the source is a plain collection; pass --alias NAME to create an alias for the target"
+    return target, alias, "none: the source is a plain collection; pass --new-alias NAME to create an alias for the target"
 
 
 def _plan(config: MigrationConfig, info: CollectionInfo, spec: VectorSpec, **fields: Any) -> MigrationPlan:
