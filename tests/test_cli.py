@@ -121,6 +121,11 @@ def test_migrate_status_rollback_swap_finalize(store: Path, tiny_model_path: Pat
     assert "%|" not in result.output and "Loading weights" not in result.output  # --no-progress: no bar at all
     status = run("status", str(run_dir), "--json")
     assert json.loads(status.stdout)["stage"] == "swapped"
+    # planning the alias again: it now points at the distilled collection, and the refusal says so
+    again = run("plan", "--alias", "docs", *common(store, tiny_model_path, tmp_path / "again"))
+    assert again.exit_code == 1 and ("DimensionError: target dimension 16 is not smaller than the teacher's 16; alias "
+                                     "'docs' points at 'docs_v1_distilled16', a collection qdrant-distill made (48 -> "
+                                     "16 dimensions, from 'docs_v1')") in " ".join(again.stderr.split())
 
     at = ["--path", str(store)]
     assert run("rollback", str(run_dir), *at).exit_code == 0
@@ -203,3 +208,27 @@ def test_plan_of_a_plain_collection_hints_the_flag_that_works(store: Path, tiny_
     assert said.exit_code == 0 and "pass --new-alias NAME to create an alias for the target" in said.stdout
     followed = run("plan", "--collection", "docs_v1", "--new-alias", "docs_new", *args)  # the hint, followed
     assert followed.exit_code == 0 and "alias 'docs_new': (new) -> docs_v1_distilled16" in followed.stdout
+
+
+def test_plan_reports_every_problem_in_one_pass(store: Path, tiny_model_path: Path, tmp_path: Path) -> None:
+    with QdrantConnector.open(path=str(store)) as conn:  # the default target is taken
+        build_source(conn, ["taken"] * 10, name="docs_v1_distilled16", alias=None, n=10)
+    args = [*common(store, tiny_model_path, tmp_path / "run"), "--student", str(tmp_path / "no-such-model"),
+            "--label-queries", "5"]
+    said = run("plan", "--alias", "docs", *args)
+    assert said.exit_code == 1
+    line = " ".join(said.stderr.split())
+    assert line.count("error:") == 1 and line.startswith("error: CollectionExists: target collection "
+                                                          "'docs_v1_distilled16' already exists")
+    assert "and 2 more problems: (2) ConfigError: student model path" in line
+    assert "(3) ConfigError: teacher labels (--label-queries) need the teacher" in line
+
+
+def test_a_sample_larger_than_the_collection_is_clamped_and_said(store: Path, tiny_model_path: Path,
+                                                                 tmp_path: Path) -> None:
+    args = [*common(store, tiny_model_path, tmp_path / "run"), "--sample-size", "100000"]  # the last one wins
+    said = run("plan", "--alias", "docs", *args)
+    assert said.exit_code == 0, said.output
+    assert "sample      240 points" in said.stdout
+    assert ("note        sample size 100,000 (--sample-size, sample_size) is more than the collection's 240 points: "
+            "the whole collection is sampled") in said.stdout
