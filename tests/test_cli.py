@@ -127,9 +127,17 @@ def test_migrate_status_rollback_swap_finalize(store: Path, tiny_model_path: Pat
                                      "'docs' points at 'docs_v1_distilled16', a collection qdrant-distill made (48 -> "
                                      "16 dimensions, from 'docs_v1')") in " ".join(again.stderr.split())
 
+    table = run("status", str(run_dir))  # in words: nothing unknown shown as None, what to run next
+    assert table.exit_code == 0 and "None" not in table.stdout and "240" in table.stdout
+    assert f"next      qdrant-distill rollback {run_dir} --path {store}   # point docs back at docs_v1" in table.stdout
+    # routine steps are INFO, not warnings; verify is one sentence, not a dict
+    assert "WARNING" not in result.stderr and "moving alias 'docs': docs_v1 -> docs_v1_distilled16" in result.stderr
+    assert "verify: 240 of 240 points in both, none missing, extra or changed" in " ".join(result.stderr.split())
     at = ["--path", str(store)]
-    assert run("rollback", str(run_dir), *at).exit_code == 0
-    assert run("finalize", str(run_dir), *at, input="n\n").exit_code == 1  # asks first; "no" changes nothing
+    back = run("rollback", str(run_dir), *at)
+    assert back.exit_code == 0 and "WARNING" not in back.output
+    asked = run("finalize", str(run_dir), *at, input="n\n")  # asks first, naming what it drops; "no" changes nothing
+    assert asked.exit_code == 1 and "Drop the previous collection 'docs_v1' for good?" in asked.output
     assert run("swap", str(run_dir), *at).exit_code == 0
     done = run("finalize", str(run_dir), *at, "--yes")
     assert done.exit_code == 0 and "dropped docs_v1" in done.stdout
@@ -232,3 +240,15 @@ def test_a_sample_larger_than_the_collection_is_clamped_and_said(store: Path, ti
     assert "sample      240 points" in said.stdout
     assert ("note        sample size 100,000 (--sample-size, sample_size) is more than the collection's 240 points: "
             "the whole collection is sampled") in said.stdout
+
+
+def test_finalize_asks_nothing_when_nothing_will_be_dropped(store: Path, tiny_model_path: Path, tmp_path: Path) -> None:
+    """A new alias (--new-alias) had no previous collection: finalize drops nothing, so it does not ask."""
+    run_dir = tmp_path / "run"
+    done = run("migrate", "--collection", "docs_v1", "--new-alias", "docs_new", "--yes",
+               *common(store, tiny_model_path, run_dir))
+    assert done.exit_code == 0, done.output
+    status = run("status", str(run_dir))
+    assert "previous target" not in status.stdout and "None" not in status.stdout
+    final = run("finalize", str(run_dir), "--path", str(store))  # no --yes, no answer given
+    assert final.exit_code == 0 and "for good?" not in final.output and "finalized; nothing dropped" in final.stdout

@@ -462,7 +462,19 @@ def status(
                 webbrowser.open(page.resolve().as_uri())
             return
         journal = load(run_dir)
-        _print_json(journal) if as_json else out.print(journal_table(journal))
+        if as_json:
+            _print_json(journal)
+            return
+        out.print(journal_table(journal))
+        _print_next(run_dir)
+
+
+def _print_next(run_dir: Path) -> None:
+    """What to run next with this run folder (the report's summary card says the same)."""
+    from qdrant_distill.migration.report import summarize
+
+    for line in summarize(run_dir).next_lines():
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -519,7 +531,9 @@ def finalize(run_dir: RunDir, yes: Confirm = False, url: Url = None, api_key: Ap
         if journal.stage.value == "finalized":
             out.print("already finalized; nothing to do")
             return
-        if not yes and not typer.confirm("Drop the previous collection for good?", err=True):
+        previous = journal.previous_target  # None: the alias was new, nothing will be dropped, nothing to ask
+        if previous and not yes and not typer.confirm(f"Drop the previous collection {previous!r} for good?",
+                                                      err=True):
             raise typer.Exit(1)
         with _connector(_qdrant_settings(url, api_key, path, grpc)) as conn:
             dropped = finalize_run(run_dir, conn)

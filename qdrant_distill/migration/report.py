@@ -278,9 +278,12 @@ class Summary:
 
     def lines(self) -> list[str]:
         return [f"quality   {self.quality}", f"          {self.meaning}", f"bytes     {self.size}",
-                f"speed     {self.speed}", f"verdict   {self.verdict}",
-                *(f"{'next' if i == 0 else '':<10}{command}   # {what}" for i, (command, what) in
-                  enumerate(self.commands))]
+                f"speed     {self.speed}", f"verdict   {self.verdict}", *self.next_lines()]
+
+    def next_lines(self) -> list[str]:
+        """The next commands, one a line (``status`` ends with them too)."""
+        return [f"{'next' if i == 0 else '':<10}{command}   # {what}" for i, (command, what) in
+                enumerate(self.commands)]
 
 
 def summarize(run_dir: str | Path) -> Summary:
@@ -342,7 +345,8 @@ def _verdict(inp: _Inputs) -> str:
         kept = f"kept the {readable(chosen)} state{by}; "
     short = _gate_short(j.metrics, f.gate)
     moved = {Stage.SWAPPED: f"swapped: alias {j.alias} -> {j.target}",
-             Stage.ROLLED_BACK: f"rolled back: alias {j.alias} -> {j.previous_target}",
+             Stage.ROLLED_BACK: f"rolled back: alias {j.alias} -> {j.previous_target}" if j.previous_target
+             else f"rolled back: the new alias {j.alias} removed",
              Stage.FINALIZED: f"finalized: {j.target} serves, {j.previous_target or 'nothing'} dropped",
              Stage.VERIFIED: f"verified: {j.target} written, no alias moved"}.get(j.stage)
     if short:
@@ -370,6 +374,9 @@ def _next_commands(inp: _Inputs) -> list[tuple[str, str]]:
     j = inp.journal
     run, at = shlex.quote(str(j.run_dir)), _store_option(inp.facts.qdrant)
     cmd = lambda verb, more="": f"qdrant-distill {verb} {run}{more}"  # noqa: E731
+    if j.stage is Stage.SWAPPED and j.previous_target is None:  # the alias was new: nothing to go back to or drop
+        return [(cmd("rollback", at), f"remove the new alias {j.alias}"),
+                (cmd("finalize", at), "mark the migration final (nothing to drop)")]
     if j.stage is Stage.SWAPPED:
         return [(cmd("rollback", at), f"point {j.alias} back at {j.previous_target}"),
                 (cmd("finalize", at), f"drop {j.previous_target} for good")]
