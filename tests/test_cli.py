@@ -252,3 +252,15 @@ def test_finalize_asks_nothing_when_nothing_will_be_dropped(store: Path, tiny_mo
     assert "previous target" not in status.stdout and "None" not in status.stdout
     final = run("finalize", str(run_dir), "--path", str(store))  # no --yes, no answer given
     assert final.exit_code == 0 and "for good?" not in final.output and "finalized; nothing dropped" in final.stdout
+
+
+def test_an_unreachable_server_is_one_retry_line_then_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.reliability.conftest import no_sleep_retries
+
+    no_sleep_retries(monkeypatch)  # the retries still happen, without their waits
+    said = run("plan", "--alias", "docs", "--url", "http://127.0.0.1:9")
+    lines = [line for line in said.stderr.splitlines() if line.strip() and not line.startswith("         ")]
+    assert said.exit_code == 1 and len(lines) == 2, said.stderr
+    assert "Connection refused; retrying" in lines[0] and "Retrying" not in said.stderr
+    assert lines[1].startswith("error: ConnectionFailed: get_aliases on http://127.0.0.1:9: cannot reach the server")
+    assert "UserWarning" not in said.output

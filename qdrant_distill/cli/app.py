@@ -225,10 +225,37 @@ def _main(version: Annotated[bool, typer.Option(
     """Distil a smaller embedding model from a Qdrant collection's stored vectors, re-embed, swap."""
 
 
+class _OneRetryLine(logging.Filter):
+    """The retries of a failing call as one line: the first says what failed and that it is retried; the others are
+    dropped (--debug keeps every one). A record that is not a retry starts the count again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.retrying = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith("Retrying "):
+            self.retrying = False
+            return True
+        if self.retrying:
+            return False
+        self.retrying = True
+        record.msg, record.args = "%s; retrying (the error follows if it persists)", (message.split(" raised ")[-1]
+                                                                                    .rstrip("."),)
+        return True
+
+
 def _logging(debug: bool) -> None:
+    import warnings
+
     from rich.logging import RichHandler
 
     handler = RichHandler(console=err, show_path=False, show_time=False)
+    if not debug:
+        handler.addFilter(_OneRetryLine())
+        # qdrant-client warns when its version check cannot reach the server: the connection's own error says so
+        warnings.filterwarnings("ignore", message="Failed to obtain server version", category=UserWarning)
     logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
     redact_logs()  # httpx and qdrant-client log the URLs they call
     for name in ("qdrant_distill", "connectors"):
