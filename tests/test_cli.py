@@ -264,3 +264,16 @@ def test_an_unreachable_server_is_one_retry_line_then_the_error(monkeypatch: pyt
     assert "Connection refused; retrying" in lines[0] and "Retrying" not in said.stderr
     assert lines[1].startswith("error: ConnectionFailed: get_aliases on http://127.0.0.1:9: cannot reach the server")
     assert "UserWarning" not in said.output
+
+
+def test_two_plans_give_the_same_dimension_table(store: Path, tiny_model_path: Path, tmp_path: Path) -> None:
+    args = ["plan", "--alias", "docs", "--dims", "4,8", *common(store, tiny_model_path, tmp_path / "run")]
+    first, second = run(*args), run(*args)
+    assert first.exit_code == second.exit_code == 0, first.output
+
+    def table(said: str) -> list[str]:  # the rows of the table (its first line holds the timing)
+        return [line for line in said.splitlines() if line[:9].strip().isdigit()]
+
+    assert table(first.stdout) == table(second.stdout) and len(table(first.stdout)) == 3
+    assert "fitted on 90 sampled points; every column measured on 10 held out" in " ".join(first.stdout.split())
+    assert "the dimension table samples with seed 0 (the same table each time)" in first.stdout

@@ -38,6 +38,8 @@ __all__ = ["MigrationPlan", "make_plan"]
 logger = logging.getLogger(__name__)
 
 TEXT_PROBE = 64  # points sampled to check that text exists before anything runs
+PLAN_SEED = 0  # the dimension table's sample when the configuration sets no seed
+SEEDED_UP_TO = 200_000  # points: up to this size a seeded sample (a pass over the collection) is cheap enough
 BYTES = {"float32": 4, "float16": 2, "uint8": 1}
 
 LIVE_WRITES = (
@@ -175,7 +177,8 @@ def make_plan(config: MigrationConfig, connector: Connector, *, dims: Sequence[i
                      "student's space)")
     table = None
     if dims is not False:
-        table = plan_dims(config, connector, None if dims is True else dims, collection=info.name)
+        table = plan_dims(_reproducible(config, info.points_count, notes), connector, None if dims is True else dims,
+                          collection=info.name)
     return _plan(config, info, spec, source_alias=source_alias, target=target, alias=alias, swap=swap,
                  teacher_check=teacher_check, resume_stage=journal.stage.value if resuming and journal else None,
                  notes=notes, dims=table)
@@ -218,6 +221,16 @@ def _check_points(info: CollectionInfo) -> None:
     if info.points_count == 0:
         raise EmptyCollection(f"collection {info.name!r} has no points", hint="nothing to migrate")
     check_collection_size(info.points_count)
+
+
+def _reproducible(config: MigrationConfig, points: int, notes: list[str]) -> MigrationConfig:
+    """The configuration the dimension table samples with: with no ``sample_seed``, a fixed one where a seeded
+    sample (a pass over the collection) is cheap, so two plans give the same table."""
+    if config.sample_seed is not None or points > SEEDED_UP_TO:
+        return config
+    notes.append(f"the dimension table samples with seed {PLAN_SEED} (the same table each time); the migration draws "
+                 "its own random sample unless sample_seed is set")
+    return config.model_copy(update={"sample_seed": PLAN_SEED})
 
 
 def _clamped(config: MigrationConfig, points: int, notes: list[str]) -> MigrationConfig:
