@@ -277,3 +277,11 @@ def test_two_plans_give_the_same_dimension_table(store: Path, tiny_model_path: P
     assert table(first.stdout) == table(second.stdout) and len(table(first.stdout)) == 3
     assert "fitted on 90 sampled points; every column measured on 10 held out" in " ".join(first.stdout.split())
     assert "the dimension table samples with seed 0 (the same table each time)" in first.stdout
+
+
+def test_export_says_what_it_does_before_the_long_silent_part(tiny_model_path: Path) -> None:
+    said = run("export", str(tiny_model_path))  # no --out for a plain model: refused after the first line
+    lines = said.stderr.splitlines()
+    assert lines[0] == (f"exporting {tiny_model_path} as onnx-int8: each graph is written, then checked against the "
+                        "torch model (about a minute for a MiniLM-sized student on a CPU)")
+    assert said.exit_code == 1 and lines[-1].startswith("error:")

@@ -635,6 +635,10 @@ def evaluate(
         from qdrant_distill.migration.gate import beir_metrics
         from qdrant_distill.migration.run_models import encoder_of
 
+        from qdrant_distill.connectors.http_embeddings import shown_reference
+
+        err.print(f"evaluating {shown_reference(model)} on {beir} ({split} split): encoding its corpus and queries "
+                  "(minutes on a CPU for a large model)", highlight=False, markup=False, soft_wrap=True)
         metrics = beir_metrics(encoder_of(model), beir, split=split)
         _print_json(metrics) if as_json else out.print(
             "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()), highlight=False)
@@ -657,6 +661,8 @@ def export(
 
         if format not in GRAPHS:
             raise typer.BadParameter(f"unknown format {format!r}: use onnx or onnx-int8", param_hint="--format")
+        err.print(f"exporting {target} as {format}: each graph is written, then checked against the torch model "
+                  "(about a minute for a MiniLM-sized student on a CPU)", highlight=False, markup=False, soft_wrap=True)
         manifest = export_target(target, formats=formats_for(format), out_dir=out_dir)
         _print_json(manifest) if as_json else out.print(export_table(manifest))
 
