@@ -38,7 +38,7 @@ from qdrant_distill.migration.report import (
 )
 from qdrant_distill.migration.samples import load_sample
 from tests.conftest import REPO
-from tests.test_migration import DIM, build_source, config
+from tests.test_migration import DIM, build_source, config, write_beir
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SECTIONS = ("summary", "migrated", "alias", "dims", "training", "baselines", "backend", "bytes", "verify", "examples")
@@ -133,6 +133,29 @@ def test_the_page_opens_on_a_summary_card_that_says_whether_it_is_good(run_dir: 
     for part in (summary.quality, summary.meaning, summary.size, summary.speed, summary.verdict,
                  *(command for command, _ in summary.commands)):  # the lines migrate ends with
         assert part in flat and any(part in line for line in summary.lines())
+
+
+def test_with_labelled_queries_the_card_compares_the_students_ndcg_with_the_teachers(
+        tiny_model_path: Path, teacher_path: Path, demo_texts: list[str], tmp_path: Path) -> None:
+    """Labelled queries and the teacher given: the run's dims.json holds the teacher's nDCG@10 (its queries against
+    the stored vectors), and the card says what share of it the student kept."""
+    from qdrant_distill import GateConfig
+
+    write_beir(tmp_path / "beir", demo_texts)
+    gate = GateConfig(min_recall_at_10=0.0, min_spearman=-1.0, min_ndcg_at_10=0.0, queries=str(tmp_path / "beir"))
+    student = DistillConfig(base_model=str(tiny_model_path), max_steps=2, batch_size=16, head_init_samples=64,
+                            early_stopping_patience=None, export="none")
+    with QdrantConnector.open(location=":memory:") as conn:
+        build_source(conn, demo_texts)
+        migrate(config(tiny_model_path, tmp_path / "run", student=student, gate=gate, teacher_model=str(teacher_path),
+                       teacher_check=False), connector=conn)
+    teacher = DimsReport.read(RunFolder(tmp_path / "run").dims).teacher_ndcg_at_10
+    ndcg = Journal.load(tmp_path / "run").metrics["labelled/ndcg@10"]
+    assert teacher is not None and teacher > 0
+    quality = summarize(tmp_path / "run").quality
+    assert quality == f"nDCG@10 {ndcg:.3f} on labelled queries: {ndcg / teacher:.0%} of the teacher's {teacher:.3f}"
+    card = html.unescape(card_of(RunFolder(tmp_path / "run").report.read_text(encoding="utf-8")))
+    assert quality in card and "nDCG@10 scores the ranking of the judged documents" in card
 
 
 def test_the_dimension_chart_marks_the_students_own_point(run_dir: Path) -> None:

@@ -38,7 +38,7 @@ from qdrant_distill.inference.formats import Backend, ExportChoice, read_manifes
 from qdrant_distill.inference.projection import PCAProjection
 from qdrant_distill.migration.aliases import mirror_stage, swap
 from qdrant_distill.migration.config import MigrationConfig, Mode
-from qdrant_distill.migration.dims import default_dims, dims_report
+from qdrant_distill.migration.dims import default_dims, dims_report, labelled_vectors
 from qdrant_distill.migration.engines import ReembedEngine, engine_for
 from qdrant_distill.migration.engines.local import PageConverter, ReembedJob
 from qdrant_distill.migration.gate import (
@@ -148,7 +148,7 @@ def migrate(
             sessions.enter_context(engine.session())
         resumed = journal.done(Stage.SAMPLED)
         sample = stage_sample(config, conn, journal, plan)
-        write_dims(config, journal, plan, sample)
+        write_dims(config, journal, plan, sample, conn=conn)
         try:
             stage_distill(config, journal, plan, sample)
         except (InvalidVectors, NoTextPayload, StudentError) as exc:
@@ -194,10 +194,12 @@ def stage_sample(config: MigrationConfig, conn: Connector, journal: Journal, pla
     return sample
 
 
-def write_dims(config: MigrationConfig, journal: Journal, plan: MigrationPlan, sample: Sample) -> None:
+def write_dims(config: MigrationConfig, journal: Journal, plan: MigrationPlan, sample: Sample, *,
+               conn: Connector | None = None) -> None:
     """The dimension table of the sample into the run folder (``dims.json``, for the report): the plan's when it
-    carries one, else the default candidates that the sample can fit, label-free (numpy, seconds). Advice only: a
-    sample too small for any candidate writes nothing."""
+    carries one, else the default candidates that the sample can fit (numpy, seconds), with the teacher's nDCG@10 and
+    each size's when labelled queries and the teacher are both given (the report's summary compares the student's
+    with the teacher's). Advice only: a sample too small for any candidate writes nothing."""
     path = RunFolder(journal.run_dir).dims
     if path.exists():
         return
@@ -209,7 +211,13 @@ def write_dims(config: MigrationConfig, journal: Journal, plan: MigrationPlan, s
         if len(held) < 2 or not dims:
             logger.warning("no dimension table: a sample of %d points is too small", len(sample))
             return
-        report = dims_report(sample.vectors, dims, points=plan.points, holdout=config.student, chosen=config.dim)
+        labelled = None
+        if conn is not None and config.gate.queries and config.teacher_model:
+            key = config.embeddings_api_key.get_secret_value() if config.embeddings_api_key else None
+            labelled = labelled_vectors(conn, plan.source_collection, plan.vector_name, config.gate.queries,
+                                        teacher=config.teacher_model, split=config.gate.split, api_key=key)
+        report = dims_report(sample.vectors, dims, points=plan.points, holdout=config.student, chosen=config.dim,
+                             labelled=labelled)
     report.write(path)
     logger.info("dimension table (%.1f s) in %s: recommends %d, --dim is %d", report.seconds, path,
                 report.recommended, config.dim)
