@@ -88,7 +88,8 @@ def test_the_report_has_every_section_with_charts_tables_and_examples(run_dir: P
     assert "<script" not in page and "src=" not in page and "<link" not in page  # self-contained, nothing fetched
     # alias moves with times: the swap of migrate, the rollback, the swap again
     moves = page.split('<section id="alias">')[1].split("</section>")[0]
-    assert moves.count("swapped") == 2 and moves.count("rolled back") == 1 and "docs_v1 -&gt; docs_v1_distilled16" in moves
+    assert moves.count("swapped") == 2 and moves.count("rolled back") == 1
+    assert "docs_v1 -&gt; docs_v1_distilled16" in moves
     # the chosen size marked in the dimension table, the kept step in the training table
     assert f'<tr class="mark"><td>{DIM}</td>' in page
     distilled = json.loads(RunFolder(run_dir).distill.result.read_text(encoding="utf-8"))

@@ -39,7 +39,11 @@ from qdrant_distill.migration.config import (
     RayConfig,
 )
 from qdrant_distill.migration.config import given as _given
-from qdrant_distill.query.serve import DEFAULT_MAX_BYTES, DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUTS
+from qdrant_distill.query.serve import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_INPUT_BYTES,
+    DEFAULT_MAX_INPUTS,
+)
 from qdrant_distill.redact import redact_logs, redact_text
 
 app = typer.Typer(name="qdrant-distill", add_completion=False, no_args_is_help=True,
@@ -632,10 +636,9 @@ def evaluate(
 ) -> None:
     """nDCG@10, recall@100 and MRR@10 of a model on a labelled BEIR folder (exact cosine search)."""
     with _expected_failures(debug):
+        from qdrant_distill.connectors.http_embeddings import shown_reference
         from qdrant_distill.migration.gate import beir_metrics
         from qdrant_distill.migration.run_models import encoder_of
-
-        from qdrant_distill.connectors.http_embeddings import shown_reference
 
         err.print(f"evaluating {shown_reference(model)} on {beir} ({split} split): encoding its corpus and queries "
                   "(minutes on a CPU for a large model)", highlight=False, markup=False, soft_wrap=True)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -269,7 +269,8 @@ def _target_and_alias(config: MigrationConfig, connector: Connector, info: Colle
         current = connector.alias_target(config.alias)
         return target, alias, f"alias {config.alias!r}: {current or '(new)'} -> {target}"
     notes.append(f"{config.source!r} is a collection, not an alias: readers must be pointed at {target!r} by hand")
-    return target, alias, "none: the source is a plain collection; pass --new-alias NAME to create an alias for the target"
+    return target, alias, ("none: the source is a plain collection; pass --new-alias NAME to create an alias for the "
+                           "target")
 
 
 def _plan(config: MigrationConfig, info: CollectionInfo, spec: VectorSpec, **fields: Any) -> MigrationPlan:

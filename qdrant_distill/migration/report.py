@@ -10,8 +10,8 @@ The page opens on a summary card that answers "is it good?" (:class:`Summary`: q
 query speed of the student against the teacher's, the verdict, the next commands; ``migrate`` ends with the same
 lines). It is readable on a phone: a viewport, tables that scroll sideways, chart text drawn large.
 
-Sections: what was migrated, alias moves with times, the dimension chart (the chosen size and the student marked), the training
-curve (holdout metrics at each evaluation, the kept state marked), the baselines the holdout compared and the
+Sections: what was migrated, alias moves with times, the dimension chart (the chosen size and the student marked), the
+training curve (holdout metrics at each evaluation, the kept state marked), the baselines the holdout compared and the
 winner, quality and speed of the chosen backend, bytes before and after, verify and catch-up, held-out examples.
 """
 
@@ -305,9 +305,8 @@ def _quality(inp: _Inputs) -> tuple[str, str]:
         if teacher:
             return (f"nDCG@10 {ndcg:.3f} on labelled queries: {ndcg / teacher:.0%} of the teacher's {teacher:.3f}",
                     "nDCG@10 scores the ranking of the judged documents for each labelled query (1.0: ideal).")
-        return (f"nDCG@10 {ndcg:.3f} on labelled queries (the teacher's was not measured)",
-                "nDCG@10 scores the ranking of the judged documents (1.0: ideal); plan --dims with --queries "
-                "measures the teacher's.")
+        return (f"nDCG@10 {ndcg:.3f} on labelled queries (the teacher's was not measured: give --teacher)",
+                "nDCG@10 scores the ranking of the judged documents for each labelled query (1.0: ideal).")
     recall = metrics.get("fidelity/recall@10")
     if recall is None:
         return "not measured yet (the gate measures it)", RECALL_MEANS
@@ -330,7 +329,8 @@ def _speed_line(inp: _Inputs) -> str:
     student = f"student {f.encode_per_s:,.0f} queries/s on {backend}"
     if not f.teacher_encode_per_s:
         return f"{student}; the teacher's was not measured (give --teacher)"
-    return (f"{student}, teacher {f.teacher_encode_per_s:,.0f} queries/s: {f.encode_per_s / f.teacher_encode_per_s:.1f}x "
+    return (f"{student}, teacher {f.teacher_encode_per_s:,.0f} queries/s: "
+            f"{f.encode_per_s / f.teacher_encode_per_s:.1f}x the teacher's speed "
             f"({f.encode_texts:,} texts each, this machine)")
 
 
@@ -359,7 +359,8 @@ def _gate_short(metrics: dict[str, float], gate: dict[str, float]) -> str:
     """The gate's thresholds a measured metric falls below, in words."""
     if not metrics:
         return ""
-    return "; ".join(f"{readable(k)} {metrics[k]:.3f} < {v}" for k, v in gate.items() if k in metrics and metrics[k] < v)
+    return "; ".join(f"{readable(k)} {metrics[k]:.3f} < {v}" for k, v in gate.items()
+                     if k in metrics and metrics[k] < v)
 
 
 def _store_option(qdrant: str) -> str:
@@ -649,7 +650,8 @@ figure.chart{margin:.6rem 0;overflow-x:auto}figure.chart svg{width:100%;max-widt
 display:block}
 nav{display:flex;flex-wrap:wrap;gap:.2rem .8rem}
 .card{border:2px solid #dc244c;border-radius:10px;padding:.2rem 1.2rem 1rem;margin-top:1rem;background:#fffafb}
-.card h2{border:0;margin-top:.6rem}.card dl{margin:0;display:grid;grid-template-columns:repeat(2,minmax(0,1fr));gap:.8rem 2rem}
+.card h2{border:0;margin-top:.6rem}
+.card dl{margin:0;display:grid;grid-template-columns:repeat(2,minmax(0,1fr));gap:.8rem 2rem}
 .card dl>div{min-width:0}
 .card dt{font-weight:700;color:#dc244c;text-transform:uppercase;font-size:.8rem;letter-spacing:.04em}
 .card dd{margin:.2rem 0 0;font-size:1.05rem;overflow-wrap:anywhere}
@@ -686,5 +688,6 @@ def render_report(run_dir: str | Path) -> str:
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
-            f"<h1>{_e(title)}</h1><p class=\"meta\">stage {_e(readable(j.stage.value))} · run {_e(j.run_id)} · written "
+            f"<h1>{_e(title)}</h1><p class=\"meta\">stage {_e(readable(j.stage.value))} · run {_e(j.run_id)} · "
+            "written "
             f"{_e(_when(time.time()))} · {_e(j.path)}</p>{nav}{note}{body}</body></html>\n")
