@@ -35,8 +35,8 @@ MIGRATION_OPTIONS: dict[str, tuple] = {
     "teacher": ("some/teacher", "teacher_model"), "label_queries": (7, "student.label_queries"),
     "no_teacher_check": (True, "teacher_check", False), "embeddings_api_key": ("sk-e", "embeddings_api_key"),
     "sample_size": (300, "sample_size"), "epochs": (3, "student.epochs"), "max_steps": (9, "student.max_steps"),
-    "time_budget": (120.0, "student.time_budget_s"),
     "keep_layers": (2, "student.keep_layers"), "export": ("onnx", "student.export"),
+    "time_budget": (30.0, "student.time_budget_s"),
     "min_recall": (0.25, "gate.min_recall_at_10"), "min_spearman": (0.125, "gate.min_spearman"),
     "min_ndcg": (0.5, "gate.min_ndcg_at_10"), "queries": ("beir/x", "gate.queries"),
     "missing_text": ("skip", "missing_text"), "page_size": (77, "page_size"), "run_dir": ("runs/x", "run_dir"),
@@ -114,13 +114,33 @@ def test_migrate_status_rollback_swap_finalize(store: Path, tiny_model_path: Pat
     result = run("migrate", "--alias", "docs", "--yes", "--api-key", SECRET, *common(store, tiny_model_path, run_dir))
     assert result.exit_code == 0, result.output
     assert "swapped" in result.stdout
+    # it ends on the report's summary lines: quality, bytes, speed, verdict, what to run next with this run folder
+    tail = result.stdout.splitlines()[-8:]
+    assert [line.split()[0] for line in tail if not line.startswith(" ")] == ["quality", "bytes", "speed", "verdict",
+                                                                           "next", "report"]
+    assert f"qdrant-distill rollback {run_dir} --path {store}   # point docs back at docs_v1" in result.stdout
+    assert "verdict   kept the " in result.stdout
+    assert "passed the gate; swapped: alias docs -> docs_v1_distilled16" in result.stdout
     assert "%|" not in result.output and "Loading weights" not in result.output  # --no-progress: no bar at all
     status = run("status", str(run_dir), "--json")
     assert json.loads(status.stdout)["stage"] == "swapped"
+    # planning the alias again: it now points at the distilled collection, and the refusal says so
+    again = run("plan", "--alias", "docs", *common(store, tiny_model_path, tmp_path / "again"))
+    assert again.exit_code == 1 and ("DimensionError: target dimension 16 is not smaller than the teacher's 16; alias "
+                                     "'docs' points at 'docs_v1_distilled16', a collection qdrant-distill made (48 -> "
+                                     "16 dimensions, from 'docs_v1')") in " ".join(again.stderr.split())
 
+    table = run("status", str(run_dir))  # in words: nothing unknown shown as None, what to run next
+    assert table.exit_code == 0 and "None" not in table.stdout and "240" in table.stdout
+    assert f"next      qdrant-distill rollback {run_dir} --path {store}   # point docs back at docs_v1" in table.stdout
+    # routine steps are INFO, not warnings; verify is one sentence, not a dict
+    assert "WARNING" not in result.stderr and "moving alias 'docs': docs_v1 -> docs_v1_distilled16" in result.stderr
+    assert "verify: 240 of 240 points in both, none missing, extra or changed" in " ".join(result.stderr.split())
     at = ["--path", str(store)]
-    assert run("rollback", str(run_dir), *at).exit_code == 0
-    assert run("finalize", str(run_dir), *at, input="n\n").exit_code == 1  # asks first; "no" changes nothing
+    back = run("rollback", str(run_dir), *at)
+    assert back.exit_code == 0 and "WARNING" not in back.output
+    asked = run("finalize", str(run_dir), *at, input="n\n")  # asks first, naming what it drops; "no" changes nothing
+    assert asked.exit_code == 1 and "Drop the previous collection 'docs_v1' for good?" in asked.output
     assert run("swap", str(run_dir), *at).exit_code == 0
     done = run("finalize", str(run_dir), *at, "--yes")
     assert done.exit_code == 0 and "dropped docs_v1" in done.stdout
@@ -133,7 +153,7 @@ def test_migrate_status_rollback_swap_finalize(store: Path, tiny_model_path: Pat
     journal = (run_dir / "journal.json").read_text()
     page = run("status", str(run_dir), "--html")  # the report, refreshed by each alias move, written afresh
     report = Path(page.stdout.strip()).read_text() + (run_dir / "report.json").read_text()
-    assert page.exit_code == 0 and ">rolled_back<" in report and ">finalized<" in report
+    assert page.exit_code == 0 and ">rolled back<" in report and ">finalized<" in report
     for text in (result.output, status.output, journal, metadata, report):
         assert SECRET not in text
 
@@ -153,3 +173,119 @@ def test_abandon_and_restart(store: Path, tiny_model_path: Path, tmp_path: Path)
     assert not (run_dir / "journal.json").exists() and not (run_dir / "report.html").exists()
     with QdrantConnector.open(path=str(store)) as conn:
         assert conn.collections() == ["docs_v1"] and conn.alias_target("docs") == "docs_v1"
+
+
+def _help(*command: str) -> str:
+    """A command's --help as a user sees it on a wide terminal (one option a line)."""
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "400", "TERMINAL_WIDTH": "400"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_every_option_of_every_command_shows_its_default_in_help() -> None:
+    """Rich markup would swallow a bare "[default: ...]": each option's line shows it (flags are off unless given;
+    a required option has none), choices are listed, and plan/migrate group their options in panels."""
+    group = typer.main.get_command(app)
+    for name, command in group.commands.items():  # type: ignore[attr-defined]
+        text = _help(name)
+        for param in command.params:
+            if param.param_type_name != "option" or param.is_flag or param.required:
+                continue
+            line = next(line for line in text.splitlines() if f" {param.opts[0]} " in line)
+            assert "[default: " in line, (name, line)
+    plan = _help("plan")
+    assert "--dim  " in plan and "target dimension [default: 128]" in plan
+    assert "[default: 5000, or the whole collection when smaller]" in plan and "[default: ./qdrant_data]" in plan
+    assert "<reembed|project|projection-only>" in plan and "<transformer|pruned|static>" in plan
+    assert "<local|ray>" in plan and "<fail|skip|project>" in plan and "<none|onnx|onnx-int8>" in plan
+    for panel in ("Source and target", "Student and training", "Quality gate", "Re-embed", "Qdrant connection"):
+        assert f"─ {panel} ─" in plan and f"─ {panel} ─" in _help("migrate")
+    assert "[default: 2,048]" in _help("serve")
+
+
+def test_a_wrong_choice_names_the_flag_and_the_choices_and_version_prints() -> None:
+    said = run("plan", "--alias", "docs", "--mode", "bogus")
+    assert said.exit_code == 2 and "'--mode'" in said.output
+    assert "'reembed', 'project', 'projection-only'" in said.output
+    from qdrant_distill._version import __version__
+
+    version = run("--version")
+    assert version.exit_code == 0 and version.stdout.strip() == f"qdrant-distill {__version__}"
+
+
+def test_plan_of_a_plain_collection_hints_the_flag_that_works(store: Path, tiny_model_path: Path,
+                                                               tmp_path: Path) -> None:
+    args = common(store, tiny_model_path, tmp_path / "run")
+    said = run("plan", "--collection", "docs_v1", *args)
+    assert said.exit_code == 0 and "pass --new-alias NAME to create an alias for the target" in said.stdout
+    followed = run("plan", "--collection", "docs_v1", "--new-alias", "docs_new", *args)  # the hint, followed
+    assert followed.exit_code == 0 and "alias 'docs_new': (new) -> docs_v1_distilled16" in followed.stdout
+
+
+def test_plan_reports_every_problem_in_one_pass(store: Path, tiny_model_path: Path, tmp_path: Path) -> None:
+    with QdrantConnector.open(path=str(store)) as conn:  # the default target is taken
+        build_source(conn, ["taken"] * 10, name="docs_v1_distilled16", alias=None, n=10)
+    args = [*common(store, tiny_model_path, tmp_path / "run"), "--student", str(tmp_path / "no-such-model"),
+            "--label-queries", "5"]
+    said = run("plan", "--alias", "docs", *args)
+    assert said.exit_code == 1
+    line = " ".join(said.stderr.split())
+    assert line.count("error:") == 1 and line.startswith("error: CollectionExists: target collection "
+                                                          "'docs_v1_distilled16' already exists")
+    assert "and 2 more problems: (2) ConfigError: student model path" in line
+    assert "(3) ConfigError: teacher labels (--label-queries) need the teacher" in line
+
+
+def test_a_sample_larger_than_the_collection_is_clamped_and_said(store: Path, tiny_model_path: Path,
+                                                                 tmp_path: Path) -> None:
+    args = [*common(store, tiny_model_path, tmp_path / "run"), "--sample-size", "100000"]  # the last one wins
+    said = run("plan", "--alias", "docs", *args)
+    assert said.exit_code == 0, said.output
+    assert "sample      240 points" in said.stdout
+    assert ("note        sample size 100,000 (--sample-size, sample_size) is more than the collection's 240 points: "
+            "the whole collection is sampled") in said.stdout
+
+
+def test_finalize_asks_nothing_when_nothing_will_be_dropped(store: Path, tiny_model_path: Path, tmp_path: Path) -> None:
+    """A new alias (--new-alias) had no previous collection: finalize drops nothing, so it does not ask."""
+    run_dir = tmp_path / "run"
+    done = run("migrate", "--collection", "docs_v1", "--new-alias", "docs_new", "--yes",
+               *common(store, tiny_model_path, run_dir))
+    assert done.exit_code == 0, done.output
+    status = run("status", str(run_dir))
+    assert "previous target" not in status.stdout and "None" not in status.stdout
+    final = run("finalize", str(run_dir), "--path", str(store))  # no --yes, no answer given
+    assert final.exit_code == 0 and "for good?" not in final.output and "finalized; nothing dropped" in final.stdout
+
+
+def test_an_unreachable_server_is_one_retry_line_then_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.reliability.conftest import no_sleep_retries
+
+    no_sleep_retries(monkeypatch)  # the retries still happen, without their waits
+    said = run("plan", "--alias", "docs", "--url", "http://127.0.0.1:9")
+    lines = [line for line in said.stderr.splitlines() if line.strip() and not line.startswith("         ")]
+    assert said.exit_code == 1 and len(lines) == 2, said.stderr
+    assert "Connection refused; retrying" in lines[0] and "Retrying" not in said.stderr
+    assert lines[1].startswith("error: ConnectionFailed: get_aliases on http://127.0.0.1:9: cannot reach the server")
+    assert "UserWarning" not in said.output
+
+
+def test_two_plans_give_the_same_dimension_table(store: Path, tiny_model_path: Path, tmp_path: Path) -> None:
+    args = ["plan", "--alias", "docs", "--dims", "4,8", *common(store, tiny_model_path, tmp_path / "run")]
+    first, second = run(*args), run(*args)
+    assert first.exit_code == second.exit_code == 0, first.output
+
+    def table(said: str) -> list[str]:  # the rows of the table (its first line holds the timing)
+        return [line for line in said.splitlines() if line[:9].strip().isdigit()]
+
+    assert table(first.stdout) == table(second.stdout) and len(table(first.stdout)) == 3
+    assert "fitted on 90 sampled points; every column measured on 10 held out" in " ".join(first.stdout.split())
+    assert "the dimension table samples with seed 0 (the same table each time)" in first.stdout
+
+
+def test_export_says_what_it_does_before_the_long_silent_part(tiny_model_path: Path) -> None:
+    said = run("export", str(tiny_model_path))  # no --out for a plain model: refused after the first line
+    lines = said.stderr.splitlines()
+    assert lines[0] == (f"exporting {tiny_model_path} as onnx-int8: each graph is written, then checked against the "
+                        "torch model (about a minute for a MiniLM-sized student on a CPU)")
+    assert said.exit_code == 1 and lines[-1].startswith("error:")

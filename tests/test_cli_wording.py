@@ -81,8 +81,11 @@ def test_evaluate_takes_a_run_folder(tiny_model_path: Path, beir: Path, tmp_path
     journal = Journal.open(run, load_config(environ={}, source="docs", dim=8).fingerprint())
     journal.student_path, journal.stage = str(tiny_model_path), Stage.DISTILLED
     journal.save()
-    of_run = json.loads(cli("evaluate", "--model", str(run), "--beir", str(beir), "--json", code=0))
-    of_student = json.loads(cli("evaluate", "--model", str(tiny_model_path), "--beir", str(beir), "--json", code=0))
+    said = runner.invoke(app, ["evaluate", "--model", str(run), "--beir", str(beir), "--json"])
+    assert said.exit_code == 0 and said.stderr.startswith(f"evaluating {run} on {beir} (test split): encoding")
+    of_run = json.loads(said.stdout)
+    of_student = json.loads(runner.invoke(app, ["evaluate", "--model", str(tiny_model_path), "--beir", str(beir),
+                                                "--json"]).stdout)
     assert of_run == of_student and set(of_run) >= {"ndcg@10", "mrr@10"}
     journal.student_path, journal.stage = None, Stage.SAMPLED
     journal.save()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,13 +28,20 @@ from qdrant_distill.migration.dims import DimsReport, DimsRow
 from qdrant_distill.migration.journal import Journal
 from qdrant_distill.migration.operate import rollback_run, swap_run
 from qdrant_distill.migration.pipeline import migrate
-from qdrant_distill.migration.report import NO_CHARTS, qdrant_address, write_report
+from qdrant_distill.migration.report import (
+    NO_CHARTS,
+    RunFacts,
+    qdrant_address,
+    readable,
+    summarize,
+    write_report,
+)
 from qdrant_distill.migration.samples import load_sample
 from tests.conftest import REPO
-from tests.test_migration import DIM, build_source, config
+from tests.test_migration import DIM, build_source, config, write_beir
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-SECTIONS = ("migrated", "alias", "dims", "training", "baselines", "backend", "bytes", "verify", "examples")
+SECTIONS = ("summary", "migrated", "alias", "dims", "training", "baselines", "backend", "bytes", "verify", "examples")
 
 
 def dims_of(run_dir: Path) -> DimsReport:
@@ -54,13 +62,16 @@ def dims_of(run_dir: Path) -> DimsReport:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tiny_model_path: Path, demo_texts: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def run_dir(tiny_model_path: Path, teacher_path: Path, demo_texts: list[str],
+            tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("report") / "run"
     student = DistillConfig(base_model=str(tiny_model_path), max_steps=4, eval_steps=1, batch_size=16,
                             head_init_samples=64, early_stopping_patience=None)
     with QdrantConnector.open(location=":memory:") as conn:
         build_source(conn, demo_texts)
-        migrate(config(tiny_model_path, folder, student=student), connector=conn)
+        # a teacher named (its check off: the stored vectors are random), so the report measures its speed too
+        migrate(config(tiny_model_path, folder, student=student, teacher_model=str(teacher_path), teacher_check=False),
+                connector=conn)
         assert RunFolder(folder).report.is_file()  # migrate writes it
         RunFolder(folder).dims.write_text(dims_of(folder).model_dump_json(), encoding="utf-8")
         rollback_run(folder, conn)  # each alias move refreshes the report
@@ -71,24 +82,90 @@ def run_dir(tiny_model_path: Path, demo_texts: list[str], tmp_path_factory: pyte
 def test_the_report_has_every_section_with_charts_tables_and_examples(run_dir: Path) -> None:
     pytest.importorskip("matplotlib")
     page = RunFolder(run_dir).report.read_text(encoding="utf-8")
-    assert all(f'<section id="{s}">' in page for s in SECTIONS)
+    assert all(f'<section id="{s}"' in page for s in SECTIONS)
     assert page.count("<svg") == 3 and NO_CHARTS not in page  # dimension, training, bytes
     assert page.count("<table") >= 9
     assert "<script" not in page and "src=" not in page and "<link" not in page  # self-contained, nothing fetched
     # alias moves with times: the swap of migrate, the rollback, the swap again
     moves = page.split('<section id="alias">')[1].split("</section>")[0]
-    assert moves.count("swapped") == 2 and moves.count("rolled_back") == 1 and "docs_v1 -&gt; docs_v1_distilled16" in moves
+    assert moves.count("swapped") == 2 and moves.count("rolled back") == 1
+    assert "docs_v1 -&gt; docs_v1_distilled16" in moves
     # the chosen size marked in the dimension table, the kept step in the training table
     assert f'<tr class="mark"><td>{DIM}</td>' in page
     distilled = json.loads(RunFolder(run_dir).distill.result.read_text(encoding="utf-8"))
     assert len(distilled["evaluations"]) == 5  # step 0 and every step of 4
     assert f'<tr class="mark"><td>{distilled["best_step"]}</td>' in page.split('id="training"')[1]
-    assert f"the {distilled['selection']['chosen']} state won" in page
+    assert f"the {readable(distilled['selection']['chosen'])} state won" in page
     # held-out examples, teacher and student neighbours side by side
     facts = json.loads(RunFolder(run_dir).report_data.read_text(encoding="utf-8"))
     assert page.count('class="example"') == len(facts["examples"]) == 3
     assert all(len(ex["teacher"]) == len(ex["student"]) == 5 for ex in facts["examples"])
-    assert facts["qdrant"] == ":memory:" and facts["encode_per_s"] > 0
+    assert facts["qdrant"] == ":memory:" and facts["encode_per_s"] > 0 and facts["teacher_encode_per_s"] > 0
+    # readable words, rounded numbers: no snake_case stage or metric key, no 4-decimal seconds
+    assert "rolled_back" not in page and "fidelity/recall@10" not in page and "teacher-neighbour recall@10" in page
+    took = page.split("<h3>Stages</h3>")[1].split("</table>")[0]
+    assert re.search(r"<td>\d+\.\d s</td>", took) and not re.search(r"\d\.\d{3,} s", page)
+
+
+def card_of(page: str) -> str:
+    return page.split('<section id="summary" class="card">')[1].split("</section>")[0]
+
+
+def test_the_page_opens_on_a_summary_card_that_says_whether_it_is_good(run_dir: Path) -> None:
+    """Quality kept with what it means, bytes before and after, the student's query speed against the teacher's,
+    the verdict, the next commands with this run folder; migrate prints the same lines."""
+    page = RunFolder(run_dir).report.read_text(encoding="utf-8")
+    assert page.index('id="summary"') < page.index('id="migrated"')  # first
+    card = html.unescape(re.sub(r"<[^>]+>", " ", card_of(page)))
+    journal, facts = Journal.load(run_dir), RunFacts.load(run_dir)
+    recall = journal.metrics["fidelity/recall@10"]
+    assert f"teacher-neighbour recall@10 {recall:.3f} on held-out points" in card
+    assert "Of the 10 nearest neighbours the teacher finds for a held-out point" in card
+    assert f"{facts.vector_bytes_before / 1e6:,.2f} MB -> {facts.vector_bytes_after / 1e6:,.2f} MB of vectors" in card
+    assert f"(33%; 48 -> {DIM} dimensions)" in card
+    ratio = facts.encode_per_s / facts.teacher_encode_per_s
+    assert re.search(rf"student [\d,]+ queries/s on {journal.backend.value}, teacher [\d,]+ queries/s: {ratio:.1f}x",
+                     card)
+    assert f"passed the gate; swapped: alias docs -> {journal.target}" in card
+    assert f"kept the {readable(journal.selection['chosen'])} state" in card
+    assert f"qdrant-distill rollback {run_dir}" in card and f"qdrant-distill finalize {run_dir}" in card
+    assert "drop docs_v1 for good" in card
+    summary, flat = summarize(run_dir), " ".join(card.split())
+    for part in (summary.quality, summary.meaning, summary.size, summary.speed, summary.verdict,
+                 *(command for command, _ in summary.commands)):  # the lines migrate ends with
+        assert part in flat and any(part in line for line in summary.lines())
+
+
+def test_with_labelled_queries_the_card_compares_the_students_ndcg_with_the_teachers(
+        tiny_model_path: Path, teacher_path: Path, demo_texts: list[str], tmp_path: Path) -> None:
+    """Labelled queries and the teacher given: the run's dims.json holds the teacher's nDCG@10 (its queries against
+    the stored vectors), and the card says what share of it the student kept."""
+    from qdrant_distill import GateConfig
+
+    write_beir(tmp_path / "beir", demo_texts)
+    gate = GateConfig(min_recall_at_10=0.0, min_spearman=-1.0, min_ndcg_at_10=0.0, queries=str(tmp_path / "beir"))
+    student = DistillConfig(base_model=str(tiny_model_path), max_steps=2, batch_size=16, head_init_samples=64,
+                            early_stopping_patience=None, export="none")
+    with QdrantConnector.open(location=":memory:") as conn:
+        build_source(conn, demo_texts)
+        migrate(config(tiny_model_path, tmp_path / "run", student=student, gate=gate, teacher_model=str(teacher_path),
+                       teacher_check=False), connector=conn)
+    teacher = DimsReport.read(RunFolder(tmp_path / "run").dims).teacher_ndcg_at_10
+    ndcg = Journal.load(tmp_path / "run").metrics["labelled/ndcg@10"]
+    assert teacher is not None and teacher > 0
+    quality = summarize(tmp_path / "run").quality
+    assert quality == f"nDCG@10 {ndcg:.3f} on labelled queries: {ndcg / teacher:.0%} of the teacher's {teacher:.3f}"
+    card = html.unescape(card_of(RunFolder(tmp_path / "run").report.read_text(encoding="utf-8")))
+    assert quality in card and "nDCG@10 scores the ranking of the judged documents" in card
+
+
+def test_the_dimension_chart_marks_the_students_own_point(run_dir: Path) -> None:
+    pytest.importorskip("matplotlib")
+    page = RunFolder(run_dir).report.read_text(encoding="utf-8")
+    dims = page.split('<section id="dims">')[1].split("</section>")[0]
+    recall = Journal.load(run_dir).metrics["fidelity/recall@10"]
+    assert f"The star is the student at {DIM}: neighbour recall@10 {recall:.3f} on its own holdout" in dims
+    assert "fitted on" in dims and "held out" in dims  # which figure comes from which points
 
 
 def test_every_string_is_escaped_and_a_server_shows_as_scheme_host_port(run_dir: Path, tmp_path: Path) -> None:
@@ -105,21 +182,56 @@ def test_every_string_is_escaped_and_a_server_shows_as_scheme_host_port(run_dir:
     assert qdrant_address("embedded:./qdrant_data") == "embedded:./qdrant_data"
 
 
+FRAME = """<!DOCTYPE html><html><head><meta charset="utf-8"></head><body style="margin:0">
+<iframe id="f" style="border:0;width:{width}px;height:{height}px" srcdoc="{page}"></iframe>
+<script>
+window.addEventListener("load", () => {{
+  const d = document.getElementById("f").contentDocument, w = d.defaultView, box = e => e.getBoundingClientRect();
+  const svg = d.querySelector("figure.chart svg"), card = d.getElementById("summary");
+  document.body.setAttribute("data-measured", JSON.stringify({{
+    page: d.documentElement.scrollWidth, view: w.innerWidth, h1: box(d.querySelector("h1")).right,
+    card_top: box(card).top, card_right: box(card).right,
+    chart_px_per_pt: box(svg).width / svg.viewBox.baseVal.width}}));
+}});
+</script></body></html>"""
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (scripts/test-tools.sh installs it as root)")
-def test_the_report_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("width", [1280, 390])
+def test_the_report_reads_in_headless_chromium_on_a_desktop_and_a_phone(run_dir: Path, tmp_path: Path,
+                                                                      width: int) -> None:
+    """Screenshots at 1280 and 390 px wide; the page itself does not run off the edge (tables scroll in their own
+    box), the title wraps, the summary card comes first and chart text stays readable. Headless Chromium keeps a
+    window at least 500 px wide, so the page is shown in a frame of the width (its viewport, media queries and all),
+    and a script of the framing page measures it (the report itself carries none)."""
     pytest.importorskip("matplotlib")
     image = pytest.importorskip("PIL.Image")
-    url = RunFolder(run_dir).report.resolve().as_uri()
-    base = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-            f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,2000"]
-    shot = tmp_path / "report.png"
-    dom = subprocess.run([*base, f"--screenshot={shot}", "--dump-dom", url], check=True, capture_output=True,
-                         text=True, timeout=180).stdout
-    pixels = np.asarray(image.open(shot).convert("RGB"))
-    assert pixels.shape[:2] == (2000, 1200)
-    inked = (pixels.min(axis=2) < 200).mean()  # not blank: text, table borders and charts drawn
+    page = RunFolder(run_dir).report.read_text(encoding="utf-8")
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
+    height = 1600
+    frame = tmp_path / "frame.html"
+    frame.write_text(FRAME.format(width=width, height=height, page=html.escape(page, quote=True)), encoding="utf-8")
+    base = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+            f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={max(width, 800)},{height}",
+            "--virtual-time-budget=10000"]
+    shot = tmp_path / f"report-{width}.png"
+    subprocess.run([*base, f"--screenshot={shot}", frame.resolve().as_uri()], check=True, capture_output=True,
+                   timeout=180)
+    dom = subprocess.run([*base, "--dump-dom", frame.resolve().as_uri()], check=True, capture_output=True, text=True,
+                         timeout=180).stdout
+    pixels = np.asarray(image.open(shot).convert("RGB"))[:, :width]
+    image.fromarray(pixels).save(shot)
+    assert pixels.shape[:2] == (height, width)
+    inked = (pixels.min(axis=2) < 200).mean()  # not blank: the title, the card, tables drawn
     assert inked > 0.01 and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50
-    assert dom.count("<svg") == 3 and dom.count("<table") >= 9 and 'id="examples"' in dom
+    card_red = (np.abs(pixels[:700].astype(int) - (220, 36, 76)).sum(axis=2) < 60).mean()  # the card's red border
+    assert card_red > 0.001
+    measured = json.loads(html.unescape(dom.split('data-measured="')[1].split('"')[0]))
+    assert measured["page"] <= measured["view"] == width  # nothing runs off the edge
+    assert measured["h1"] <= width and measured["card_right"] <= width and measured["card_top"] < 300
+    assert 12 * measured["chart_px_per_pt"] >= 10  # 12 pt chart text is at least 10 px on screen
+    shutil.copy(shot, Path(os.environ.get("REPORT_SHOTS", tmp_path)) / shot.name)  # to look at
 
 
 BLOCKED_CHILD = textwrap.dedent('''
@@ -149,7 +261,7 @@ def test_without_matplotlib_the_report_is_tables_and_a_note(run_dir: Path, tmp_p
     page = result["page"]
     assert result["loaded"] == []  # neither matplotlib nor torch
     assert "<svg" not in page and page.count(html.escape(NO_CHARTS)) == 1
-    assert page.count("<table") >= 9 and all(f'<section id="{s}">' in page for s in SECTIONS)
+    assert page.count("<table") >= 9 and all(f'<section id="{s}"' in page for s in SECTIONS)
     assert f'<tr class="mark"><td>{DIM}</td>' in page
 
 

@@ -24,8 +24,26 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 
+from qdrant_distill.connectors.base import DEFAULT_TEXT_FIELD
+from qdrant_distill.connectors.settings import DEFAULT_PATH
+from qdrant_distill.distillation.config import DistillConfig, StudentKind
 from qdrant_distill.errors import DistillError
+from qdrant_distill.inference.formats import ExportChoice
+from qdrant_distill.migration.config import (
+    DEFAULT_RUNS_DIR,
+    Engine,
+    GateConfig,
+    MigrationConfig,
+    MissingTextPolicy,
+    Mode,
+    RayConfig,
+)
 from qdrant_distill.migration.config import given as _given
+from qdrant_distill.query.serve import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_INPUT_BYTES,
+    DEFAULT_MAX_INPUTS,
+)
 from qdrant_distill.redact import redact_logs, redact_text
 
 app = typer.Typer(name="qdrant-distill", add_completion=False, no_args_is_help=True,
@@ -35,62 +53,132 @@ out = Console()
 err = Console(stderr=True)
 
 # -- shared options ---------------------------------------------------------------------------------------------------
-Url = Annotated[Optional[str], typer.Option("--url", envvar="QDRANT_URL", help="Qdrant server URL")]
-ApiKey = Annotated[Optional[str], typer.Option("--api-key", envvar="QDRANT_API_KEY", show_default=False,
+# Every option's help ends with "[default: ...]": typer's show_default, the value read from the configuration models
+# (their one home) or, where the default is worked out, in words. A flag is off unless given.
+_MIGRATION, _STUDENT, _GATE, _RAY = (MigrationConfig.model_fields, DistillConfig.model_fields,
+                                     GateConfig.model_fields, RayConfig.model_fields)
+
+
+def _default(fields: dict[str, Any], name: str) -> str:
+    value = fields[name].default
+    return "none" if value is None else str(getattr(value, "value", value))
+
+
+def _option(*names: str, shows: str, help: str, **more: Any) -> Any:
+    """``typer.Option`` whose help ends with ``[default: shows]`` (escaped: rich markup would swallow the brackets);
+    the option's own default stays None, so a config file or the environment still decides."""
+    from rich.markup import escape
+
+    return typer.Option(*names, help=f"{help} {escape(f'[default: {shows}]')}", **more)
+
+
+CONNECTION, SOURCE, STUDENT, GATE, REEMBED = ("Qdrant connection", "Source and target", "Student and training",
+                                              "Quality gate", "Re-embed")
+Url = Annotated[Optional[str], _option("--url", envvar="QDRANT_URL", rich_help_panel=CONNECTION,
+                                            shows="the embedded store at --path", help="Qdrant server URL")]
+ApiKey = Annotated[Optional[str], _option("--api-key", envvar="QDRANT_API_KEY", shows="none",
+                                               rich_help_panel=CONNECTION,
                                                help="API key (prefer the QDRANT_API_KEY variable)")]
-DbPath = Annotated[Optional[str], typer.Option("--path", help="embedded Qdrant folder [default: ./qdrant_data]")]
-Grpc = Annotated[bool, typer.Option("--grpc", help="prefer gRPC")]
-ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="TOML, YAML or JSON config file")]
+DbPath = Annotated[Optional[str], _option("--path", shows=DEFAULT_PATH, rich_help_panel=CONNECTION,
+                                               help="embedded Qdrant folder (when no --url)")]
+Grpc = Annotated[bool, typer.Option("--grpc", rich_help_panel=CONNECTION, help="prefer gRPC")]
+ConfigFile = Annotated[Optional[Path], _option("--config", shows="none",
+                                                    help="TOML, YAML or JSON config file")]
 Debug = Annotated[bool, typer.Option("--debug", help="show tracebacks and debug logs")]
 AsJson = Annotated[bool, typer.Option("--json", help="print the result as JSON")]
 RunDir = Annotated[Path, typer.Argument(help="the migration's run folder (holds journal.json)")]
 Confirm = Annotated[bool, typer.Option("--yes", "-y", help="confirm dropping")]
 
 # -- migration options (plan and migrate) -----------------------------------------------------------------------------
-SourceAlias = Annotated[Optional[str], typer.Option("--alias", help="source alias (swapped in place)")]
-SourceCollection = Annotated[Optional[str], typer.Option(
-    "--collection", help="source plain collection (no alias to swap)")]
-NewAlias = Annotated[Optional[str], typer.Option(
-    "--new-alias", help="with --collection: alias to create or move to the new collection")]
-Target = Annotated[Optional[str], typer.Option("--target", help="new collection name")]
-TextField = Annotated[Optional[str], typer.Option("--text-field", help="payload key with the text [default: text]")]
-TextTemplate = Annotated[Optional[str], typer.Option("--text-template", help='e.g. "{title} {text}"')]
-VectorName = Annotated[Optional[str], typer.Option("--vector-name", help="the teacher vector, for named vectors")]
-Dim = Annotated[Optional[int], typer.Option("--dim", help="target dimension [default: 128]")]
-ModeChoice = Annotated[Optional[str], typer.Option("--mode", help="reembed | project | projection-only")]
-Student = Annotated[Optional[str], typer.Option("--student", help="student body: model name or path")]
-StudentKindChoice = Annotated[Optional[str], typer.Option("--student-kind", help="transformer | pruned | static")]
-Teacher = Annotated[Optional[str], typer.Option(
-    "--teacher", help="the model the stored vectors came from (optional): checked against them in plan")]
-LabelQueries = Annotated[Optional[int], typer.Option(
-    "--label-queries", help="query-like texts cut from the sample for the teacher to label (needs --teacher)")]
+SourceAlias = Annotated[Optional[str], _option(
+    "--alias", rich_help_panel=SOURCE, shows="none: give --alias or --collection",
+    help="source alias (swapped in place)")]
+SourceCollection = Annotated[Optional[str], _option(
+    "--collection", rich_help_panel=SOURCE, shows="none", help="source plain collection (no alias to swap)")]
+NewAlias = Annotated[Optional[str], _option(
+    "--new-alias", rich_help_panel=SOURCE, shows="none: readers are pointed at the target by hand",
+    help="with --collection: alias to create or move to the new collection")]
+Target = Annotated[Optional[str], _option("--target", rich_help_panel=SOURCE,
+                                               shows="<source collection>_distilled<dim>",
+                                               help="new collection name")]
+TextField = Annotated[Optional[str], _option("--text-field", rich_help_panel=SOURCE,
+                                                  shows=DEFAULT_TEXT_FIELD, help="payload key with the text")]
+TextTemplate = Annotated[Optional[str], _option("--text-template", rich_help_panel=SOURCE, shows="none",
+                                                     help='instead of --text-field, e.g. "{title} {text}"')]
+VectorName = Annotated[Optional[str], _option("--vector-name", rich_help_panel=SOURCE,
+                                                   shows="the collection's only vector",
+                                                   help="the teacher vector, for named vectors")]
+Dim = Annotated[Optional[int], _option("--dim", rich_help_panel=SOURCE, shows=_default(_MIGRATION, "dim"),
+                                            help="target dimension")]
+ModeChoice = Annotated[Optional[Mode], _option(
+    "--mode", rich_help_panel=STUDENT, shows=_default(_MIGRATION, "mode"),
+    help="reembed: the student encodes documents and queries; project: stored vectors projected, the student "
+    "encodes queries; projection-only: the teacher + PCA encodes queries")]
+Student = Annotated[Optional[str], _option("--student", rich_help_panel=STUDENT,
+                                                shows=_default(_STUDENT, "base_model"),
+                                                help="student body: model name or path")]
+StudentKindChoice = Annotated[Optional[StudentKind], _option(
+    "--student-kind", rich_help_panel=STUDENT, shows=_default(_STUDENT, "kind"), help="what the student is")]
+Teacher = Annotated[Optional[str], _option(
+    "--teacher", rich_help_panel=STUDENT, shows="none",
+    help="the model the stored vectors came from (optional): checked against them in plan")]
+LabelQueries = Annotated[Optional[int], _option(
+    "--label-queries", rich_help_panel=STUDENT, shows="0",
+    help="query-like texts cut from the sample for the teacher to label (needs --teacher)")]
 NoTeacherCheck = Annotated[bool, typer.Option(
-    "--no-teacher-check", help="do not compare the teacher's vectors with the stored ones")]
-EmbeddingsApiKey = Annotated[Optional[str], typer.Option(
-    "--embeddings-api-key", envvar="QDRANT_DISTILL_EMBEDDINGS_API_KEY", show_default=False,
+    "--no-teacher-check", rich_help_panel=STUDENT, help="do not compare the teacher's vectors with the stored ones")]
+EmbeddingsApiKey = Annotated[Optional[str], _option(
+    "--embeddings-api-key", envvar="QDRANT_DISTILL_EMBEDDINGS_API_KEY", shows="none",
+    rich_help_panel=STUDENT,
     help="API key of an HTTP teacher (prefer the QDRANT_DISTILL_EMBEDDINGS_API_KEY variable)")]
-SampleSize = Annotated[Optional[int], typer.Option("--sample-size", help="points sampled for training [default: 5000]")]
-Epochs = Annotated[Optional[int], typer.Option("--epochs", help="training epochs")]
-MaxSteps = Annotated[Optional[int], typer.Option("--max-steps", help="training step budget")]
-KeepLayers = Annotated[Optional[int], typer.Option("--keep-layers", help="pruned student: teacher layers kept")]
-ExportFormat = Annotated[Optional[str], typer.Option(
-    "--export", help="onnx-int8 | onnx | none: export the student for onnxruntime [default: onnx-int8]")]
-MinRecall = Annotated[Optional[float], typer.Option("--min-recall", help="gate: teacher-neighbour recall@10")]
-MinSpearman = Annotated[Optional[float], typer.Option("--min-spearman", help="gate: Spearman of similarities")]
-MinNdcg = Annotated[Optional[float], typer.Option("--min-ndcg", help="gate: nDCG@10 on --queries")]
-Queries = Annotated[Optional[str], typer.Option("--queries", help="labelled BEIR folder for the gate")]
-MissingText = Annotated[Optional[str], typer.Option("--missing-text", help="fail | skip | project")]
-PageSize = Annotated[Optional[int], typer.Option("--page-size", help="points per page")]
-JournalDir = Annotated[Optional[str], typer.Option(
-    "--run-dir", help="journal folder [default: ./runs/<source>-<dim>]")]
-EngineChoice = Annotated[Optional[str], typer.Option("--engine", help="re-embed engine: local | ray [default: local]")]
-RayAddress = Annotated[Optional[str], typer.Option(
-    "--ray-address", envvar="RAY_ADDRESS", help="existing Ray cluster [default: a local one]")]
-Workers = Annotated[Optional[int], typer.Option("--workers", help="ray: encoder actors [default: 2]")]
-GpusPerWorker = Annotated[Optional[float], typer.Option("--gpus-per-worker", help="ray: GPUs per actor [default: 0]")]
+SampleSize = Annotated[Optional[int], _option(
+    "--sample-size", rich_help_panel=STUDENT,
+    shows=f"{_default(_MIGRATION, 'sample_size')}, or the whole collection when smaller",
+    help="points sampled for training")]
+Epochs = Annotated[Optional[int], _option("--epochs", rich_help_panel=STUDENT, shows="the recipe's",
+                                               help="training epochs")]
+MaxSteps = Annotated[Optional[int], _option("--max-steps", rich_help_panel=STUDENT,
+                                                 shows="the recipe's", help="training step budget")]
+KeepLayers = Annotated[Optional[int], _option("--keep-layers", rich_help_panel=STUDENT,
+                                                   shows="a third of the teacher's, at least 2",
+                                                   help="pruned student: teacher layers kept")]
+ExportFormat = Annotated[Optional[ExportChoice], _option(
+    "--export", rich_help_panel=STUDENT, shows=_default(_STUDENT, "export"),
+    help="export the student for onnxruntime (onnx-int8 keeps fp32 as the fallback)")]
+TimeBudget = Annotated[Optional[float], _option(
+    "--time-budget", rich_help_panel=STUDENT, shows="the recipe's",
+    help="seconds of training at most; the best state so far is kept")]
+MinRecall = Annotated[Optional[float], _option("--min-recall", rich_help_panel=GATE,
+                                                    shows=_default(_GATE, "min_recall_at_10"),
+                                                    help="teacher-neighbour recall@10 on held-out points")]
+MinSpearman = Annotated[Optional[float], _option("--min-spearman", rich_help_panel=GATE,
+                                                      shows=_default(_GATE, "min_spearman"),
+                                                      help="Spearman of similarities, student against teacher")]
+MinNdcg = Annotated[Optional[float], _option("--min-ndcg", rich_help_panel=GATE, shows="none",
+                                                  help="nDCG@10 on --queries")]
+Queries = Annotated[Optional[str], _option("--queries", rich_help_panel=GATE, shows="none",
+                                                help="labelled BEIR folder for the gate")]
+MissingText = Annotated[Optional[MissingTextPolicy], _option(
+    "--missing-text", rich_help_panel=REEMBED, shows=_default(_MIGRATION, "missing_text"),
+    help="a point without text: stop, skip it, or give it the projection of its stored vector")]
+PageSize = Annotated[Optional[int], _option("--page-size", rich_help_panel=REEMBED,
+                                                 shows=_default(_MIGRATION, "page_size"),
+                                                 help="points per page")]
+JournalDir = Annotated[Optional[str], _option(
+    "--run-dir", rich_help_panel=REEMBED, shows=f"{DEFAULT_RUNS_DIR}/<source>-<dim>",
+    help="the run folder: journal, sample, student, report")]
+EngineChoice = Annotated[Optional[Engine], _option("--engine", rich_help_panel=REEMBED,
+                                                        shows=_default(_MIGRATION, "engine"),
+                                                        help="what runs the re-embed")]
+RayAddress = Annotated[Optional[str], _option(
+    "--ray-address", envvar="RAY_ADDRESS", rich_help_panel=REEMBED, shows="a local cluster",
+    help="ray: an existing cluster")]
+Workers = Annotated[Optional[int], _option("--workers", rich_help_panel=REEMBED,
+                                                shows=_default(_RAY, "workers"), help="ray: encoder actors")]
+GpusPerWorker = Annotated[Optional[float], _option("--gpus-per-worker", rich_help_panel=REEMBED,
+                                                        shows=_default(_RAY, "gpus_per_worker"),
+                                                        help="ray: GPUs per actor")]
 NoProgress = Annotated[bool, typer.Option("--no-progress", help="no progress bars")]
-TimeBudget = Annotated[Optional[float], typer.Option(
-    "--time-budget", help="seconds of training at most; the best state so far is kept [default: the recipe's]")]
 
 # every option plan and migrate share, declared once: name -> (option, default)
 MIGRATION_OPTIONS: dict[str, tuple[Any, Any]] = {
@@ -127,10 +215,51 @@ def migration_options(command: Any) -> Any:
     return with_options
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from qdrant_distill._version import __version__
+
+        out.print(f"qdrant-distill {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", callback=_show_version, is_eager=True, help="print the version and exit")] = False) -> None:
+    """Distil a smaller embedding model from a Qdrant collection's stored vectors, re-embed, swap."""
+
+
+class _OneRetryLine(logging.Filter):
+    """The retries of a failing call as one line: the first says what failed and that it is retried; the others are
+    dropped (--debug keeps every one). A record that is not a retry starts the count again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.retrying = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith("Retrying "):
+            self.retrying = False
+            return True
+        if self.retrying:
+            return False
+        self.retrying = True
+        record.msg, record.args = "%s; retrying (the error follows if it persists)", (message.split(" raised ")[-1]
+                                                                                    .rstrip("."),)
+        return True
+
+
 def _logging(debug: bool) -> None:
+    import warnings
+
     from rich.logging import RichHandler
 
     handler = RichHandler(console=err, show_path=False, show_time=False)
+    if not debug:
+        handler.addFilter(_OneRetryLine())
+        # qdrant-client warns when its version check cannot reach the server: the connection's own error says so
+        warnings.filterwarnings("ignore", message="Failed to obtain server version", category=UserWarning)
     logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s", force=True)
     redact_logs()  # httpx and qdrant-client log the URLs they call
     for name in ("qdrant_distill", "connectors"):
@@ -277,13 +406,30 @@ def _run_migration(config_file: Path | None, overrides: dict[str, Any], *, as_js
         if the_plan.dims is not None and dims_out is not None:
             the_plan.dims.write(dims_out)
         if dry_run:
-            _print_json(the_plan) if as_json else out.print(the_plan.render(), highlight=False, markup=False)
+            if as_json:
+                _print_json(the_plan)
+            else:
+                out.print(the_plan.render(), highlight=False, markup=False, soft_wrap=True)
             return
-        err.print(the_plan.render(), highlight=False, markup=False)
+        err.print(the_plan.render(), highlight=False, markup=False, soft_wrap=True)
         if not yes and not typer.confirm("Proceed (the alias moves at the end)?", err=True):
             raise typer.Exit(1)
         report = run(cfg, connector=conn, plan=the_plan)
-    _print_json(report) if as_json else out.print(report_table(report))
+    if as_json:
+        _print_json(report)
+        return
+    out.print(report_table(report))
+    _print_summary(Path(the_plan.run_dir))
+
+
+def _print_summary(run_dir: Path) -> None:
+    """The lines of the report's summary card: is it good, what it saves, what to run next."""
+    from qdrant_distill.folders import RunFolder
+    from qdrant_distill.migration.report import summarize
+
+    for line in summarize(run_dir).lines():
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
+    out.print(f"report    {RunFolder(run_dir).report}", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command("plan")
@@ -291,12 +437,12 @@ def _run_migration(config_file: Path | None, overrides: dict[str, Any], *, as_js
 def plan(
     options: dict[str, Any],
     config: ConfigFile = None, as_json: AsJson = False, debug: Debug = False,
-    dims: Annotated[Optional[str], typer.Option(
-        "--dims", help="candidate sizes, e.g. 64,128,256,384: the table of what each keeps and costs (PCA only, on "
-        "the sample; --dim is added)")] = None,
-    dims_out: Annotated[Optional[Path], typer.Option(
-        "--dims-out", help="also write the dimension table as JSON to this file [default candidates without --dims]")]
-    = None,
+    dims: Annotated[Optional[str], _option(
+        "--dims", shows="no table", help="candidate sizes, e.g. 64,128,256,384: the table of what each keeps and "
+        "costs (PCA only, on the sample; --dim is added)")] = None,
+    dims_out: Annotated[Optional[Path], _option(
+        "--dims-out", shows="not written", help="also write the dimension table as JSON to this file (the default "
+        "candidates without --dims)")] = None,
 ) -> None:
     """Dry run: describe what a migration would do and refuse early on bad input. Writes nothing (but --dims-out)."""
     with _expected_failures(debug):
@@ -351,7 +497,19 @@ def status(
                 webbrowser.open(page.resolve().as_uri())
             return
         journal = load(run_dir)
-        _print_json(journal) if as_json else out.print(journal_table(journal))
+        if as_json:
+            _print_json(journal)
+            return
+        out.print(journal_table(journal))
+        _print_next(run_dir)
+
+
+def _print_next(run_dir: Path) -> None:
+    """What to run next with this run folder (the report's summary card says the same)."""
+    from qdrant_distill.migration.report import summarize
+
+    for line in summarize(run_dir).next_lines():
+        out.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -408,7 +566,9 @@ def finalize(run_dir: RunDir, yes: Confirm = False, url: Url = None, api_key: Ap
         if journal.stage.value == "finalized":
             out.print("already finalized; nothing to do")
             return
-        if not yes and not typer.confirm("Drop the previous collection for good?", err=True):
+        previous = journal.previous_target  # None: the alias was new, nothing will be dropped, nothing to ask
+        if previous and not yes and not typer.confirm(f"Drop the previous collection {previous!r} for good?",
+                                                      err=True):
             raise typer.Exit(1)
         with _connector(_qdrant_settings(url, api_key, path, grpc)) as conn:
             dropped = finalize_run(run_dir, conn)
@@ -419,8 +579,9 @@ def finalize(run_dir: RunDir, yes: Confirm = False, url: Url = None, api_key: Ap
 def repoint(
     alias: Annotated[str, typer.Argument(help="the alias (or collection) whose recorded query model moved")],
     model: Annotated[Path, typer.Option("--model", help="where it is now: the export folder (or its run folder)")],
-    projection: Annotated[Optional[Path], typer.Option(
-        "--projection", help="projection-only collections: the projection.npz [default: the one beside the export]")] = None,
+    projection: Annotated[Optional[Path], _option(
+        "--projection", shows="the one beside the export",
+        help="projection-only collections: the projection.npz")] = None,
     url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False, debug: Debug = False,
 ) -> None:
     """Record a moved query model in the collection's metadata (checked first; re-point back to undo)."""
@@ -442,15 +603,19 @@ def serve(
     alias: Annotated[str, typer.Option("--alias", help="the alias (or collection) whose query encoder answers")],
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on (1-65535)")] = 8000,
-    require_key: Annotated[Optional[str], typer.Option(
-        "--require-key", envvar="QDRANT_DISTILL_SERVE_API_KEY", show_default=False,
+    require_key: Annotated[Optional[str], _option(
+        "--require-key", envvar="QDRANT_DISTILL_SERVE_API_KEY", shows="none: no key asked",
         help="clients must send this key as a bearer token (prefer the QDRANT_DISTILL_SERVE_API_KEY variable)")] = None,
-    default_model: Annotated[Optional[str], typer.Option(
+    default_model: Annotated[Optional[str], _option(
+        "--default-model", shows="none: such a collection answers 503",
         help="encoder of a collection without qdrant-distill metadata (the original one, after a rollback)")] = None,
-    max_inputs: Annotated[Optional[int], typer.Option(help="texts a request, 413 above (default 2048)")] = None,
-    max_bytes: Annotated[Optional[int], typer.Option(help="bytes a request body, 413 above (default 8 MiB)")] = None,
-    max_input_bytes: Annotated[Optional[int], typer.Option(
-        help="UTF-8 bytes one text, 413 above (default 64 KiB); texts are cut to what the model reads")] = None,
+    max_inputs: Annotated[Optional[int], _option("--max-inputs", shows=f"{DEFAULT_MAX_INPUTS:,}",
+                                                 help="texts a request, 413 above")] = None,
+    max_bytes: Annotated[Optional[int], _option("--max-bytes", shows=f"{DEFAULT_MAX_BYTES // 2**20} MiB",
+                                                help="bytes a request body, 413 above")] = None,
+    max_input_bytes: Annotated[Optional[int], _option(
+        "--max-input-bytes", shows=f"{DEFAULT_MAX_INPUT_BYTES // 2**10} KiB",
+        help="UTF-8 bytes one text, 413 above; texts are cut to what the model reads")] = None,
     url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False, debug: Debug = False,
 ) -> None:
     """Serve the alias's query encoder over HTTP (OpenAI /v1/embeddings, TEI /embed); follows swap and rollback."""
@@ -475,9 +640,12 @@ def evaluate(
 ) -> None:
     """nDCG@10, recall@100 and MRR@10 of a model on a labelled BEIR folder (exact cosine search)."""
     with _expected_failures(debug):
+        from qdrant_distill.connectors.http_embeddings import shown_reference
         from qdrant_distill.migration.gate import beir_metrics
         from qdrant_distill.migration.run_models import encoder_of
 
+        err.print(f"evaluating {shown_reference(model)} on {beir} ({split} split): encoding its corpus and queries "
+                  "(minutes on a CPU for a large model)", highlight=False, markup=False, soft_wrap=True)
         metrics = beir_metrics(encoder_of(model), beir, split=split)
         _print_json(metrics) if as_json else out.print(
             "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()), highlight=False)
@@ -487,8 +655,8 @@ def evaluate(
 def export(
     target: Annotated[str, typer.Argument(help="a migration's run folder, a distill output folder, or any model")],
     format: Annotated[str, typer.Option("--format", help="onnx, or onnx-int8 (fp32 and int8)")] = "onnx-int8",
-    out_dir: Annotated[Optional[Path], typer.Option(
-        "--out", help="export folder [default: the run's student/onnx]")] = None,
+    out_dir: Annotated[Optional[Path], _option(
+        "--out", shows="the run's student/onnx, or <model>/onnx", help="export folder")] = None,
     as_json: AsJson = False, debug: Debug = False,
 ) -> None:
     """Export a student (or any sentence-transformers model) for onnxruntime; checks each format against torch."""
@@ -500,6 +668,8 @@ def export(
 
         if format not in GRAPHS:
             raise typer.BadParameter(f"unknown format {format!r}: use onnx or onnx-int8", param_hint="--format")
+        err.print(f"exporting {target} as {format}: each graph is written, then checked against the torch model "
+                  "(about a minute for a MiniLM-sized student on a CPU)", highlight=False, markup=False, soft_wrap=True)
         manifest = export_target(target, formats=formats_for(format), out_dir=out_dir)
         _print_json(manifest) if as_json else out.print(export_table(manifest))
 
@@ -536,7 +706,8 @@ def demo(
     path: Annotated[str, typer.Option(help="embedded Qdrant folder")] = "./qdrant_data",
     teacher: Annotated[str, typer.Option(help="teacher model path")] = "models/all-mpnet-base-v2",
     student: Annotated[str, typer.Option(help="student body path")] = "models/all-MiniLM-L6-v2",
-    limit: Annotated[Optional[int], typer.Option(help="use only the first N demo texts")] = None,
+    limit: Annotated[Optional[int], _option("--limit", shows="all 2,000", help="use only the first N demo texts")]
+    = None,
     debug: Debug = False,
 ) -> None:
     """Build a demo collection (2,000 WordNet glosses, real teacher vectors) behind an alias and migrate it."""
@@ -550,10 +721,7 @@ def demo(
             out.print(f"[bold]{query}[/bold]", highlight=False)
             out.print("  teacher 768-d: " + " | ".join(by_teacher), highlight=False, markup=False)
             out.print(f"  student {report.dim}-d: " + " | ".join(by_student), highlight=False, markup=False)
-        from qdrant_distill.folders import RunFolder
-
-        out.print(f"report: {RunFolder(Path(report.journal).parent).report}", highlight=False, markup=False,
-                  soft_wrap=True)
+        _print_summary(Path(report.journal).parent)
 
 
 def main() -> None:

@@ -60,18 +60,24 @@ def selection_line(selection: dict[str, Any]) -> str:
 
 
 def journal_table(journal: Journal) -> Table:
+    """Where a run stands, in words: what is not known yet is left out, numbers have separators."""
+    from qdrant_distill.migration.report import readable
+
     table = Table(title=f"migration {journal.run_id[:8]}", show_header=False)
     table.add_column("item")
     table.add_column("value", overflow="fold")
     rows: list[tuple[str, Any]] = [
-        ("stage", journal.stage.value), ("source", journal.source_collection), ("target", journal.target),
-        ("alias", journal.alias), ("previous target", journal.previous_target),
-        ("points written", journal.points_written), ("skipped", len(journal.skipped_ids)),
-        ("checkpoint", journal.checkpoint), ("student", journal.student_path),
+        ("stage", readable(journal.stage.value)), ("source", journal.source_collection), ("target", journal.target),
+        ("alias", journal.alias or "(none: a plain collection)"),
+        ("previous target", journal.previous_target if journal.alias else None),
+        ("points written", f"{journal.points_written:,}"), ("skipped", f"{len(journal.skipped_ids):,}"),
+        ("re-embed resumes after", journal.checkpoint if not journal.reembed_finished else None),
+        ("student", journal.student_path),
     ]
-    rows += [(k, f"{v:.4f}") for k, v in sorted(journal.metrics.items())]
+    rows += [(readable(k), f"{v:.3f}") for k, v in sorted(journal.metrics.items())]
     for key, value in rows:
-        table.add_row(key, str(value))
+        if value is not None and value != "":
+            table.add_row(key, str(value))
     return table
 
 

@@ -82,7 +82,7 @@ class PCAProjection:
         vt = vt * np.where(signs == 0, 1.0, signs)[:, None]
         fitted = {dim: cls._truncated(vt, s, total, mean, dim, n=n, center=center) for dim in dims}
         logger.info(
-            "PCA %d -> %s (%s) on %d vectors keeps %s of the variance",
+            "PCA %d -> %s (%s) fitted on %d vectors keeps %s of their variance (of the fitted vectors, not held out)",
             in_dim,
             ", ".join(str(p.dim) for p in fitted.values()),
             "centred" if center else "uncentred",

@@ -55,7 +55,7 @@ def swap(connector: Connector, journal: Journal) -> str | None:
     if not journal.alias:
         raise MigrationError(
             f"no alias to swap: the source {journal.source_collection!r} is a plain collection",
-            hint="pass --alias NAME to create an alias for the new collection",
+            hint="rerun migrate with --new-alias NAME (alias= in a config) to create an alias for the new collection",
         )
     if not (journal.done(Stage.VERIFIED)):
         raise MigrationError(f"cannot swap before the target is verified (stage {journal.stage.value})")
@@ -71,7 +71,7 @@ def swap(connector: Connector, journal: Journal) -> str | None:
     else:
         journal.previous_target = current
         journal.save()
-        logger.warning("moving alias %r: %s -> %s", journal.alias, current, journal.target)
+        logger.info("moving alias %r: %s -> %s", journal.alias, current, journal.target)
         connector.swap_alias(journal.alias, journal.target)
     journal.advance(Stage.SWAPPED)
     mirror_stage(connector, journal)
@@ -96,10 +96,10 @@ def rollback(connector: Connector, journal: Journal) -> str | None:
         raise StoreMismatch(f"cannot roll back: the previous collection {journal.previous_target!r} does not exist "
                             "in this store", hint="the journal does not match this store; move the alias by hand")
     if journal.previous_target is None:
-        logger.warning("rollback: deleting alias %r (it did not exist before the swap)", journal.alias)
+        logger.info("rollback: deleting alias %r (it did not exist before the swap)", journal.alias)
         connector.delete_alias(journal.alias)
     elif current != journal.previous_target:
-        logger.warning("rollback: moving alias %r: %s -> %s", journal.alias, current, journal.previous_target)
+        logger.info("rollback: moving alias %r: %s -> %s", journal.alias, current, journal.previous_target)
         connector.swap_alias(journal.alias, journal.previous_target)
     journal.advance(Stage.ROLLED_BACK)
     mirror_stage(connector, journal)
@@ -131,7 +131,7 @@ def finalize(connector: Connector, journal: Journal, *, drop: bool = True) -> st
             connector.delete_collection(old)
             dropped = old
         else:
-            logger.warning("finalize: the previous collection %r no longer exists; nothing to drop", old)
+            logger.info("finalize: the previous collection %r no longer exists; nothing to drop", old)
     journal.advance(Stage.FINALIZED)
     mirror_stage(connector, journal)
     return dropped
@@ -155,7 +155,7 @@ def abandon(connector: Connector, journal: Journal) -> str | None:
         raise AliasConflict(f"refusing to drop {target!r}: alias {', '.join(map(repr, pointing))} points to it")
     if record.read_from(connector, target).get("run_id") != journal.run_id:
         raise MigrationError(f"refusing to drop {target!r}: this run did not create it")
-    logger.warning("abandon: dropping %r, the target of a migration that was never swapped in", target)
+    logger.info("abandon: dropping %r, the target of a migration that was never swapped in", target)
     connector.delete_collection(target)
     return target
 

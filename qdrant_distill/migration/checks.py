@@ -1,6 +1,7 @@
 """Every check a migration can make before its first expensive step, each a short function that raises one typed
-error (or adds a note). :func:`qdrant_distill.make_plan` calls them in order; nothing here writes anything (a folder
-is probed with a nameless temporary file, dropped at once)."""
+error (or adds a note). :func:`qdrant_distill.make_plan` runs them all through :class:`Problems`, which keeps each
+error and goes on, so one plan reports every problem; nothing here writes anything (a folder is probed with a
+nameless temporary file, dropped at once)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ from qdrant_distill.distillation.teacher import TeacherCheck, check_teacher
 from qdrant_distill.errors import (
     ConfigError,
     DimensionError,
+    DistillError,
     EmptyCollection,
     UnsupportedVectors,
 )
@@ -33,6 +37,7 @@ from qdrant_distill.inference.formats import ExportChoice, export_folder
 from qdrant_distill.migration.config import Engine, MigrationConfig, Mode
 
 __all__ = [
+    "Problems",
     "check_collection_size",
     "check_distance",
     "check_folder",
@@ -49,6 +54,36 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 UNIT_NORM_TOLERANCE = 0.01
+
+
+class Problems:
+    """The problems one plan finds: each check runs inside :meth:`check`, which keeps its error and lets the next
+    check run. :meth:`raise_all` raises the first error found, of its own type (what a caller catches does not
+    change), its message followed by every other problem and all of them in its ``problems`` attribute."""
+
+    def __init__(self) -> None:
+        self.errors: list[DistillError] = []
+
+    @contextmanager
+    def check(self) -> Iterator[None]:
+        try:
+            yield
+        except DistillError as exc:
+            if str(exc) not in {str(e) for e in self.errors}:  # two checks may find the same thing
+                self.errors.append(exc)
+
+    def raise_all(self) -> None:
+        if not self.errors:
+            return
+        first, others = self.errors[0], self.errors[1:]
+        if not others:
+            raise first
+        more = "; ".join(f"({i}) {type(e).__name__}: {e}" for i, e in enumerate(others, 2))
+        plural = "s" if len(others) > 1 else ""
+        error = type(first)(f"{first}; and {len(others)} more problem{plural}: {more}",
+                            **{**first.context, "problems": list(self.errors)})
+        error.hint = first.hint
+        raise error from first
 
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # a Hugging Face repo id: name or owner/name
@@ -365,22 +400,35 @@ def check_engine(config: MigrationConfig) -> None:
         probe_address(config.ray)
 
 
-def check_inputs(config: MigrationConfig, points: int, notes: list[str]) -> None:
-    """Everything the configuration alone (and the collection's size) tells: models, sizes, training, the gate."""
-    if config.mode is Mode.PROJECTION_ONLY and not config.teacher_model:
-        raise ConfigError("projection-only mode needs the teacher model for queries", hint="pass --teacher MODEL")
-    if config.mode is Mode.PROJECTION_ONLY and config.student.label_queries:
-        raise ConfigError(f"--label-queries {config.student.label_queries} has no effect in projection-only mode: no "
-                          "student is trained (the teacher itself encodes the queries)",
-                          hint="drop --label-queries, or use --mode project to train a query student on teacher labels")
-    check_engine(config)
-    check_sizes(config, points)
-    check_training(config)
-    check_packages(config)
-    for ref, what in _models_loaded(config):  # after the packages: without torch no model loads anyway
-        check_model(ref, what)
+def check_inputs(config: MigrationConfig, points: int | None, notes: list[str], problems: Problems) -> None:
+    """Everything the configuration alone (and the collection's size, when known) tells: models, sizes, training,
+    the gate; each problem kept in ``problems``."""
+    with problems.check():
+        if config.mode is Mode.PROJECTION_ONLY and not config.teacher_model:
+            raise ConfigError("projection-only mode needs the teacher model for queries", hint="pass --teacher MODEL")
+    with problems.check():
+        if config.mode is Mode.PROJECTION_ONLY and config.student.label_queries:
+            raise ConfigError(f"--label-queries {config.student.label_queries} has no effect in projection-only mode: "
+                              "no student is trained (the teacher itself encodes the queries)",
+                              hint="drop --label-queries, or use --mode project to train a query student on teacher "
+                              "labels")
+    with problems.check():
+        check_engine(config)
+    if points is not None:
+        with problems.check():
+            check_sizes(config, points)
+    with problems.check():
+        check_training(config)
+    before = len(problems.errors)
+    with problems.check():
+        check_packages(config)
+    if len(problems.errors) == before:  # without torch no model loads anyway
+        for ref, what in _models_loaded(config):
+            with problems.check():
+                check_model(ref, what)
     if config.mode is not Mode.PROJECTION_ONLY and config.student.epochs == 0 and config.student.max_steps is None:
         notes.append("--epochs 0: the student is not trained; the holdout picks between its untrained start and "
                      "the plain heads")
-    if config.student.label_queries and not config.teacher_model and config.mode is not Mode.PROJECTION_ONLY:
-        raise ConfigError("teacher labels (--label-queries) need the teacher", hint="pass --teacher MODEL")
+    with problems.check():
+        if config.student.label_queries and not config.teacher_model and config.mode is not Mode.PROJECTION_ONLY:
+            raise ConfigError("teacher labels (--label-queries) need the teacher", hint="pass --teacher MODEL")

@@ -101,8 +101,8 @@ class DimsReport(BaseModel):
         ndcg = self.queries > 0
         head = (f"{'dim':>5} {'variance':>9} {'recall@10':>10} {'spearman':>9}" + (f" {'nDCG@10':>8}" if ndcg else "")
                 + f" {'B/pt f32':>9} {'int8':>6} {'binary':>7} {'all f32':>10} {'all int8':>10} {'all binary':>11}")
-        lines = [f"dims        PCA only, on {self.sample_size - self.holdout_size:,} sampled points, measured on "
-                 f"{self.holdout_size:,} held out, of {self.points:,}; {self.seconds:.1f} s"
+        lines = [f"dims        PCA only, fitted on {self.sample_size - self.holdout_size:,} sampled points; every "
+                 f"column measured on {self.holdout_size:,} held out, of {self.points:,}; {self.seconds:.1f} s"
                  + (f" (+ {self.sample_seconds:.1f} s to sample)" if self.sample_seconds else ""), "  " + head]
         for r in self.rows:
             b, c = r.bytes_per_point, r.bytes_collection

@@ -38,7 +38,7 @@ from qdrant_distill.inference.formats import Backend, ExportChoice, read_manifes
 from qdrant_distill.inference.projection import PCAProjection
 from qdrant_distill.migration.aliases import mirror_stage, swap
 from qdrant_distill.migration.config import MigrationConfig, Mode
-from qdrant_distill.migration.dims import default_dims, dims_report
+from qdrant_distill.migration.dims import default_dims, dims_report, labelled_vectors
 from qdrant_distill.migration.engines import ReembedEngine, engine_for
 from qdrant_distill.migration.engines.local import PageConverter, ReembedJob
 from qdrant_distill.migration.gate import (
@@ -74,6 +74,7 @@ EXAMPLES = 3  # held-out points the report shows with their nearest neighbours
 EXAMPLE_NEIGHBOURS = 5
 EXAMPLE_POOL = 512  # sample points searched for those neighbours (the held-out ones first)
 EXAMPLE_CHARS = 500
+SPEED_TEXTS = 128  # texts the student and the teacher each encode as queries to measure their speed
 
 
 class MigrationReport(BaseModel):
@@ -147,7 +148,7 @@ def migrate(
             sessions.enter_context(engine.session())
         resumed = journal.done(Stage.SAMPLED)
         sample = stage_sample(config, conn, journal, plan)
-        write_dims(config, journal, plan, sample)
+        write_dims(config, journal, plan, sample, conn=conn)
         try:
             stage_distill(config, journal, plan, sample)
         except (InvalidVectors, NoTextPayload, StudentError) as exc:
@@ -193,10 +194,12 @@ def stage_sample(config: MigrationConfig, conn: Connector, journal: Journal, pla
     return sample
 
 
-def write_dims(config: MigrationConfig, journal: Journal, plan: MigrationPlan, sample: Sample) -> None:
+def write_dims(config: MigrationConfig, journal: Journal, plan: MigrationPlan, sample: Sample, *,
+               conn: Connector | None = None) -> None:
     """The dimension table of the sample into the run folder (``dims.json``, for the report): the plan's when it
-    carries one, else the default candidates that the sample can fit, label-free (numpy, seconds). Advice only: a
-    sample too small for any candidate writes nothing."""
+    carries one, else the default candidates that the sample can fit (numpy, seconds), with the teacher's nDCG@10 and
+    each size's when labelled queries and the teacher are both given (the report's summary compares the student's
+    with the teacher's). Advice only: a sample too small for any candidate writes nothing."""
     path = RunFolder(journal.run_dir).dims
     if path.exists():
         return
@@ -208,7 +211,13 @@ def write_dims(config: MigrationConfig, journal: Journal, plan: MigrationPlan, s
         if len(held) < 2 or not dims:
             logger.warning("no dimension table: a sample of %d points is too small", len(sample))
             return
-        report = dims_report(sample.vectors, dims, points=plan.points, holdout=config.student, chosen=config.dim)
+        labelled = None
+        if conn is not None and config.gate.queries and config.teacher_model:
+            key = config.embeddings_api_key.get_secret_value() if config.embeddings_api_key else None
+            labelled = labelled_vectors(conn, plan.source_collection, plan.vector_name, config.gate.queries,
+                                        teacher=config.teacher_model, split=config.gate.split, api_key=key)
+        report = dims_report(sample.vectors, dims, points=plan.points, holdout=config.student, chosen=config.dim,
+                             labelled=labelled)
     report.write(path)
     logger.info("dimension table (%.1f s) in %s: recommends %d, --dim is %d", report.seconds, path,
                 report.recommended, config.dim)
@@ -300,21 +309,30 @@ def _save_examples(config: MigrationConfig, journal: Journal) -> None:
     texts = [sample.texts[i] for i in pool]
     teacher = _unit(sample.vectors[pool])
     encoder = query_encoder(config, journal)
-    speed: dict[str, Any] = {}
     if config.mode is Mode.REEMBED:
-        started = time.perf_counter()
         docs = encoder.encode(texts, kind="document")
-        speed = {"encode_per_s": len(texts) / max(time.perf_counter() - started, 1e-9), "encode_texts": len(texts)}
     else:  # the new collection holds the projection of the stored vectors
         docs = PCAProjection.load(journal.projection_path).transform(sample.vectors[pool])
     n = min(EXAMPLES, len(held))
     queries = encoder.encode(texts[:n], kind="query")
+    timed = texts[:SPEED_TEXTS]  # query speed, student against teacher, on the same texts (both loaded first)
+    speed: dict[str, Any] = {"encode_per_s": _queries_per_s(encoder, timed), "encode_texts": len(timed)}
+    if config.teacher_model:
+        teacher_model = load_teacher(config.teacher_model, api_key=config.embeddings_api_key)
+        teacher_model.encode(timed[:1], kind="query")
+        speed["teacher_encode_per_s"] = _queries_per_s(teacher_model, timed)
     examples = [Example(id=sample.ids[pool[q]], text=texts[q][:EXAMPLE_CHARS],
                         teacher=_neighbours(teacher[q] @ teacher.T, q, pool, sample),
                         student=_neighbours(_unit(queries[q : q + 1])[0] @ _unit(docs).T, q, pool, sample))
                 for q in range(n)]
     facts = RunFacts.load(journal.run_dir).model_copy(update={"examples": examples, **speed})
     facts.save(journal.run_dir)
+
+
+def _queries_per_s(encoder: Encoder, texts: list[str]) -> float:
+    started = time.perf_counter()
+    encoder.encode(texts, kind="query")
+    return len(texts) / max(time.perf_counter() - started, 1e-9)
 
 
 def _neighbours(scores: np.ndarray, own: int, pool: list[int], sample: Sample) -> list[Neighbour]:
@@ -504,7 +522,7 @@ def _report(config: MigrationConfig, plan: MigrationPlan, journal: Journal) -> M
     seconds = {b: round(times[b] - times[a], 2) for a, b in zip(order, order[1:])}
     notes = list(plan.notes)
     if journal.stage is Stage.VERIFIED and not plan.alias:
-        notes.append(f"no alias was moved: point readers at {plan.target!r}, or rerun with --alias NAME")
+        notes.append(f"no alias was moved: point readers at {plan.target!r}, or rerun with --new-alias NAME")
     return MigrationReport(
         source=plan.source, source_collection=plan.source_collection, target=plan.target, alias=plan.alias,
         stage=journal.stage, mode=config.mode, dim=config.dim, teacher_dim=plan.teacher_dim, points=plan.points,

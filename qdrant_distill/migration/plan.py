@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -20,6 +21,7 @@ from qdrant_distill.errors import (
     EmptyCollection,
 )
 from qdrant_distill.migration.checks import (
+    Problems,
     check_collection_size,
     check_distance,
     check_inputs,
@@ -36,6 +38,8 @@ __all__ = ["MigrationPlan", "make_plan"]
 logger = logging.getLogger(__name__)
 
 TEXT_PROBE = 64  # points sampled to check that text exists before anything runs
+PLAN_SEED = 0  # the dimension table's sample when the configuration sets no seed
+SEEDED_UP_TO = 200_000  # points: up to this size a seeded sample (a pass over the collection) is cheap enough
 BYTES = {"float32": 4, "float16": 2, "uint8": 1}
 
 LIVE_WRITES = (
@@ -127,55 +131,115 @@ def _existing_journal(config: MigrationConfig) -> Journal | None:
 
 
 def make_plan(config: MigrationConfig, connector: Connector, *, dims: Sequence[int] | bool = False) -> MigrationPlan:
-    """Describe the migration and check everything that can be checked without writing. With ``dims`` (candidate
-    sizes, or True for the default ones) the plan carries the dimension table (:func:`qdrant_distill.migration.dims.plan_dims`)."""
-    check_run_dir(config.resolved_run_dir())
-    journal = _existing_journal(config)
+    """Describe the migration and check everything that can be checked without writing. Every problem found is
+    reported at once (:class:`~qdrant_distill.errors.PlanRefused` when there are several); a check that needs what a
+    failed one would have told is skipped. With ``dims`` (candidate sizes, or True for the default ones) the plan
+    carries the dimension table (:func:`qdrant_distill.migration.dims.plan_dims`)."""
+    problems, notes = Problems(), []
+    with problems.check():
+        check_run_dir(config.resolved_run_dir())
+    journal = None
+    with problems.check():
+        journal = _existing_journal(config)
     resuming = journal is not None and bool(journal.source_collection)
-    if resuming:  # after a swap the alias points at the target: the journal knows the real source
-        source_collection, source_alias = journal.source_collection, journal.source_alias
-    else:
-        source_collection, source_alias = connector.resolve(config.source)
-    info = connector.describe(source_collection)
-    spec = info.vector(config.vector_name)
-    _check_collection(config, info, spec)
-    notes: list[str] = []
-    target, alias, swap = _target_and_alias(config, connector, info, source_alias, journal, notes)
-    check_inputs(config, info.points_count, notes)
-    check_labelled_points(config, connector, info.name, notes)
+    source = None
+    with problems.check():
+        source = _source(config, connector, journal if resuming else None)
+    if source is None:  # nothing to look at in Qdrant: the configuration's own problems still count
+        check_inputs(config, None, notes, problems)
+        problems.raise_all()
+    assert source is not None
+    info, spec, source_alias = source
+    with problems.check():
+        _check_dimension(config, connector, spec, source_alias, info.name)
+    before = len(problems.errors)
+    with problems.check():
+        _check_points(info)
+    usable = len(problems.errors) == before  # enough points to sample, train and hold out
+    config = _clamped(config, info.points_count, notes) if usable else config
+    target, alias, swap = config.target_name(info.name), None, ""
+    with problems.check():
+        target, alias, swap = _target_and_alias(config, connector, info, source_alias, journal, notes)
+    check_inputs(config, info.points_count if usable else None, notes, problems)
+    with problems.check():
+        check_labelled_points(config, connector, info.name, notes)
     teacher_check = None
-    if not resuming:
-        # fail now, not after training, when the points carry no text or the teacher is not the collection's
-        probe = connector.sample(info.name, min(TEXT_PROBE, info.points_count), text=config.text,
-                                 vector_name=spec.name)
-        check_distance(spec.distance, probe.vectors, notes)
-        teacher_check = check_teacher_reproduces(config, probe)
+    if not resuming and usable:
+        with problems.check():
+            # fail now, not after training, when the points carry no text or the teacher is not the collection's
+            probe = connector.sample(info.name, min(TEXT_PROBE, info.points_count), text=config.text,
+                                     vector_name=spec.name, seed=config.sample_seed)
+            check_distance(spec.distance, probe.vectors, notes)
+            teacher_check = check_teacher_reproduces(config, probe)
+    problems.raise_all()
     if config.missing_text.value == "project" and config.mode is Mode.REEMBED:
         notes.append("points without text get the PCA projection of their teacher vector (close to, not in, the "
                      "student's space)")
     table = None
     if dims is not False:
-        table = plan_dims(config, connector, None if dims is True else dims, collection=source_collection)
+        table = plan_dims(_reproducible(config, info.points_count, notes), connector, None if dims is True else dims,
+                          collection=info.name)
     return _plan(config, info, spec, source_alias=source_alias, target=target, alias=alias, swap=swap,
-                 teacher_check=teacher_check, resume_stage=journal.stage.value if resuming else None, notes=notes,
-                 dims=table)
+                 teacher_check=teacher_check, resume_stage=journal.stage.value if resuming and journal else None,
+                 notes=notes, dims=table)
 
 
-def _check_collection(config: MigrationConfig, info: CollectionInfo, spec: VectorSpec) -> None:
+def _source(config: MigrationConfig, connector: Connector,
+            journal: Journal | None) -> tuple[CollectionInfo, VectorSpec, str | None]:
+    """The source collection, its teacher vector and the alias it was named by. A resumed run's journal knows the
+    real source (after a swap the alias points at the target)."""
+    if journal is not None:
+        source_collection, source_alias = journal.source_collection, journal.source_alias
+    else:
+        source_collection, source_alias = connector.resolve(config.source)
+    info = connector.describe(source_collection)
+    return info, info.vector(config.vector_name), source_alias
+
+
+def _check_dimension(config: MigrationConfig, connector: Connector, spec: VectorSpec, source_alias: str | None,
+                     collection: str) -> None:
     teacher_dim = int(spec.size or 0)
-    if config.dim >= teacher_dim:
-        raise DimensionError(
-            f"target dimension {config.dim} is not smaller than the teacher's {teacher_dim}",
-            hint=f"choose --dim below {teacher_dim} (e.g. {max(1, teacher_dim // 6)})",
-        )
+    if config.dim < teacher_dim:
+        return
+    hint = f"choose --dim below {teacher_dim} (e.g. {max(1, teacher_dim // 6)})"
+    pointed = ""
+    if source_alias:  # say what the alias points at: after a swap it is the distilled collection
+        import qdrant_distill.migration.record as record
+
+        made = record.read_from(connector, collection)
+        pointed = f"; alias {source_alias!r} points at {collection!r}"
+        if made:
+            pointed += (f", a collection qdrant-distill made ({made.get('teacher_dim')} -> {made.get('dim')} "
+                        f"dimensions, from {made.get('source')!r})")
+            hint = (f"to distil it again, migrate {made.get('source')!r} itself (--collection); to go back, "
+                    f"`qdrant-distill rollback` its run folder ({Path(str(made.get('journal', ''))).parent})")
+    raise DimensionError(f"target dimension {config.dim} is not smaller than the teacher's {teacher_dim}{pointed}",
+                         hint=hint)
+
+
+def _check_points(info: CollectionInfo) -> None:
     if info.points_count == 0:
         raise EmptyCollection(f"collection {info.name!r} has no points", hint="nothing to migrate")
     check_collection_size(info.points_count)
-    if config.sample_size > info.points_count:
-        raise ConfigError(
-            f"sample size {config.sample_size:,} is larger than the collection ({info.points_count:,} points)",
-            hint=f"use --sample-size {info.points_count} or less",
-        )
+
+
+def _reproducible(config: MigrationConfig, points: int, notes: list[str]) -> MigrationConfig:
+    """The configuration the dimension table samples with: with no ``sample_seed``, a fixed one where a seeded
+    sample (a pass over the collection) is cheap, so two plans give the same table."""
+    if config.sample_seed is not None or points > SEEDED_UP_TO:
+        return config
+    notes.append(f"the dimension table samples with seed {PLAN_SEED} (the same table each time); the migration draws "
+                 "its own random sample unless sample_seed is set")
+    return config.model_copy(update={"sample_seed": PLAN_SEED})
+
+
+def _clamped(config: MigrationConfig, points: int, notes: list[str]) -> MigrationConfig:
+    """The configuration with its sample no larger than the collection (the sample is then the whole collection)."""
+    if config.sample_size <= points:
+        return config
+    notes.append(f"sample size {config.sample_size:,} (--sample-size, sample_size) is more than the collection's "
+                 f"{points:,} points: the whole collection is sampled")
+    return config.model_copy(update={"sample_size": points})
 
 
 def _target_and_alias(config: MigrationConfig, connector: Connector, info: CollectionInfo, source_alias: str | None,
@@ -195,16 +259,18 @@ def _target_and_alias(config: MigrationConfig, connector: Connector, info: Colle
         )
     alias = source_alias or config.alias
     if config.alias and source_alias and config.alias != source_alias:
-        raise ConfigError(f"the source is already the alias {source_alias!r}; --alias {config.alias!r} contradicts it")
+        raise ConfigError(f"the source is already the alias {source_alias!r}; --new-alias {config.alias!r} "
+                          "contradicts it", hint="drop --new-alias: the source alias itself is swapped")
     if alias and connector.collection_exists(alias):
-        raise AliasConflict(f"alias name {alias!r} is used by a collection", hint="choose another --alias")
+        raise AliasConflict(f"alias name {alias!r} is used by a collection", hint="choose another --new-alias")
     if source_alias:
         return target, alias, f"alias {source_alias!r}: {info.name} -> {target} in one request; rollback until finalize"
     if config.alias:
         current = connector.alias_target(config.alias)
         return target, alias, f"alias {config.alias!r}: {current or '(new)'} -> {target}"
     notes.append(f"{config.source!r} is a collection, not an alias: readers must be pointed at {target!r} by hand")
-    return target, alias, "none: the source is a plain collection; pass --alias NAME to create an alias for the target"
+    return target, alias, ("none: the source is a plain collection; pass --new-alias NAME to create an alias for the "
+                           "target")
 
 
 def _plan(config: MigrationConfig, info: CollectionInfo, spec: VectorSpec, **fields: Any) -> MigrationPlan:

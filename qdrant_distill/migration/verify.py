@@ -192,5 +192,7 @@ def verify(
                 f"re-encoded vectors differ from the stored ones (min cosine {min(cosines):.4f} < {least})",
                 report=report,
             )
-    logger.info("verify: %s", report)
+    logger.info("verify: %s of %s points in both, none missing, extra or changed; %s vectors re-encoded, min cosine "
+                "%s", f"{report['target_count']:,}", f"{report['source_count']:,}", report.get("vectors_checked", 0),
+                f"{report['min_cosine']:.4f}" if report.get("min_cosine") is not None else "-")
     return report

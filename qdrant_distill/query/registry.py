@@ -162,7 +162,7 @@ def repoint(connector: Connector, alias_or_collection: str, model: str | Path, *
     diff = {key: (record.get(key), value) for key, value in changes.items() if record.get(key) != value}
     write_record(connector, info.name, changes)
     for key, (old, new) in diff.items():
-        logger.warning("repoint: %s of %r: %s -> %s", key, info.name, old, new)
+        logger.info("repoint: %s of %r: %s -> %s", key, info.name, old, new)
     return Repointed(collection=info.name, changes=diff)
 
 

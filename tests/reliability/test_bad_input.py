@@ -40,7 +40,6 @@ CASES: list[tuple[str, list[str], str]] = [
     ("text field nobody has", ["--alias", "docs", "--text-field", "body"], "NoTextPayload"),
     ("empty text everywhere", ["--collection", "blank"], "NoTextPayload"),
     ("empty collection", ["--collection", "empty", "--dim", "4"], "EmptyCollection"),
-    ("sample larger than the collection", ["--alias", "docs", "--sample-size", "100000"], "ConfigError"),
     ("dim equal to the teacher's", ["--alias", "docs", "--dim", "48"], "DimensionError"),
     ("dim above the teacher's", ["--alias", "docs", "--dim", "4096"], "DimensionError"),
     ("dim 0", ["--alias", "docs", "--dim", "0"], "DimensionError"),
@@ -89,7 +88,6 @@ CASES: list[tuple[str, list[str], str]] = [
     ("all-zero stored vectors", ["--collection", "zeros"], "InvalidVectors"),
     ("--run-dir that is a file", ["--alias", "docs", "--run-dir", "{bad}"], "ConfigError"),
     ("--run-dir under a file", ["--alias", "docs", "--run-dir", "{under_file}"], "ConfigError"),
-    ("unknown export format", ["--alias", "docs", "--export", "tflite"], "ConfigError"),
     # session 11 (issue 20, 4): refused in plan, not after training, and never a hang
     ("Ray address nothing listens on", ["--alias", "docs", "--engine", "ray", "--ray-address", "127.0.0.1:1"],
      "ConfigError"),
