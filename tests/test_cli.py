@@ -249,9 +249,10 @@ def test_a_sample_larger_than_the_collection_is_clamped_and_said(store: Path, ti
 def test_finalize_asks_nothing_when_nothing_will_be_dropped(store: Path, tiny_model_path: Path, tmp_path: Path) -> None:
     """A new alias (--new-alias) had no previous collection: finalize drops nothing, so it does not ask."""
     run_dir = tmp_path / "run"
-    done = run("migrate", "--collection", "docs_v1", "--new-alias", "docs_new", "--yes",
-               *common(store, tiny_model_path, run_dir))
+    without = [a for a in common(store, tiny_model_path, run_dir) if a != "--no-progress"]
+    done = run("migrate", "--collection", "docs_v1", "--new-alias", "docs_new", "--yes", *without)
     assert done.exit_code == 0, done.output
+    assert "\r" not in done.output and "%|" not in done.output  # not a terminal: no progress bars, even unasked
     status = run("status", str(run_dir))
     assert "previous target" not in status.stdout and "None" not in status.stdout
     final = run("finalize", str(run_dir), "--path", str(store))  # no --yes, no answer given

@@ -159,6 +159,28 @@ def test_with_labelled_queries_the_card_compares_the_students_ndcg_with_the_teac
     assert quality in card and "nDCG@10 scores the ranking of the judged documents" in card
 
 
+def test_a_run_below_the_gate_says_so_and_what_to_do(tiny_model_path: Path, demo_texts: list[str],
+                                                    tmp_path: Path) -> None:
+    from qdrant_distill import GateConfig, GateFailed
+
+    student = DistillConfig(base_model=str(tiny_model_path), max_steps=2, batch_size=16, head_init_samples=64,
+                            early_stopping_patience=None, export="none")
+    gate = GateConfig(min_recall_at_10=0.0, min_spearman=0.99)  # out of reach for a tiny random student
+    run = tmp_path / "run"
+    with QdrantConnector.open(location=":memory:") as conn:
+        build_source(conn, demo_texts)
+        with pytest.raises(GateFailed):
+            migrate(config(tiny_model_path, run, student=student, gate=gate), connector=conn)
+    spearman = Journal.load(run).metrics["fidelity/spearman"]
+    summary = summarize(run)
+    assert summary.verdict.endswith(f"not good enough: Spearman of similarities {spearman:.3f} < 0.99; nothing was "
+                                    "swapped")
+    assert [c for c, _ in summary.commands] == [f"qdrant-distill status {run}", f"qdrant-distill abandon {run}"]
+    assert "rerun migrate with more training" in summary.commands[0][1]
+    card = html.unescape(card_of(RunFolder(run).report.read_text(encoding="utf-8")))  # written however it ended
+    assert summary.verdict in card
+
+
 def test_the_dimension_chart_marks_the_students_own_point(run_dir: Path) -> None:
     pytest.importorskip("matplotlib")
     page = RunFolder(run_dir).report.read_text(encoding="utf-8")

@@ -396,6 +396,8 @@ def _run_migration(config_file: Path | None, overrides: dict[str, Any], *, as_js
     from qdrant_distill.migration.plan import make_plan
 
     cfg = _config(config_file, overrides)
+    if cfg.progress and not err.is_terminal:  # a log file or a pipe: no bars redrawn with \r, the INFO lines say it
+        cfg = cfg.model_copy(update={"progress": False})
     with _connector(cfg.qdrant) as conn:
         if restart and not dry_run and RunFolder(cfg.resolved_run_dir()).is_run():
             from qdrant_distill.migration.operate import abandon_run
@@ -692,7 +694,7 @@ def export_edge(
 
         with _connector(_qdrant_settings(url, api_key, path, grpc)) as conn:
             manifest = write(source, out_dir, connector=conn, overwrite=overwrite, page_size=page_size, hnsw=hnsw,
-                             progress=not no_progress)
+                             progress=not no_progress and err.is_terminal)
         if as_json:
             _print_json(manifest)
             return

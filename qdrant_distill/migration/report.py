@@ -419,6 +419,10 @@ def _next_commands(inp: _Inputs) -> list[tuple[str, str]]:
                 (cmd("status"), "the journal")]
     if j.stage is Stage.VERIFIED and not j.alias:
         return [(cmd("status"), f"point readers at {j.target}, or rerun migrate with --new-alias NAME")]
+    if _gate_short(j.metrics, inp.facts.gate):
+        return [(cmd("status"), "the journal; rerun migrate with more training (--time-budget, --max-steps), "
+                 "another --dim or --student, or a lower gate"),
+                (cmd("abandon", at), "give it up: clear the run folder")]
     return [(cmd("status"), "where the run stands; rerun the same migrate command to resume"),
             (cmd("abandon", at), "give it up: drop its target and clear the run folder")]
 
