@@ -13,7 +13,6 @@ from typing import Any, TypeVar
 import httpx
 from tenacity import (
     Retrying,
-    before_sleep_log,
     retry_if_exception,
     stop_after_attempt,
     wait_random_exponential,
@@ -99,6 +98,10 @@ def translate(exc: BaseException, *, op: str, target: str, collection: str | Non
         )
     if _local_exists(exc) or status == 409 or code == "ALREADY_EXISTS":
         return CollectionExists(f"{where}: already exists", collection=collection)
+    if code in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):  # nothing listens, the socket closed, no answer in time
+        return ConnectionFailed(f"{where}: cannot reach the server (gRPC {code})",
+                                hint="check the URL, the gRPC port (--grpc dials 6334 unless told) and that Qdrant "
+                                "is running")
     if isinstance(exc, ResponseHandlingException) or isinstance(exc, (httpx.TransportError, ConnectionError, TimeoutError)):
         return ConnectionFailed(
             f"{where}: cannot reach the server ({type(getattr(exc, 'source', None) or exc).__name__})",
@@ -111,8 +114,11 @@ def translate(exc: BaseException, *, op: str, target: str, collection: str | Non
 
 
 def _short(exc: BaseException, limit: int = 300) -> str:
-    """The foreign exception's text on one line, any URL in it reduced to scheme, host and port."""
-    text = redact_text(" ".join(str(exc).split()))
+    """The foreign exception's text on one line, any URL in it reduced to scheme, host and port (of a gRPC error,
+    its details only: never its debug string)."""
+    details = getattr(exc, "details", None)
+    raw = details() if callable(details) and _grpc_code(exc) is not None else str(exc)
+    text = redact_text(" ".join(str(raw).split()))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -141,6 +147,15 @@ class RetryPolicy:
             stop=stop_after_attempt(self.attempts),
             wait=self.wait,
             reraise=True,
-            before_sleep=lambda state: (count(state), before_sleep_log(logger, logging.WARNING)(state)),
+            before_sleep=lambda state: (count(state), _log_retry(state, self.attempts)),
         )
         return retrying(fn, *args, **kwargs)
+
+
+def _log_retry(state: Any, attempts: int) -> None:
+    """One line a retry: what failed, briefly (a gRPC error by its code, never its debug string)."""
+    exc = state.outcome.exception() if state.outcome else None
+    code = _grpc_code(exc) if exc is not None else None
+    why = f"gRPC: {code}" if code else f"{type(exc).__name__}: {_short(exc, 120)}" if exc else "?"
+    wait = state.next_action.sleep if state.next_action else 0.0
+    logger.warning("Retrying in %.1f s (attempt %d of %d) as it raised %s", wait, state.attempt_number, attempts, why)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -72,13 +73,20 @@ class QdrantConnector:
         settings = settings or QdrantSettings(**kwargs)
         if settings.url:
             try:
-                client = QdrantClient(
-                    url=settings.url,
-                    api_key=settings.api_key.get_secret_value() if settings.api_key else None,
-                    prefer_grpc=settings.prefer_grpc,
-                    grpc_port=settings.grpc_port,
-                    timeout=int(settings.timeout),
-                )
+                with warnings.catch_warnings(record=True) as said:  # its version check warns with a file path
+                    warnings.simplefilter("always")
+                    client = QdrantClient(
+                        url=settings.url,
+                        api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+                        prefer_grpc=settings.prefer_grpc,
+                        grpc_port=settings.grpc_port,
+                        timeout=int(settings.timeout),
+                    )
+                for warning in said:
+                    logger.debug("qdrant-client: %s", warning.message)
+                # its lazy version check warns (with a file path) when the server cannot be reached: our own error
+                # says so in one line
+                warnings.filterwarnings("ignore", message="Failed to obtain server version", category=UserWarning)
             except Exception as exc:  # noqa: BLE001 - its text may hold the URL's credentials: name the type only
                 from qdrant_distill.errors import ConfigError
 

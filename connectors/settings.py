@@ -44,7 +44,12 @@ class QdrantSettings(BaseModel):
     @property
     def target(self) -> str:
         """A loggable description: never the API key; of a URL, only its scheme, host and port
-        (:func:`qdrant_distill.redact.redact_url`)."""
+        (:func:`qdrant_distill.redact.redact_url`); with gRPC, ``grpc://host:GRPC_PORT``, the address dialled."""
+        if self.url and self.prefer_grpc:  # the client dials the gRPC port, not the URL's: name the one dialled
+            parts = urlsplit(self.url)
+            host = parts.hostname or ""
+            host = f"[{host}]" if ":" in host else host
+            return f"grpc{'s' if parts.scheme.lower() == 'https' else ''}://{host}:{self.grpc_port}"
         if self.url:
             return redact_url(self.url)
         if self.location:

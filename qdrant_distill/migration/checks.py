@@ -40,6 +40,7 @@ __all__ = [
     "Problems",
     "check_collection_size",
     "check_distance",
+    "check_engine",
     "check_folder",
     "check_inputs",
     "check_labelled_points",
@@ -390,14 +391,53 @@ def check_packages(config: MigrationConfig) -> None:
                           hint="pip install 'qdrant-distill[train]', or pass --export none")
 
 
-def check_engine(config: MigrationConfig) -> None:
-    """The Ray engine needs Ray installed (checked without importing it), and a cluster address that answers (a
-    bounded connect)."""
-    if config.engine is Engine.RAY:
-        from qdrant_distill.migration.engines.ray import probe_address, require_ray
+RAY_OPTIONS = {"address": "--ray-address", "workers": "--workers", "gpus_per_worker": "--gpus-per-worker",
+               "cpus_per_worker": "ray.cpus_per_worker"}
+LOCAL_WORKERS_PER_CORE = 4  # a local Ray instance oversubscribes its cores up to this many encoder actors a core
 
-        require_ray()
-        probe_address(config.ray)
+
+def check_engine(config: MigrationConfig, notes: list[str] | None = None) -> None:
+    """The Ray engine needs Ray installed (checked without importing it), an address Ray can read, resources this
+    machine has when Ray runs here (GPUs, a bounded number of actors), and a cluster address that answers (a bounded
+    connect). Ray options given to the local engine are said to have no effect."""
+    if config.engine is not Engine.RAY:
+        given = [RAY_OPTIONS[name] for name in RAY_OPTIONS if name in config.ray.model_fields_set]
+        if given and notes is not None:
+            notes.append(f"{', '.join(given)} {'has' if len(given) == 1 else 'have'} no effect with the local "
+                         "engine: pass --engine ray to run on Ray")
+        return
+    from qdrant_distill.migration.engines.ray import probe_address, require_ray
+
+    require_ray()
+    if config.ray.address is None:
+        check_local_ray(config)
+    probe_address(config.ray)
+
+
+def check_local_ray(config: MigrationConfig) -> None:
+    """A local Ray instance (no --ray-address) runs on this machine: its actors must fit it."""
+    ray, cores = config.ray, os.cpu_count() or 1
+    gpus = local_gpus()
+    if ray.gpus_per_worker and ray.workers * ray.gpus_per_worker > gpus:
+        raise ConfigError(f"{ray.workers} Ray workers with --gpus-per-worker {ray.gpus_per_worker:g} need "
+                          f"{ray.workers * ray.gpus_per_worker:g} GPUs; this machine has {gpus}",
+                          hint="lower --workers or --gpus-per-worker (0: CPU actors), or give --ray-address of a "
+                          "cluster with GPUs")
+    if ray.workers > LOCAL_WORKERS_PER_CORE * cores:
+        raise ConfigError(f"{ray.workers} Ray workers on this machine's {cores} cores: each loads the student; at most "
+                          f"{LOCAL_WORKERS_PER_CORE * cores} here", hint=f"lower --workers (about {cores} uses every "
+                          "core), or give --ray-address of a cluster")
+
+
+def local_gpus() -> int:
+    """NVIDIA GPUs this process may use, read without importing a GPU library: the driver's list, narrowed by
+    ``CUDA_VISIBLE_DEVICES`` when it is set."""
+    listed = Path("/proc/driver/nvidia/gpus")
+    count = len(list(listed.iterdir())) if listed.is_dir() else 0
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        count = min(count, len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"]))
+    return count
 
 
 def check_inputs(config: MigrationConfig, points: int | None, notes: list[str], problems: Problems) -> None:
@@ -413,7 +453,7 @@ def check_inputs(config: MigrationConfig, points: int | None, notes: list[str], 
                               hint="drop --label-queries, or use --mode project to train a query student on teacher "
                               "labels")
     with problems.check():
-        check_engine(config)
+        check_engine(config, notes)
     if points is not None:
         with problems.check():
             check_sizes(config, points)

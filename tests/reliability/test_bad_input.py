@@ -3,6 +3,7 @@ line naming a typed error, and leaves every collection and alias of the store ex
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Iterator
@@ -271,3 +272,39 @@ def test_an_edge_out_that_cannot_be_written_is_one_line(case, store, tmp_path, m
         assert lines[0].startswith("error: ConfigError: the Edge folder") and says in lines[0], lines[0]
     assert store_state(store["path"]) == store["before"]
     FIGURES.setdefault("output paths refused (export-edge --out)", set()).add(case)
+
+
+# -- the Ray engine's resources (issue 31, item 5): checked in plan, one line; never a wait ---------------------------
+RAY_CASES = {  # arguments, what the line says
+    "workers this machine cannot hold": (["--engine", "ray", "--workers", "1000"], "1000 Ray workers on this machine's"),
+    "GPUs this machine lacks": (["--engine", "ray", "--gpus-per-worker", "8"], "need 16 GPUs; this machine has"),
+    "an address of another scheme": (["--engine", "ray", "--ray-address", "garbage://nowhere:99999"],
+                                     "Ray does not read the scheme 'garbage://'"),
+    "an address with a port out of range": (["--engine", "ray", "--ray-address", "nowhere:99999"],
+                                            "--ray-address 'nowhere:99999': Port out of range"),
+}
+
+
+@pytest.mark.parametrize("command", ["plan", "migrate"])
+@pytest.mark.parametrize("case", list(RAY_CASES))
+def test_ray_resources_are_checked_in_plan(case, command, store, tiny_model_path, tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    args, says = RAY_CASES[case]
+    run_dir = tmp_path / "run"
+    extra = ["--yes"] if command == "migrate" else []
+    result = CliRunner().invoke(app, [command, *extra, *argv(["--alias", "docs", *args], store, tiny_model_path,
+                                                             run_dir)])
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 1 and len(errors) == 1, result.output
+    assert errors[0].startswith("error: ConfigError: ") and says in errors[0], errors[0]
+    assert not (run_dir / "journal.json").exists() and store_state(store["path"]) == store["before"]
+    FIGURES.setdefault("Ray resources refused in plan", set()).add(case)
+
+
+def test_ray_options_without_the_ray_engine_are_said_to_have_no_effect(store, tiny_model_path, tmp_path) -> None:
+    result = CliRunner().invoke(app, ["plan", "--json", *argv(["--alias", "docs", "--workers", "4", "--dim", "8",
+                                                               "--sample-size", "100"], store, tiny_model_path,
+                                                              tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    notes = json.loads(result.stdout)["notes"]
+    assert "--workers has no effect with the local engine: pass --engine ray to run on Ray" in notes, notes

@@ -156,7 +156,10 @@ def _host_port(address: str) -> tuple[str, int] | None:
     scheme, sep, rest = address.partition("://")
     if not sep:
         scheme, rest = "", address
-    if scheme not in ("", "ray") or rest in ("auto", "local", ""):
+    if scheme not in ("", "ray"):  # Ray reads host:port, ray://host:port, auto and local only
+        raise ConfigError(f"--ray-address {redact_url(address)!r}: Ray does not read the scheme {scheme + '://'!r}",
+                          hint=ADDRESS_HINT)
+    if rest in ("auto", "local", ""):
         return None
     try:
         parts = urllib.parse.urlsplit("//" + rest.split("/", 1)[0])
