@@ -510,7 +510,12 @@ def _print_next(run_dir: Path) -> None:
     """What to run next with this run folder (the report's summary card says the same)."""
     from qdrant_distill.migration.report import summarize
 
-    for line in summarize(run_dir).next_lines():
+    try:
+        lines = summarize(run_dir).next_lines()
+    except DistillError as exc:  # a damaged file beside the journal: the journal itself was read and shown
+        err.print(f"warning: {redact_text(str(exc))}", style="yellow", highlight=False, markup=False, soft_wrap=True)
+        return
+    for line in lines:
         out.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
@@ -666,11 +671,15 @@ def export(
         from qdrant_distill.cli.render import export_table
         from qdrant_distill.inference.export import formats_for
         from qdrant_distill.inference.formats import GRAPHS
-        from qdrant_distill.migration.run_models import export_target
+        from qdrant_distill.migration.run_models import (
+            check_export_target,
+            export_target,
+        )
 
         if format not in GRAPHS:
             raise typer.BadParameter(f"unknown format {format!r}: use onnx or onnx-int8", param_hint="--format")
-        err.print(f"exporting {target} as {format}: each graph is written, then checked against the torch model "
+        check_export_target(target, out_dir)  # every refusal before the long part and its line
+        err.print(f"exporting {redact_text(target)} as {format}: each graph is written, then checked against the torch model "
                   "(about a minute for a MiniLM-sized student on a CPU)", highlight=False, markup=False, soft_wrap=True)
         manifest = export_target(target, formats=formats_for(format), out_dir=out_dir)
         _print_json(manifest) if as_json else out.print(export_table(manifest))

@@ -25,7 +25,7 @@ from qdrant_distill.migration.operate import open_journal
 from qdrant_distill.migration.samples import load_sample
 from qdrant_distill.redact import redact_text
 
-__all__ = ["encoder_of", "encoder_reference", "export_target", "query_encoder", "run_encoder"]
+__all__ = ["check_export_target", "encoder_of", "encoder_reference", "export_target", "query_encoder", "run_encoder"]
 
 
 def encoder_reference(journal: Journal, backend: Backend | None = None) -> str:
@@ -75,10 +75,10 @@ def _journal_encoder(journal: Journal, mode: Mode, backend: Backend, *, batch_si
                         batch_size=batch_size, api_key=api_key)
 
 
-def export_target(target: str | Path, *, formats: Sequence[Backend | str] = GRAPHS,
-                  out_dir: str | Path | None = None) -> ExportManifest:
-    """``qdrant-distill export``: a migration's run folder (int8 checked on the holdout of the sample it saved), a
-    distill output folder, or any model (``out_dir`` needed; checked on built-in texts)."""
+def check_export_target(target: str | Path, out_dir: str | Path | None = None) -> None:
+    """Every refusal of ``qdrant-distill export`` before its long part: an endpoint (no model here), a run folder
+    whose journal is not one, a folder that is neither a run nor a distill output without ``--out``, an unusable
+    ``--out``."""
     from qdrant_distill.connectors.http_embeddings import (
         is_http_reference,
         shown_reference,
@@ -91,6 +91,25 @@ def export_target(target: str | Path, *, formats: Sequence[Backend | str] = GRAP
     run, distilled = RunFolder(path), DistillFolder(path)
     if out_dir is None and run.is_run():
         open_journal(run.root)  # a file that is not a journal is refused before anything is written
+        return
+    if out_dir is None and distilled.is_distill_output():
+        return
+    if out_dir is None:
+        raise ConfigError(f"{redact_text(str(target))} is not a run or distill output folder: say where to export it",
+                          hint="add --out FOLDER")
+    from qdrant_distill.migration.checks import check_folder
+
+    check_folder(Path(out_dir).expanduser(), "export folder", "--out")
+
+
+def export_target(target: str | Path, *, formats: Sequence[Backend | str] = GRAPHS,
+                  out_dir: str | Path | None = None) -> ExportManifest:
+    """``qdrant-distill export``: a migration's run folder (int8 checked on the holdout of the sample it saved), a
+    distill output folder, or any model (``out_dir`` needed; checked on built-in texts)."""
+    check_export_target(target, out_dir)
+    path = Path(target).expanduser()
+    run, distilled = RunFolder(path), DistillFolder(path)
+    if out_dir is None and run.is_run():
         if run.distill.is_distill_output():
             from qdrant_distill.distillation.recipe import (
                 export_student,  # torch: only when a student is exported
@@ -98,16 +117,12 @@ def export_target(target: str | Path, *, formats: Sequence[Backend | str] = GRAP
 
             with run_lock(run.root, "export"):
                 return _manifest_of(export_student(run.distill.root, formats=formats, sample=_run_sample(run)))
-    if out_dir is None and not run.is_run() and distilled.is_distill_output():
+        raise ConfigError(f"the run in {redact_text(str(path))} has no student to export yet",
+                          hint="rerun its migration until it is past distilling")
+    if out_dir is None and distilled.is_distill_output():
         from qdrant_distill.distillation.recipe import export_student
 
         return _manifest_of(export_student(distilled.root, formats=formats))
-    if out_dir is None:
-        raise ConfigError(f"{redact_text(str(target))} is not a run or distill output folder: say where to export it",
-                          hint="add --out FOLDER")
-    from qdrant_distill.migration.checks import check_folder
-
-    check_folder(Path(out_dir).expanduser(), "export folder", "--out")
     return export_model(str(target), out_dir, formats=formats)
 
 
