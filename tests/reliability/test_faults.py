@@ -136,7 +136,7 @@ def validation_error() -> Exception:
 # (client method failing, the fault, the typed error, the journal stage the run stops at)
 PERMANENT = [
     ("get_collection", validation_error, ConnectorError, None),  # in the plan
-    ("scroll", lambda: http_error(404), CollectionNotFound, "planned"),  # drawing the sample
+    ("scroll", lambda: http_error(404), CollectionNotFound, None),  # in the plan: its checks read the collection first
     ("create_collection", lambda: http_error(422), ServerError, "gated"),
     ("upsert", lambda: http_error(400), ServerError, "created"),  # the first page of the re-embed
     ("update_collection_aliases", lambda: http_error(400), ServerError, "verified"),  # the swap itself
