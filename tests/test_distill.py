@@ -360,3 +360,13 @@ def test_a_time_budget_plans_fewer_steps_and_ends_on_a_cooled_rate(tiny_model_pa
     assert plan.factor(0) == pytest.approx(0.1) and plan.factor(100) == 0.0
     plan.total = 40  # what fit_budget does when the budget cannot fit the steps: the decay ends there
     assert plan.factor(40) == 0.0 and plan.factor(25) == pytest.approx(0.5)
+
+
+def test_distill_json_records_an_endpoint_teacher_without_what_may_hold_a_secret() -> None:
+    from qdrant_distill.distillation.recipe import _recorded
+
+    secret = "sk-path-4f1e-do-not-store"
+    cfg = DistillConfig(teacher_model=f"openai+http://10.0.0.5:8000/{secret}/v1?model=m#{secret}", label_queries=8)
+    recorded = _recorded(cfg)
+    assert secret not in json.dumps(recorded) and recorded["teacher_model"].startswith("openai+http://10.0.0.5:8000")
+    assert _recorded(DistillConfig(teacher_model="models/teacher"))["teacher_model"] == "models/teacher"

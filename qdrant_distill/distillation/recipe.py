@@ -29,6 +29,7 @@ from pydantic import SecretStr
 
 from qdrant_distill._compat import embedding_dimension
 from qdrant_distill._quiet import quiet_loading
+from qdrant_distill.connectors.http_embeddings import stored_reference
 from qdrant_distill.distillation.config import (
     MIN_HOLDOUT,
     MIN_TRAIN_PAIRS,
@@ -503,6 +504,15 @@ def _write_result(result: DistillResult, output_dir: Path) -> None:
         where.write_text(text, encoding="utf-8")
 
 
+def _recorded(config: DistillConfig) -> dict[str, Any]:
+    """The config as ``distill.json`` keeps it: a teacher behind an endpoint by the part of its reference that can
+    hold no secret (its path, userinfo and options stay in this process)."""
+    recorded = config.model_dump(mode="json")
+    if recorded.get("teacher_model"):
+        recorded["teacher_model"] = stored_reference(recorded["teacher_model"])
+    return recorded
+
+
 def _save(config: DistillConfig, model: Any, space: _Space, pairs: _Pairs, outcome: TrainOutcome,
           selection: dict[str, Any], output_dir: Path, teacher_id: str, started: float) -> DistillResult:
     """Save the student, the projection and ``distill.json`` describing both."""
@@ -525,7 +535,7 @@ def _save(config: DistillConfig, model: Any, space: _Space, pairs: _Pairs, outco
         selection=selection, wall_time_s=time.perf_counter() - started, steps=outcome.steps,
         best_step=outcome.best_step, epochs_run=outcome.epochs_run, stopped_early=outcome.stopped_early,
         out_of_time=outcome.out_of_time, recipe=config.recipe,
-        losses=outcome.history, evaluations=outcome.evaluations, config=config.model_dump(mode="json"),
+        losses=outcome.history, evaluations=outcome.evaluations, config=_recorded(config),
         primary_metric=config.primary_metric,
     )
     _write_result(result, output_dir)

@@ -339,7 +339,7 @@ def test_a_secret_in_any_part_of_a_teachers_url_is_never_shown_or_stored(demo_te
     secret in its userinfo, its query or an unknown option is refused. plan (text and --json), a projection-only
     migrate (--json, --debug) and status (--html, --json) show the endpoint by API, scheme, host, port and model
     only, and nothing the run writes (journal, report.html, report.json, the projection, the store, the collection's
-    metadata) holds a secret. (distill.json of a trained student records its DistillConfig: not covered here.)"""
+    metadata) holds a secret. (distill.json records its teacher the same way: tests/test_distill.py.)"""
     from tests.connectors.fake_embeddings import fake_endpoint
     from tests.test_migration import TEACHER_DIM
 
