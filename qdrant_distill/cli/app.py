@@ -519,17 +519,25 @@ def _print_next(run_dir: Path) -> None:
         out.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
+def _move_alias(run_dir: Path, settings: Any, move_run: Any) -> None:
+    """swap or rollback (``move_run``: ``operate.swap_run`` or ``operate.rollback_run``): the journal read first (a file
+    that is not one is refused before connecting), then the move, said as the store shows it."""
+    from qdrant_distill.migration.operate import open_journal
+
+    open_journal(run_dir)
+    with _connector(settings) as conn:
+        move = move_run(run_dir, conn)
+    out.print(move.describe(), highlight=False)
+
+
 @app.command()
 def swap(run_dir: RunDir, url: Url = None, api_key: ApiKey = None, path: DbPath = None, grpc: Grpc = False,
          debug: Debug = False) -> None:
     """Move the alias to the verified new collection (again, after a rollback)."""
     with _expected_failures(debug):
-        from qdrant_distill.migration.operate import open_journal, swap_run
+        from qdrant_distill.migration.operate import swap_run
 
-        open_journal(run_dir)  # a file that is not a journal: refused before connecting
-        with _connector(_qdrant_settings(url, api_key, path, grpc)) as conn:
-            move = swap_run(run_dir, conn)
-        out.print(move.describe(), highlight=False)
+        _move_alias(run_dir, _qdrant_settings(url, api_key, path, grpc), swap_run)
 
 
 @app.command()
@@ -537,12 +545,9 @@ def rollback(run_dir: RunDir, url: Url = None, api_key: ApiKey = None, path: DbP
              debug: Debug = False) -> None:
     """Move the alias back to the collection it pointed to before the swap (one request)."""
     with _expected_failures(debug):
-        from qdrant_distill.migration.operate import open_journal, rollback_run
+        from qdrant_distill.migration.operate import rollback_run
 
-        open_journal(run_dir)  # a file that is not a journal: refused before connecting
-        with _connector(_qdrant_settings(url, api_key, path, grpc)) as conn:
-            move = rollback_run(run_dir, conn)
-        out.print(move.describe(), highlight=False)
+        _move_alias(run_dir, _qdrant_settings(url, api_key, path, grpc), rollback_run)
 
 
 @app.command()
