@@ -284,9 +284,13 @@ def test_two_plans_give_the_same_dimension_table(store: Path, tiny_model_path: P
     assert "the dimension table samples with seed 0 (the same table each time)" in first.stdout
 
 
-def test_export_says_what_it_does_before_the_long_silent_part(tiny_model_path: Path) -> None:
-    said = run("export", str(tiny_model_path))  # no --out for a plain model: refused after the first line
-    lines = said.stderr.splitlines()
-    assert lines[0] == (f"exporting {tiny_model_path} as onnx-int8: each graph is written, then checked against the "
-                        "torch model (about a minute for a MiniLM-sized student on a CPU)")
-    assert said.exit_code == 1 and lines[-1].startswith("error:")
+def test_export_says_what_it_does_before_the_long_silent_part(tiny_model_path: Path, tmp_path: Path) -> None:
+    refused = run("export", str(tiny_model_path))  # no --out for a plain model: one line, before anything is said
+    assert refused.exit_code == 1 and refused.stderr.splitlines() == [
+        f"error: ConfigError: {tiny_model_path} is not a run or distill output folder: say where to export it (add "
+        "--out FOLDER)"]
+    said = run("export", str(tiny_model_path), "--format", "onnx", "--out", str(tmp_path / "onnx"))
+    assert said.stderr.splitlines()[0] == (
+        f"exporting {tiny_model_path} as onnx: each graph is written, then checked against the torch model (about a "
+        "minute for a MiniLM-sized student on a CPU)"), said.stderr
+    assert said.exit_code == 0, said.stderr

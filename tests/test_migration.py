@@ -292,7 +292,6 @@ def test_plan_refuses_bad_input_and_writes_nothing(conn, demo_texts, tiny_model_
         ({"dim": TEACHER_DIM}, DimensionError),
         ({"dim": 500}, DimensionError),
         ({"vector_name": "nope"}, VectorNotFound),
-        ({"sample_size": N + 1}, ConfigError),
         ({"source": "empty", "dim": 4}, EmptyCollection),
         ({"source": "multi", "dim": 4}, UnsupportedVectors),
         ({"text_field": "body"}, NoTextPayload),

@@ -196,9 +196,10 @@ def test_id_ranges_cover_every_point_once_in_scroll_order(tmp_path) -> None:
 def test_a_gpu_request_the_cluster_cannot_meet_stops_before_sampling(demo_texts, tiny_model_path, tmp_path) -> None:
     conn = QdrantConnector.open(location=":memory:")
     build_source(conn, demo_texts)
-    with pytest.raises(ConfigError, match="0 GPUs, 2 workers need 2"):
+    with pytest.raises(ConfigError, match="2 Ray workers with --gpus-per-worker 1 need 2 GPUs; this machine has 0"):
         migrate(ray_config(tiny_model_path, tmp_path / "run", ray={"gpus_per_worker": 1}), connector=conn)
-    assert open_journal(tmp_path / "run").stage is Stage.PLANNED and conn.collections() == ["docs_v1"]
+    # refused in the plan: no journal, nothing created
+    assert not (tmp_path / "run" / "journal.json").exists() and conn.collections() == ["docs_v1"]
 
 
 BLOCK_RAY = textwrap.dedent('''

@@ -230,24 +230,31 @@ def _main(version: Annotated[bool, typer.Option(
 
 
 class _OneRetryLine(logging.Filter):
-    """The retries of a failing call as one line: the first says what failed and that it is retried; the others are
-    dropped (--debug keeps every one). A record that is not a retry starts the count again."""
+    """The retries of a failing call as one line: the first says what failed and that it is retried (reworded on a
+    copy of the record by :func:`_short_retry`; other handlers see the record as logged); the others are dropped
+    (--debug keeps every one). A record that is not a retry starts the count again."""
 
     def __init__(self) -> None:
         super().__init__()
         self.retrying = False
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if not message.startswith("Retrying "):
+        if not record.getMessage().startswith("Retrying "):
             self.retrying = False
             return True
         if self.retrying:
             return False
         self.retrying = True
-        record.msg, record.args = "%s; retrying (the error follows if it persists)", (message.split(" raised ")[-1]
-                                                                                    .rstrip("."),)
         return True
+
+
+def _short_retry(record: logging.LogRecord) -> logging.LogRecord:
+    message = record.getMessage()
+    if not message.startswith("Retrying "):
+        return record
+    why = message.split(" raised ")[-1].rstrip(".")
+    return logging.makeLogRecord({**record.__dict__, "msg": "%s; retrying (the error follows if it persists)",
+                                  "args": (why,)})
 
 
 def _logging(debug: bool) -> None:
@@ -255,7 +262,11 @@ def _logging(debug: bool) -> None:
 
     from rich.logging import RichHandler
 
-    handler = RichHandler(console=err, show_path=False, show_time=False)
+    class Handler(RichHandler):
+        def emit(self, record: logging.LogRecord) -> None:
+            super().emit(record if debug else _short_retry(record))
+
+    handler = Handler(console=err, show_path=False, show_time=False)
     if not debug:
         handler.addFilter(_OneRetryLine())
         # qdrant-client warns when its version check cannot reach the server: the connection's own error says so
