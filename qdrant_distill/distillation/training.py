@@ -285,6 +285,27 @@ def _total_steps(settings: TrainSettings, steps_per_epoch: int) -> int:
     return total
 
 
+def _weighted_terms(settings: TrainSettings) -> tuple[list[str], bool]:
+    """The document terms with a weight, and whether pseudo-queries are cut; refuses a loss that is all zero."""
+    doc_terms = [k for k in ("mse", "cosine", "contrastive", "kl") if settings.weights.get(k, 0.0)]
+    use_pq = settings.pseudo_queries and (settings.weights.get("pseudo_query", 0.0) > 0
+                                          or settings.weights.get("query_document", 0.0) > 0)
+    if not doc_terms and not use_pq:
+        raise StudentError("every loss weight is zero: nothing to train")
+    return doc_terms, use_pq
+
+
+def _step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler: Any, groups: list[dict[str, Any]],
+          grad_clip: float) -> None:
+    """One optimiser step on ``loss``, gradients clipped, the learning rate moved on."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], grad_clip)
+    optimizer.step()
+    scheduler.step()
+
+
 def train(
     model: Any,
     texts: Sequence[str],
@@ -311,12 +332,7 @@ def train(
     steps_per_epoch = math.ceil(n / batch)
     total = _total_steps(settings, steps_per_epoch)
     eval_every = settings.eval_steps or steps_per_epoch
-    doc_terms = [k for k in ("mse", "cosine", "contrastive", "kl") if settings.weights.get(k, 0.0)]
-    use_pq = settings.pseudo_queries and (settings.weights.get("pseudo_query", 0.0) > 0
-                                          or settings.weights.get("query_document", 0.0) > 0)
-    if not doc_terms and not use_pq:
-        raise StudentError("every loss weight is zero: nothing to train")
-
+    doc_terms, use_pq = _weighted_terms(settings)
     rng = random.Random(settings.seed)
     torch.manual_seed(settings.seed)
     target_t = torch.as_tensor(np.asarray(targets, dtype=np.float32)).to(settings.device)
@@ -339,12 +355,7 @@ def train(
             if len(idx) < 2 or step >= plan.total:
                 continue
             loss, parts = _batch_loss(embed, [texts[i] for i in idx], idx, target_t, settings, doc_terms, use_pq, rng)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if settings.grad_clip:
-                torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], settings.grad_clip)
-            optimizer.step()
-            scheduler.step()
+            _step(loss, optimizer, scheduler, groups, settings.grad_clip)
             step += 1
             history.append({"step": step, "loss": float(loss.detach()), **parts})
             bar.update(1)

@@ -12,6 +12,23 @@ from typing import Any
 
 
 @contextmanager
+def _serving(handler: type[BaseHTTPRequestHandler], **state: Any) -> Iterator[Any]:
+    """``handler`` served on a free loopback port in a thread; ``server.url``, and ``state`` as attributes."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    for name, value in state.items():
+        setattr(server, name, value)
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@contextmanager
 def refusing_server(status: int = 401) -> Iterator[Any]:
     """Yields the server; ``server.url`` to connect to, ``server.seen`` the API keys it was sent."""
 
@@ -33,17 +50,8 @@ def refusing_server(status: int = 401) -> Iterator[Any]:
         def log_message(self, *args: Any) -> None:  # quiet
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.seen = []  # type: ignore[attr-defined]
-    server.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with _serving(Handler, seen=[]) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 @contextmanager
@@ -66,14 +74,5 @@ def answering_server(answer: Any) -> Iterator[Any]:
         def log_message(self, *args: Any) -> None:  # quiet
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.posts = 0  # type: ignore[attr-defined]
-    server.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with _serving(Handler, posts=0) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
