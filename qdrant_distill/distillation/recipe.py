@@ -38,7 +38,7 @@ from qdrant_distill.distillation.config import (
     StudentKind,
 )
 from qdrant_distill.distillation.pseudo_queries import cut_queries, pseudo_query
-from qdrant_distill.distillation.recipes import Use, with_recipe
+from qdrant_distill.distillation.recipes import PRUNED_LR_BODY, Use, with_recipe
 from qdrant_distill.distillation.result import DistillResult
 from qdrant_distill.distillation.students import (
     add_head,
@@ -81,7 +81,6 @@ logger = logging.getLogger(__name__)
 
 QUERY_SIDE_GUARD = "pseudo_query/self_mrr@10"
 QUERY_SIDE_TOLERANCE = 0.005  # a plain head replacing the trained state may lose at most this on the query side
-PRUNED_LR_BODY = 1e-4  # body learning rate of a pruned teacher when none is given (measured in docs/benchmarks.md)
 
 
 # ------------------------------------------------------------------------------------------------------------ helpers

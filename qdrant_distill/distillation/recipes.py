@@ -22,9 +22,10 @@ from qdrant_distill.distillation.config import (
     StudentKind,
 )
 
-__all__ = ["RECIPES", "Recipe", "Use", "recipe_for", "with_recipe"]
+__all__ = ["PRUNED_LR_BODY", "RECIPES", "Recipe", "Use", "recipe_for", "with_recipe"]
 
 Use = Literal["symmetric", "queries"]
+PRUNED_LR_BODY = 1e-4  # a pruned teacher's body must learn: its rate when none is given (docs/benchmarks.md)
 
 
 class Recipe(BaseModel):
@@ -78,7 +79,7 @@ _PRUNED = Recipe(
     kind=StudentKind.PRUNED,
     use="symmetric",
     # the removed layers are what the kept ones and the head were fitted after: the body must learn
-    values={"lr_body": 1e-4, "lr_head": 1e-4, "weights": LossWeights(mse=1.0, contrastive=0.0, kl=0.0,
+    values={"lr_body": PRUNED_LR_BODY, "lr_head": 1e-4, "weights": LossWeights(mse=1.0, contrastive=0.0, kl=0.0,
                                                                       pseudo_query=0.2)},
     measured="SciFact 128-d, mpnet with 4 of 12 layers: see docs/benchmarks.md (pruned rows)",
     cost="a full fine-tuning step of the pruned teacher per batch (~5 s for 16 abstracts here)",
